@@ -28,7 +28,7 @@ from exporter.layout import variant_file_name
 from exporter.manifest import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
 from exporter.progress import Progress, SilentProgress
 from exporter.recipe import LoadedRecipe, Variant, load_recipe
-from exporter.source import ResolvedSource, load_sentence_transformer, resolve_source
+from exporter.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
 
 # Weight files of the Transformer module: the exported graphs replace them in the artifact folder.
 TRANSFORMER_WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
@@ -199,7 +199,7 @@ def make_manifest(
             "revision": source.revision,
             "location": source.location,
             "max_seq_length": model.max_seq_length,
-            "dimension": model.get_sentence_embedding_dimension(),
+            "dimension": embedding_dimension(model),
             "trust_remote_code": loaded.recipe.model.trust_remote_code,
         },
         "shared_files": shared,

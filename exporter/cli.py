@@ -101,7 +101,7 @@ def _render_build(result) -> None:
     console = _stderr_console()
     table = Table(title=f"{result.manifest['recipe']['name']} → {result.output}")
     for column in ("variant", "backend", "precision", "graph", "file_name", "size"):
-        table.add_column(column, justify="right" if column == "size" else "left")
+        table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
     for variant in result.summary()["variants"]:
         table.add_row(variant["name"], variant["backend"], variant["precision"], variant["graph"],
                       variant["file_name"], f"{variant['size'] / 1e6:.1f} MB")

@@ -123,11 +123,19 @@ def copy_onnx(source: Path, target: Path) -> list[Path]:
     return save_onnx(proto, target, external_data_threshold=0)
 
 
-def convert_to_openvino(onnx_path: Path, xml_path: Path, compress_to_fp16: bool = False) -> list[Path]:
-    """Convert an ONNX graph to OpenVINO IR (``.xml`` + ``.bin``); fp32 weights unless asked otherwise."""
+def convert_to_openvino(
+    onnx_path: Path, xml_path: Path, compress_to_fp16: bool = False, inference_precision: str | None = "f32"
+) -> list[Path]:
+    """Convert an ONNX graph to OpenVINO IR (``.xml`` + ``.bin``); fp32 weights unless asked otherwise.
+
+    ``inference_precision`` is stored in the IR's ``runtime_options``, which OpenVINO applies when it
+    compiles the model: without it, CPUs with AMX run fp32 models in bf16 and embeddings drift.
+    """
     import openvino as ov
 
     ov_model = ov.convert_model(str(onnx_path))
+    if inference_precision:
+        ov_model.set_rt_info(inference_precision, ["runtime_options", "INFERENCE_PRECISION_HINT"])
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, str(xml_path), compress_to_fp16=compress_to_fp16)
     return [xml_path, xml_path.with_suffix(".bin")]

@@ -31,7 +31,7 @@ class GraphSpec:
 def graph_inputs(model) -> tuple[str, ...]:
     """The tokenizer outputs the transformer accepts (e.g. BERT takes token_type_ids, MPNet does not)."""
     transformer = model[0]
-    produced = set(transformer.tokenize(["a b", "c"]).keys())
+    produced = set(tokenize(model, ["a b", "c"]).keys())
     accepted = set(inspect.signature(transformer.auto_model.forward).parameters)
     names = tuple(name for name in KNOWN_INPUTS if name in produced and name in accepted)
     if "input_ids" not in names or "attention_mask" not in names:
@@ -69,8 +69,15 @@ class SentenceGraph(_PipelineGraph):
 
 def sample_inputs(model, input_names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:
     """A padded batch of two texts of different lengths, so the traced graph keeps the attention mask."""
-    features = model[0].tokenize(["a short text", "a somewhat longer text to make the batch need padding here"])
+    features = tokenize(model, ["a short text", "a somewhat longer text to make the batch need padding here"])
     return tuple(features[name] for name in input_names)
+
+
+def tokenize(model, texts: list[str]) -> dict[str, torch.Tensor]:
+    """The Transformer module's own tokenisation (``preprocess`` in sentence-transformers 5.7+)."""
+    transformer = model[0]
+    method = getattr(transformer, "preprocess", None) or transformer.tokenize
+    return method(texts)
 
 
 def use_eager_attention(model) -> None:
@@ -79,12 +86,8 @@ def use_eager_attention(model) -> None:
     SDPA may skip the mask for batches without padding, and ONNX Runtime's transformer optimizer
     only fuses the eager MatMul/Softmax attention pattern.
     """
-    auto_model = model[0].auto_model
-    if hasattr(auto_model, "set_attn_implementation"):
-        try:
-            auto_model.set_attn_implementation("eager")
-            return
-        except (ValueError, NotImplementedError, AttributeError):
-            pass
-    if hasattr(auto_model.config, "_attn_implementation"):
-        auto_model.config._attn_implementation = "eager"
+    config = model[0].auto_model.config
+    # Setting the config attribute works for every architecture; set_attn_implementation() refuses
+    # (and logs) for models such as BERT that predate the attention interface.
+    if hasattr(config, "_attn_implementation"):
+        config._attn_implementation = "eager"

@@ -31,7 +31,7 @@ class SilentProgress:
 
 
 class RichProgress:
-    """A spinner with elapsed time per step on stderr, and a tick line once each step is done."""
+    """A spinner per step on stderr, and a tick line once each step is done."""
 
     def __init__(self, console=None):
         from rich.console import Console
@@ -40,15 +40,8 @@ class RichProgress:
 
     @contextlib.contextmanager
     def step(self, description: str) -> Iterator[None]:
-        from rich.progress import Progress as RichBar
-        from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
-
         started = time.perf_counter()
-        with RichBar(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=self.console, transient=True,
-        ) as bar:
-            bar.add_task(description, total=None)
+        with self.console.status(description):
             yield
         self.console.print(f"[green]✓[/green] {description} [dim]({time.perf_counter() - started:.1f} s)[/dim]")
 

@@ -108,3 +108,9 @@ def load_sentence_transformer(directory: Path, source: ModelSource):
         model.max_seq_length = source.max_seq_length
     model.eval()
     return model
+
+
+def embedding_dimension(model) -> int:
+    """The sentence embedding size (``get_embedding_dimension`` since sentence-transformers 5.7)."""
+    method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(method())

@@ -1,0 +1,64 @@
+"""Shared fixtures: the packaged MiniLM, tiny random models, and recipe writing helpers."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach the Hub; the local server is explicit
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from models import MINILM_DIR, build_tiny_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return MINILM_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A factory: tiny_model(architecture, pooling, dense, normalize) -> model folder (cached)."""
+    cache: dict[tuple, Path] = {}
+
+    def make(architecture: str = "bert", pooling: str = "mean", dense: bool = False, normalize: bool = True) -> Path:
+        key = (architecture, pooling, dense, normalize)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"tiny-{architecture}-{pooling}-{int(dense)}{int(normalize)}")
+            cache[key] = build_tiny_model(folder, architecture, pooling, dense, normalize)
+        return cache[key]
+
+    return make
+
+
+def write_recipe(folder: Path, body: str, name: str = "recipe.yaml") -> Path:
+    """Write a recipe file (dedented) and return its path."""
+    path = folder / name
+    path.write_text(textwrap.dedent(body).lstrip(), encoding="utf-8")
+    return path
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity."""
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def run_plain_runtime(folder: Path, variant: dict, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+    """Run a graph: sentence variant with plain onnxruntime / OpenVINO on the tokenizer's outputs."""
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    feeds = {name: encoded[name].astype(np.int64) for name in variant["inputs"]}
+    path = str(folder / variant["file_name"])
+    if variant["backend"] == "onnx":
+        import onnxruntime as ort
+
+        return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    import openvino as ov
+
+    return ov.Core().compile_model(path, "CPU")(feeds)[0]

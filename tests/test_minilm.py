@@ -1,0 +1,89 @@
+"""Integration: the shipped recipes on the packaged all-MiniLM-L6-v2, real export and real inference."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import RECIPES, cosine, run_plain_runtime
+from sentence_transformers import SentenceTransformer
+
+from exporter.build import build
+from exporter.manifest import list_files, sha256_file
+
+TEXTS = ["backend choice check", "short text"]
+VARIED = TEXTS + ["a", "naïve café 😀 日本語のテキスト", "def f(x):\n    return x ** 2  # 42", "word " * 400]
+
+
+@pytest.fixture(scope="session")
+def reference(minilm_dir):
+    return SentenceTransformer(str(minilm_dir), device="cpu")
+
+
+@pytest.fixture(scope="session", params=["minilm-onnx", "minilm-openvino"])
+def built(request, tmp_path_factory):
+    output = tmp_path_factory.mktemp("artifacts") / request.param
+    result = build(RECIPES / f"{request.param}.yaml", output=output)
+    return result.output
+
+
+def test_every_file_is_in_the_manifest_with_its_checksum(built):
+    manifest = json.loads((built / "manifest.json").read_text())
+    assert manifest["schema_version"] == 1
+    assert manifest["source"]["id"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert manifest["source"]["dimension"] == 384
+    listed = {entry["path"]: entry for entry in manifest["shared_files"]}
+    for variant in manifest["variants"]:
+        listed.update({entry["path"]: entry for entry in variant["files"]})
+    assert sorted(listed) == list_files(built)
+    for relative, entry in listed.items():
+        assert entry["sha256"] == sha256_file(built / relative)
+        assert entry["size"] == (built / relative).stat().st_size
+    shared = {entry["path"] for entry in manifest["shared_files"]}
+    assert {"modules.json", "config.json", "tokenizer.json", "1_Pooling/config.json"} <= shared
+    assert "model.safetensors" not in shared  # the graphs replace the torch weights
+
+
+def test_transformer_variants_load_in_sentence_transformers(built, reference):
+    manifest = json.loads((built / "manifest.json").read_text())
+    expected = reference.encode(VARIED)
+    transformer_variants = [v for v in manifest["variants"] if v["graph"] == "transformer"]
+    assert transformer_variants
+    for variant in transformer_variants:
+        model = SentenceTransformer(str(built), backend=variant["backend"],
+                                    model_kwargs={"file_name": variant["file_name"]})
+        embeddings = model.encode(TEXTS)
+        assert embeddings.shape == (2, 384) and embeddings.dtype == np.float32
+        assert cosine(embeddings, expected[:2]).min() >= 0.9999
+        assert cosine(model.encode(VARIED), expected).min() >= 0.9999
+
+
+def test_sentence_variants_run_in_the_plain_runtime(built, reference):
+    manifest = json.loads((built / "manifest.json").read_text())
+    expected = reference.encode(VARIED)
+    sentence_variants = [v for v in manifest["variants"] if v["graph"] == "sentence"]
+    assert sentence_variants
+    for variant in sentence_variants:
+        assert variant["output"] == "sentence_embedding"
+        embeddings = run_plain_runtime(built, variant, reference.tokenizer, VARIED, reference.max_seq_length)
+        assert embeddings.shape == (len(VARIED), 384) and embeddings.dtype == np.float32
+        assert cosine(embeddings, expected).min() >= 0.9999
+
+
+def test_default_file_choice_never_lands_on_the_sentence_graph(built, tmp_path, reference):
+    manifest = json.loads((built / "manifest.json").read_text())
+    backend = manifest["variants"][0]["backend"]
+    # Without file_name, sentence-transformers picks the plain transformer graph...
+    model = SentenceTransformer(str(built), backend=backend)
+    assert cosine(model.encode(TEXTS), reference.encode(TEXTS)).min() >= 0.9999
+    # ...and with only the sentence graph present it finds no default file at all (it would try to export).
+    sentence_only = tmp_path / "sentence-only"
+    shutil.copytree(built, sentence_only)
+    for variant in manifest["variants"]:
+        if variant["graph"] == "transformer":
+            for entry in variant["files"]:
+                (sentence_only / entry["path"]).unlink()
+    with pytest.raises(Exception):
+        SentenceTransformer(str(sentence_only), backend=backend)
