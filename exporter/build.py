@@ -23,7 +23,7 @@ from typing import Any
 from exporter import __version__
 from exporter.errors import BadInputError
 from exporter.export import convert_to_openvino, copy_onnx, export_onnx_graph
-from exporter.graphs import GraphSpec, use_eager_attention
+from exporter.graphs import GraphSpec
 from exporter.layout import variant_file_name
 from exporter.manifest import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
 from exporter.progress import Progress, SilentProgress
@@ -110,7 +110,7 @@ def build(
     check_output(target)
     source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
     with progress.step(f"Loading {source.location}"):
-        model = load_sentence_transformer(source.directory, loaded.recipe.model)
+        model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
@@ -149,7 +149,6 @@ def _transformer_path(folder: Path) -> str:
 
 def export_variants(model, variants: list[Variant], folder: Path, progress: Progress) -> list[BuiltVariant]:
     """Export each variant. The fp32 ONNX graph of each kind is exported once and shared."""
-    use_eager_attention(model)
     built: list[BuiltVariant] = []
     with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
         base_graphs: dict[str, tuple[Path, GraphSpec]] = {}

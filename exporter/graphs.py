@@ -78,16 +78,3 @@ def tokenize(model, texts: list[str]) -> dict[str, torch.Tensor]:
     transformer = model[0]
     method = getattr(transformer, "preprocess", None) or transformer.tokenize
     return method(texts)
-
-
-def use_eager_attention(model) -> None:
-    """Trace the plain attention math rather than SDPA.
-
-    SDPA may skip the mask for batches without padding, and ONNX Runtime's transformer optimizer
-    only fuses the eager MatMul/Softmax attention pattern.
-    """
-    config = model[0].auto_model.config
-    # Setting the config attribute works for every architecture; set_attn_implementation() refuses
-    # (and logs) for models such as BERT that predate the attention interface.
-    if hasattr(config, "_attn_implementation"):
-        config._attn_implementation = "eager"

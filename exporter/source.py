@@ -93,13 +93,20 @@ def _download_from_hub(source: ModelSource, recipe_file: Path | None) -> Path:
     return Path(path)
 
 
-def load_sentence_transformer(directory: Path, source: ModelSource):
-    """Load the torch reference model on CPU, with the recipe's max_seq_length override applied."""
+def load_sentence_transformer(directory: Path, source: ModelSource, for_export: bool = False):
+    """Load the torch model on CPU, with the recipe's max_seq_length override applied.
+
+    ``for_export`` loads the plain ("eager") attention implementation: SDPA may drop the attention mask
+    for batches without padding when traced, and ONNX Runtime's optimizer only fuses the eager pattern.
+    Numerically both are the same model.
+    """
     from sentence_transformers import SentenceTransformer
 
+    model_kwargs = {"attn_implementation": "eager"} if for_export else None
     try:
         model = SentenceTransformer(
-            str(directory), device="cpu", trust_remote_code=source.trust_remote_code, local_files_only=True
+            str(directory), device="cpu", trust_remote_code=source.trust_remote_code, local_files_only=True,
+            model_kwargs=model_kwargs,
         )
     except Exception as error:  # noqa: BLE001 - any failure here means the directory is not a usable model
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

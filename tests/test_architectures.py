@@ -1,0 +1,74 @@
+"""Tiny random models: other architectures, every pooling mode, with and without Dense and Normalize.
+
+Each graph: sentence variant must match SentenceTransformer.encode when run in the plain runtime, and
+each graph: transformer variant must load through sentence-transformers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import cosine, run_plain_runtime, write_recipe
+from sentence_transformers import SentenceTransformer
+
+from exporter.build import build
+
+TEXTS = ["a", "hello world", "a somewhat longer sentence with more tokens in it", "日本語 😀 123", "x " * 200]
+
+PIPELINES = [
+    ("bert", "mean", False, True),
+    ("bert", "cls", False, False),
+    ("bert", "max", True, False),
+    ("bert", "mean_sqrt_len_tokens", True, True),
+    ("bert", "weightedmean", False, True),
+    ("bert", "lasttoken", False, False),
+    ("distilbert", "cls", True, True),
+    ("distilbert", "max", False, True),
+    ("distilbert", "mean", True, False),
+]
+
+
+def _recipe(tmp_path, model_dir, backends=("onnx", "openvino")):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    variants = "".join(
+        f"  - {{backend: {backend}, graph: {graph}}}\n" for backend in backends for graph in ("transformer", "sentence")
+    )
+    return write_recipe(tmp_path, f"name: tiny\nmodel:\n  path: {model_dir}\nvariants:\n{variants}")
+
+
+@pytest.mark.parametrize(("architecture", "pooling", "dense", "normalize"), PIPELINES)
+def test_sentence_graph_matches_sentence_transformers(tmp_path, tiny_model, architecture, pooling, dense, normalize):
+    model_dir = tiny_model(architecture, pooling, dense, normalize)
+    result = build(_recipe(tmp_path, model_dir), output=tmp_path / "out")
+    reference = SentenceTransformer(str(model_dir), device="cpu")
+    expected = reference.encode(TEXTS)
+    manifest = result.manifest
+    assert manifest["source"]["dimension"] == expected.shape[1]
+    for variant in manifest["variants"]:
+        if variant["graph"] == "sentence":
+            got = run_plain_runtime(result.output, variant, reference.tokenizer, TEXTS, reference.max_seq_length)
+        else:
+            loaded = SentenceTransformer(str(result.output), backend=variant["backend"],
+                                         model_kwargs={"file_name": variant["file_name"]})
+            got = loaded.encode(TEXTS)
+        assert got.shape == expected.shape, variant["name"]
+        assert got.dtype == np.float32
+        assert cosine(got, expected).min() >= 0.9999, variant["name"]
+        if not normalize:  # without Normalize the scale must match too
+            np.testing.assert_allclose(np.linalg.norm(got, axis=1), np.linalg.norm(expected, axis=1), rtol=1e-3)
+
+
+def test_inputs_follow_the_architecture(tmp_path, tiny_model):
+    bert = build(_recipe(tmp_path / "b", tiny_model("bert"), ("onnx",)), output=tmp_path / "b" / "out")
+    distil = build(_recipe(tmp_path / "d", tiny_model("distilbert"), ("onnx",)), output=tmp_path / "d" / "out")
+    assert bert.manifest["variants"][0]["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert distil.manifest["variants"][0]["inputs"] == ["input_ids", "attention_mask"]
+
+
+def test_dense_weights_are_shared_files(tmp_path, tiny_model):
+    result = build(_recipe(tmp_path, tiny_model("bert", "mean", True, True), ("onnx",)), output=tmp_path / "out")
+    shared = {entry["path"] for entry in result.manifest["shared_files"]}
+    assert any(path.startswith("2_Dense/") for path in shared)
+    modules = json.loads((result.output / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
