@@ -210,3 +210,12 @@ def test_validators_folder_installs_inside_the_package(tmp_path):
     name, origin = process.stdout.split()
     assert name == "exporter.validators"
     assert origin == "None" or "site-packages/validators" in origin  # PyPI's, never ours
+
+
+def test_same_recipe_builds_byte_identical_model_files(workdir, tiny_model):
+    recipe = write_recipe(workdir, "name: tiny\n" + _model_block(tiny_model("bert", "cls", True, False)) +
+                          "variants:\n  - {backend: onnx}\n  - {backend: openvino, graph: sentence}\n")
+    first = build(recipe, output="one").manifest
+    second = build(recipe, output="two").manifest
+    assert [v["files"] for v in first["variants"]] == [v["files"] for v in second["variants"]]
+    assert first["shared_files"] == second["shared_files"]
