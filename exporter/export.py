@@ -7,6 +7,7 @@ converted from that same ONNX graph, so both backends start from identical numer
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import warnings
@@ -134,8 +135,20 @@ def convert_to_openvino(
     import openvino as ov
 
     ov_model = ov.convert_model(str(onnx_path))
+    _name_unnamed_ops_by_position(ov_model)
     if inference_precision:
         ov_model.set_rt_info(inference_precision, ["runtime_options", "INFERENCE_PRECISION_HINT"])
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, str(xml_path), compress_to_fp16=compress_to_fp16)
     return [xml_path, xml_path.with_suffix(".bin")]
+
+
+def _name_unnamed_ops_by_position(ov_model) -> None:
+    """Give auto-named ops (``Constant_4079``, ``Range_32``) names from their position in the graph.
+
+    OpenVINO numbers unnamed ops with a process-wide counter, so a second conversion in the same process
+    would write a different .xml for the same model; position-based names keep builds byte-identical.
+    """
+    for index, op in enumerate(ov_model.get_ordered_ops()):
+        if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*_\d+", op.get_friendly_name()):
+            op.set_friendly_name(f"{op.get_type_name()}_{index}")
