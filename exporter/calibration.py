@@ -1,0 +1,106 @@
+"""Calibration texts for static quantisation, and the built-in text sets.
+
+The built-in calibration corpus (``exporter/data/calibration/*.jsonl``) holds over 1,500 hand-written texts
+of many domains, registers, languages and lengths: int8 ranges calibrated on narrow text fail on what
+users really embed (single words, long texts, other scripts). The built-in validation set
+(``exporter/data/validation.jsonl``) is disjoint from it; the validators use it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from exporter.errors import BadInputError
+
+BUILTIN = "builtin"
+
+
+@dataclass(frozen=True)
+class CalibrationTexts:
+    """The sampled texts plus what the manifest records about where they came from."""
+
+    texts: list[str]
+    corpus: str  # "builtin" or the file name as written in the recipe
+    corpus_sha256: str  # of the whole corpus, in file order
+    corpus_size: int
+    samples: int
+    seed: int
+
+
+def _data_dir():
+    return resources.files("exporter") / "data"
+
+
+def builtin_calibration_texts() -> list[str]:
+    """All built-in calibration texts, in a stable order."""
+    folder = _data_dir() / "calibration"
+    texts: list[str] = []
+    for part in sorted((entry for entry in folder.iterdir() if entry.name.endswith(".jsonl")), key=lambda e: e.name):
+        texts.extend(_jsonl_texts(part.read_text(encoding="utf-8"), "text", part.name))
+    return texts
+
+
+def builtin_validation_records() -> list[dict]:
+    """The built-in validation set: dicts with text, domain, lang, kind."""
+    text = (_data_dir() / "validation.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def load_corpus(corpus: str, base_dir: Path, column: str = "text", where: str = "calibration.corpus") -> list[str]:
+    """Texts of a corpus: ``builtin``, or a local .txt (one per line), .jsonl or .csv file (``column``)."""
+    if corpus == BUILTIN:
+        return builtin_calibration_texts()
+    path = (base_dir / corpus).resolve()
+    if not path.is_file():
+        raise BadInputError(f"{where}: {path} is not a file (expected 'builtin' or a .txt/.jsonl/.csv file)")
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInputError(f"{where}: cannot read {path}: {error}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        texts = [line.strip() for line in content.splitlines() if line.strip()]
+    elif suffix == ".jsonl":
+        texts = _jsonl_texts(content, column, str(path))
+    elif suffix == ".csv":
+        rows = list(csv.DictReader(content.splitlines()))
+        if rows and column not in rows[0]:
+            raise BadInputError(f"{where}: {path} has no column {column!r} (columns: {', '.join(rows[0])})")
+        texts = [row[column].strip() for row in rows if (row.get(column) or "").strip()]
+    else:
+        raise BadInputError(f"{where}: {path}: expected a .txt, .jsonl or .csv file")
+    if not texts:
+        raise BadInputError(f"{where}: {path} holds no texts")
+    return texts
+
+
+def _jsonl_texts(content: str, column: str, where: str) -> list[str]:
+    texts = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise BadInputError(f"{where}:{number}: malformed JSON line: {error.msg}") from None
+        value = record.get(column) if isinstance(record, dict) else None
+        if not isinstance(value, str):
+            raise BadInputError(f"{where}:{number}: expected an object with a string {column!r} field")
+        if value.strip():
+            texts.append(value)
+    return texts
+
+
+def calibration_texts(corpus: str, samples: int, seed: int, base_dir: Path, column: str = "text") -> CalibrationTexts:
+    """A seeded sample of ``samples`` texts (all of them if the corpus is smaller)."""
+    texts = load_corpus(corpus, base_dir, column)
+    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
+    chosen = random.Random(seed).sample(texts, samples) if samples < len(texts) else list(texts)
+    return CalibrationTexts(texts=chosen, corpus=corpus, corpus_sha256=digest, corpus_size=len(texts),
+                            samples=len(chosen), seed=seed)
