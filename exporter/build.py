@@ -22,12 +22,12 @@ from typing import Any
 
 from exporter import __version__
 from exporter.errors import BadInputError
-from exporter.export import convert_to_openvino, copy_onnx, export_onnx_graph
 from exporter.graphs import GraphSpec
 from exporter.layout import variant_file_name
 from exporter.manifest import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
 from exporter.progress import Progress, SilentProgress
 from exporter.recipe import LoadedRecipe, Variant, load_recipe
+from exporter.variants import VariantBuilder
 from exporter.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
 
 # Weight files of the Transformer module: the exported graphs replace them in the artifact folder.
@@ -44,6 +44,7 @@ class BuiltVariant:
     files: list[str]
     spec: GraphSpec
     seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,7 +119,7 @@ def build(
         staging.mkdir()
         with progress.step("Writing sentence-transformers files"):
             write_shared_files(model, staging)
-        built = export_variants(model, selected, staging, progress)
+        built = export_variants(model, selected, staging, loaded.base_dir, progress)
         manifest = make_manifest(loaded, source, model, built, staging)
         write_manifest(staging, manifest)
         place(staging, target)
@@ -147,36 +148,27 @@ def _transformer_path(folder: Path) -> str:
     return next((m.get("path", "") for m in modules if m.get("type", "").endswith(".Transformer")), "")
 
 
-def export_variants(model, variants: list[Variant], folder: Path, progress: Progress) -> list[BuiltVariant]:
-    """Export each variant. The fp32 ONNX graph of each kind is exported once and shared."""
+def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
+                    progress: Progress) -> list[BuiltVariant]:
+    """Export each variant into ``folder``; intermediate graphs live in a scratch folder, built once."""
     built: list[BuiltVariant] = []
     with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
-        base_graphs: dict[str, tuple[Path, GraphSpec]] = {}
+        builder = VariantBuilder(model, recipe_dir, Path(scratch), progress)
         for variant in variants:
-            if variant.graph not in base_graphs:
-                path = Path(scratch) / variant.graph / "model.onnx"
-                with progress.step(f"Exporting the {variant.graph} graph to ONNX"):
-                    base_graphs[variant.graph] = (path, export_onnx_graph(model, variant.graph, path))
-            onnx_path, spec = base_graphs[variant.graph]
             file_name = variant_file_name(variant)
-            step_started = time.perf_counter()
+            started = time.perf_counter()
+            builder.fp32_graph(variant.graph, variant.optimize)  # its own progress step
             with progress.step(f"Building {variant.resolved_name} → {file_name}"):
-                written = build_variant(variant, onnx_path, folder / file_name)
+                result = builder.build(variant, folder / file_name)
             built.append(BuiltVariant(
                 variant=variant,
                 file_name=file_name,
-                files=[path.relative_to(folder).as_posix() for path in written],
-                spec=spec,
-                seconds=time.perf_counter() - step_started,
+                files=[path.relative_to(folder).as_posix() for path in result.files],
+                spec=result.spec,
+                seconds=time.perf_counter() - started,
+                details=result.details,
             ))
     return built
-
-
-def build_variant(variant: Variant, onnx_path: Path, target: Path) -> list[Path]:
-    """Write one variant's files from the fp32 ONNX graph; returns the files written."""
-    if variant.backend == "onnx":
-        return copy_onnx(onnx_path, target)
-    return convert_to_openvino(onnx_path, target)
 
 
 def make_manifest(
@@ -201,6 +193,7 @@ def make_manifest(
             "dimension": embedding_dimension(model),
             "trust_remote_code": loaded.recipe.model.trust_remote_code,
         },
+        "publish": loaded.recipe.publish.model_dump() if loaded.recipe.publish else {},
         "shared_files": shared,
         "variants": [
             {
@@ -211,11 +204,22 @@ def make_manifest(
                 "file_name": b.file_name,
                 "inputs": list(b.spec.inputs),
                 "output": b.spec.output,
+                **b.details,
+                "validation_thresholds": variant_thresholds(loaded, b.variant).model_dump(),
                 "files": per_variant[b.variant.resolved_name],
             }
             for b in built
         ],
     }
+
+
+def variant_thresholds(loaded: LoadedRecipe, variant: Variant):
+    """The parity thresholds this variant is held to: defaults for its precision, then the recipe's."""
+    from exporter.validators.thresholds import effective_thresholds
+
+    recipe_level = loaded.recipe.validation.thresholds if loaded.recipe.validation else None
+    variant_level = variant.validation.thresholds if variant.validation else None
+    return effective_thresholds(variant.precision, recipe_level, variant_level)
 
 
 def place(staging: Path, target: Path) -> None:

@@ -100,11 +100,10 @@ def _render_build(result) -> None:
 
     console = _stderr_console()
     table = Table(title=f"{result.manifest['recipe']['name']} → {result.output}")
-    for column in ("variant", "backend", "precision", "graph", "file_name", "size"):
+    for column in ("variant", "graph", "file_name", "size"):
         table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
     for variant in result.summary()["variants"]:
-        table.add_row(variant["name"], variant["backend"], variant["precision"], variant["graph"],
-                      variant["file_name"], f"{variant['size'] / 1e6:.1f} MB")
+        table.add_row(variant["name"], variant["graph"], variant["file_name"], f"{variant['size'] / 1e6:.1f} MB")
     console.print(table)
     console.print(f"Done in {result.seconds:.1f} s.")
 
@@ -140,3 +139,5 @@ def recipe_check(file: str, as_json: bool) -> None:
         _print_json({"recipe": loaded.recipe.model_dump(mode="json"), "variants": names})
     else:
         click.echo(f"{file}: ok ({len(names)} variant{'s' if len(names) != 1 else ''}: {', '.join(names)})")
+from exporter.bench_cli import bench_command; main.add_command(bench_command)  # noqa: E402
+from exporter.validators.cli import validate_command; main.add_command(validate_command)  # noqa: E402

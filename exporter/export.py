@@ -124,20 +124,31 @@ def copy_onnx(source: Path, target: Path) -> list[Path]:
     return save_onnx(proto, target, external_data_threshold=0)
 
 
-def convert_to_openvino(
-    onnx_path: Path, xml_path: Path, compress_to_fp16: bool = False, inference_precision: str | None = "f32"
-) -> list[Path]:
-    """Convert an ONNX graph to OpenVINO IR (``.xml`` + ``.bin``); fp32 weights unless asked otherwise.
+OPENVINO_RUNTIME_OPTIONS = {"INFERENCE_PRECISION_HINT": "f32"}
 
-    ``inference_precision`` is stored in the IR's ``runtime_options``, which OpenVINO applies when it
-    compiles the model: without it, CPUs with AMX run fp32 models in bf16 and embeddings drift.
-    """
+
+def read_onnx_as_openvino(onnx_path: Path):
+    """Convert an ONNX graph to an in-memory OpenVINO model with reproducible op names."""
     import openvino as ov
 
     ov_model = ov.convert_model(str(onnx_path))
     _name_unnamed_ops_by_position(ov_model)
-    if inference_precision:
-        ov_model.set_rt_info(inference_precision, ["runtime_options", "INFERENCE_PRECISION_HINT"])
+    return ov_model
+
+
+def save_openvino(ov_model, xml_path: Path, compress_to_fp16: bool = False,
+                  runtime_options: dict[str, str] | None = None) -> list[Path]:
+    """Write OpenVINO IR (``.xml`` + ``.bin``); fp32 weights unless ``compress_to_fp16``.
+
+    ``runtime_options`` are stored in the IR, and OpenVINO applies them when it compiles the model. The
+    default pins f32 inference precision: without it, CPUs with AMX run fp32 models in bf16 and embeddings
+    drift.
+    """
+    import openvino as ov
+
+    options = OPENVINO_RUNTIME_OPTIONS if runtime_options is None else runtime_options
+    for key, value in options.items():
+        ov_model.set_rt_info(value, ["runtime_options", key])
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, str(xml_path), compress_to_fp16=compress_to_fp16)
     return [xml_path, xml_path.with_suffix(".bin")]

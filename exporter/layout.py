@@ -17,8 +17,8 @@ DEFAULT_FILE = {"onnx": "onnx/model.onnx", "openvino": "openvino/openvino_model.
 
 
 def is_default_variant(variant: Variant) -> bool:
-    """The plain fp32 transformer graph: the file sentence-transformers picks by default."""
-    return variant.graph == "transformer" and variant.precision == "fp32"
+    """The plain (unoptimised) fp32 transformer graph: the file sentence-transformers picks by default."""
+    return variant.graph == "transformer" and variant.precision == "fp32" and variant.optimize == "none"
 
 
 def variant_file_name(variant: Variant) -> str:

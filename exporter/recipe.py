@@ -16,12 +16,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from exporter.errors import RecipeError
+from exporter.validators.thresholds import Thresholds
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 Backend = Literal["onnx", "openvino"]
-Precision = Literal["fp32"]
+Precision = Literal["fp32", "fp16", "int8"]
 Graph = Literal["transformer", "sentence"]
+Optimize = Literal["none", "O1", "O2", "O3"]
+Method = Literal["dynamic", "static", "weight_only"]
+Isa = Literal["auto", "arm64", "avx2", "avx512", "avx512_vnni"]
+METHODS = {"onnx": ("dynamic", "static"), "openvino": ("static", "weight_only")}
+DEFAULT_METHOD = {"onnx": "dynamic", "openvino": "static"}
 
 
 class _Strict(BaseModel):
@@ -54,6 +60,79 @@ class ModelSource(_Strict):
         return self
 
 
+class Calibration(_Strict):
+    """Texts that static quantisation measures activation ranges on."""
+
+    corpus: str = Field(
+        "builtin",
+        description="builtin (1,500+ varied hand-written texts shipped with the tool) or a local .txt (one text "
+        "per line), .jsonl or .csv file, relative to the recipe.",
+    )
+    column: str = Field("text", description="Field (.jsonl) or column (.csv) holding the text.")
+    samples: int = Field(300, ge=1, description="Number of texts sampled from the corpus.")
+    seed: int = Field(0, description="Seed of the sample.")
+
+
+class Quantization(_Strict):
+    """How an int8 variant is quantised."""
+
+    method: Method | None = Field(
+        None,
+        description="onnx: dynamic (default) | static; openvino: static (default) | weight_only.",
+    )
+    isa: Isa | None = Field(
+        None,
+        description="onnx dynamic only: instruction set the int8 kernels target; auto (default) picks this host's "
+        "and the manifest records the choice.",
+    )
+    per_channel: bool | None = Field(None, description="onnx only: per-channel weight scales (default true).")
+    calibration: Calibration | None = Field(None, description="Static methods only (default: builtin, 300 texts).")
+    exclude: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions of graph node names kept in float (sensitive layers), e.g. "
+        "'.*/output/dense/MatMul'.",
+    )
+    smooth_quant: bool | None = Field(None, description="openvino static only: NNCF SmoothQuant (default true).")
+
+    def resolved(self, backend: str) -> "Quantization":
+        """A copy with every default for ``backend`` filled in."""
+        method = self.method or DEFAULT_METHOD[backend]
+        static = method == "static"
+        return Quantization(
+            method=method,
+            isa=(self.isa or "auto") if backend == "onnx" and method == "dynamic" else None,
+            per_channel=(True if self.per_channel is None else self.per_channel) if backend == "onnx" else None,
+            calibration=(self.calibration or Calibration()) if static else None,
+            exclude=list(self.exclude),
+            smooth_quant=(True if self.smooth_quant is None else self.smooth_quant)
+            if backend == "openvino" and static else None,
+        )
+
+
+class VariantValidation(_Strict):
+    """Per-variant parity thresholds (override the recipe's and the defaults, key by key)."""
+
+    thresholds: Thresholds | None = None
+
+
+class Validation(_Strict):
+    """Parity validation settings for the whole recipe."""
+
+    texts: str | None = Field(
+        None, description="Extra validation texts: a local .txt (one per line) or .jsonl file, relative to the recipe."
+    )
+    thresholds: Thresholds | None = Field(None, description="Overrides of the default thresholds for every variant.")
+
+
+class Publish(_Strict):
+    """Defaults for `exporter push` (and `exporter run --push`)."""
+
+    repo_id: str | None = Field(None, description="Hub repository, ORG/NAME.")
+    private: bool = False
+    create_pr: bool = False
+    tag: str | None = None
+
+
 class Variant(_Strict):
     """One artifact to build from the source model."""
 
@@ -70,6 +149,47 @@ class Variant(_Strict):
         pattern=NAME_PATTERN,
         description="Unique name; derived from backend, precision, graph and options when absent.",
     )
+    optimize: Optimize = Field(
+        "none",
+        description="onnx only: ONNX Runtime graph optimisation. O1 basic rewrites; O2 adds transformer fusions; "
+        "O3 adds the GELU approximation.",
+    )
+    quantization: Quantization | None = Field(None, description="int8 only: method, ISA, calibration, exclusions.")
+    validation: VariantValidation | None = Field(None, description="Parity thresholds for this variant.")
+
+    @model_validator(mode="after")
+    def _valid_combination(self) -> "Variant":
+        if self.optimize != "none" and self.backend != "onnx":
+            raise _LocatedError(("optimize",), "only for backend onnx (OpenVINO optimises at load time)")
+        if self.quantization is None:
+            return self
+        if self.precision != "int8":
+            raise _LocatedError(("quantization",), f"only for precision int8, not {self.precision}")
+        q = self.quantization
+        method = q.method or DEFAULT_METHOD[self.backend]
+        if method not in METHODS[self.backend]:
+            allowed = " | ".join(METHODS[self.backend])
+            raise _LocatedError(("quantization", "method"), f"{method!r} is not a {self.backend} method (expected {allowed})")
+        if q.isa is not None and not (self.backend == "onnx" and method == "dynamic"):
+            raise _LocatedError(("quantization", "isa"), "only for backend onnx with method dynamic")
+        if q.calibration is not None and method != "static":
+            raise _LocatedError(("quantization", "calibration"), f"only for method static, not {method}")
+        if q.per_channel is not None and self.backend != "onnx":
+            raise _LocatedError(("quantization", "per_channel"), "only for backend onnx")
+        if q.smooth_quant is not None and not (self.backend == "openvino" and method == "static"):
+            raise _LocatedError(("quantization", "smooth_quant"), "only for backend openvino with method static")
+        for index, pattern in enumerate(q.exclude):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise _LocatedError(("quantization", "exclude", index), f"invalid regular expression: {error}") from None
+        return self
+
+    @property
+    def resolved_quantization(self) -> Quantization | None:
+        if self.precision != "int8":
+            return None
+        return (self.quantization or Quantization()).resolved(self.backend)
 
     @property
     def resolved_name(self) -> str:
@@ -77,13 +197,22 @@ class Variant(_Strict):
         if self.name:
             return self.name
         parts = [self.backend, self.precision]
+        if self.optimize != "none":
+            parts.append(self.optimize)
+        quantization = self.resolved_quantization
+        if quantization:
+            parts.append(quantization.method.replace("_", "-"))
+            if quantization.isa and quantization.isa != "auto":
+                parts.append(quantization.isa.replace("_", "-"))
         if self.graph == "sentence":
             parts.append("sentence")
         return "-".join(parts)
 
     def build_key(self) -> tuple[Any, ...]:
         """What this variant builds: two variants with the same key would be identical files."""
-        return (self.backend, self.precision, self.graph)
+        quantization = self.resolved_quantization
+        return (self.backend, self.precision, self.graph, self.optimize,
+                quantization.model_dump_json() if quantization else None)
 
 
 class Recipe(_Strict):
@@ -95,6 +224,8 @@ class Recipe(_Strict):
         None, description="Artifact folder, relative to the working directory. Default: artifacts/<name>."
     )
     variants: list[Variant] = Field(min_length=1, description="The variants to build.")
+    validation: Validation | None = Field(None, description="Parity validation texts and thresholds.")
+    publish: Publish | None = Field(None, description="Defaults for pushing to the Hugging Face Hub.")
 
     @model_validator(mode="after")
     def _unique_variants(self) -> "Recipe":
@@ -103,12 +234,12 @@ class Recipe(_Strict):
         for index, variant in enumerate(self.variants):
             name = variant.resolved_name
             if name in names:
-                raise _VariantError(index, f"duplicate variant name {name!r} (also variant {names[name]})")
+                raise _LocatedError(("variants", index), f"duplicate variant name {name!r} (also variant {names[name]})")
             names[name] = index
             key = variant.build_key()
             if key in builds:
-                raise _VariantError(
-                    index, f"builds the same artifact as variant {builds[key]} ({', '.join(map(str, key))})"
+                raise _LocatedError(
+                    ("variants", index), f"builds the same artifact as variant {builds[key]} ({names_of(key)})"
                 )
             builds[key] = index
         return self
@@ -121,12 +252,17 @@ class Recipe(_Strict):
         raise RecipeError(f"recipe {self.name!r} has no variant {name!r} (variants: {known})")
 
 
-class _VariantError(ValueError):
-    """A recipe-level check that blames one variant, so the error can point at its line."""
+def names_of(key: tuple[Any, ...]) -> str:
+    return ", ".join(str(part) for part in key[:4])
 
-    def __init__(self, index: int, message: str):
+
+class _LocatedError(ValueError):
+    """A model-level check that blames one field (``location`` relative to the model checked), so the
+    error can name that field and point at its line."""
+
+    def __init__(self, location: tuple[Any, ...], message: str):
         super().__init__(message)
-        self.index = index
+        self.location = location
 
 
 class LoadedRecipe(BaseModel):
@@ -228,8 +364,8 @@ def _format_validation_error(path: Path, error: ValidationError, lines: dict[tup
     location = tuple(part for part in first["loc"] if not _is_tag(part))
     message = first["msg"]
     context_error = (first.get("ctx") or {}).get("error")
-    if isinstance(context_error, _VariantError):
-        location = ("variants", context_error.index)
+    if isinstance(context_error, _LocatedError):
+        location = location + context_error.location
         message = str(context_error)
     message = _explain(first, message)
     more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""

@@ -1,0 +1,157 @@
+"""``exporter bench``: parses arguments, calls ``exporter.bench.bench``, renders the result.
+
+Kept apart from ``exporter.cli`` (which registers it) and importing nothing heavy at module level, so
+``exporter --help`` stays fast. Errors go through ``exporter.cli.handle_errors``, looked up when the
+command runs, so this module can be imported before or after ``exporter.cli``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
+
+
+def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from exporter.cli import handle_errors
+
+        return handle_errors(command)(*args, **kwargs)
+
+    return wrapper
+
+
+class RichBenchProgress:
+    """Spinner lines for steps and a rich.progress bar per measuring phase, on stderr."""
+
+    def __init__(self, console):
+        self.console = console
+
+    @contextlib.contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        started = time.perf_counter()
+        with self.console.status(description):
+            yield
+        self.console.print(f"[green]✓[/green] {description} [dim]({time.perf_counter() - started:.1f} s)[/dim]")
+
+    def log(self, message: str) -> None:
+        self.console.print(message)
+
+    @contextlib.contextmanager
+    def track(self, description: str, total: int) -> Iterator[Callable[[], None]]:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn)
+
+        started = time.perf_counter()
+        if not self.console.is_terminal:  # no live bar in a log file: just the line when done
+            yield lambda: None
+            self.console.print(f"[green]✓[/green] {description} [dim]({time.perf_counter() - started:.1f} s)[/dim]")
+            return
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=self.console, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda: bar.advance(task)
+        self.console.print(f"[green]✓[/green] {description} [dim]({time.perf_counter() - started:.1f} s)[/dim]")
+
+
+@click.command("bench", epilog=EPILOG)
+@click.argument("artifact_dir", type=click.Path(path_type=str))
+@click.option("--variant", "variants", multiple=True, metavar="NAME", help="Measure only this variant (repeatable; default: all).")
+@click.option("--compare", "compare", multiple=True, metavar="FOLDER:FILE",
+              help="Add another sentence-transformers-loadable model: FILE (.onnx → onnx, .xml → openvino) inside FOLDER (repeatable).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Batch size for throughput.")
+@click.option("--num-texts", type=click.IntRange(min=1), default=256, show_default=True, help="Texts per round (the set is cycled when smaller).")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Measured rounds (every model once per round, order rotated).")
+@click.option("--warmup", "warmup_rounds", type=click.IntRange(min=0), default=1, show_default=True, help="Warm-up rounds, not counted.")
+@click.option("--latency-texts", "latency_count", type=click.IntRange(min=0), default=50, show_default=True, help="Single-text encodes per model for the batch-1 latency (0: none).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every runtime (default: the physical cores available).")
+@click.option("--texts", "texts_file", type=click.Path(path_type=str), help="Text set: .txt (one per line) or .jsonl with \"text\" (default: the built-in validation set).")
+@click.option("--source", "source_dir", type=click.Path(path_type=str), help="Torch reference model folder (default: the manifest's source.location).")
+@click.option("--no-memory", is_flag=True, help="Skip the memory measurement (one child process per model).")
+@click.option("--no-save", is_flag=True, help="Do not write bench.json nor update manifest.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (bench.json's content) on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@_handle_errors
+def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], batch_size: int,
+                  num_texts: int, rounds: int, warmup_rounds: int, latency_count: int, threads: int | None,
+                  texts_file: str | None, source_dir: str | None, no_memory: bool, no_save: bool, as_json: bool,
+                  quiet: bool) -> None:
+    """Measure the torch model and each variant of ARTIFACT_DIR: throughput, latency, size, memory.
+
+    Every model runs in this process with the same thread count, warmed up and interleaved round by
+    round; memory is measured in one child process per model. The result goes to ARTIFACT_DIR/bench.json
+    (listed in manifest.json, with a summary on each variant).
+
+    \b
+    Examples:
+      exporter bench artifacts/minilm-onnx
+      exporter bench artifacts/minilm-onnx --variant onnx-fp32 --threads 4 --json
+      exporter bench artifacts/minilm-onnx --compare st-export:onnx/model_qint8_avx512_vnni.onnx
+    """
+    from rich.console import Console
+
+    from exporter.bench import SilentBenchProgress, bench
+
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log file or a pipe: rich would fold the table at 80 columns
+        console = Console(stderr=True, width=max(console.width, 140))
+    result = bench(
+        artifact_dir, variants=list(variants) or None, compare=list(compare), batch_size=batch_size,
+        num_texts=num_texts, threads=threads, rounds=rounds, warmup_rounds=warmup_rounds,
+        latency_count=latency_count, texts_file=texts_file, source_dir=source_dir, measure_memory=not no_memory,
+        save=not no_save, progress=SilentBenchProgress() if quiet else RichBenchProgress(console),
+    )
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    if not quiet:
+        render(result, console)
+
+
+def render(result, console) -> None:
+    """The result as a rich table on ``console``."""
+    from rich import box
+    from rich.table import Table
+
+    data = result.to_dict()
+    settings = data["settings"]
+    title = (f"{result.folder.name}: {settings['num_texts']} texts, batch {settings['batch_size']}, "
+             f"{settings['threads']} thread{'s' if settings['threads'] != 1 else ''}, "
+             f"median of {settings['rounds']} rounds; latency at batch 1")
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    columns = (("model", "left"), ("runtime", "left"), ("MB", "right"), ("texts/s", "right"),
+               ("× torch", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("+RSS MiB", "right"))
+    for column, justify in columns:
+        table.add_column(column, justify=justify, overflow="fold")
+    for row in data["results"]:
+        runtime = row["backend"] + (" · sentence" if row["graph"] == "sentence" else "")
+        table.add_row(
+            row["name"], runtime,
+            _fmt(row["size_bytes"], lambda v: f"{v / 1e6:.1f}"),
+            _fmt(row["throughput"], lambda v: f"{v:.1f}"),
+            _fmt(row["ratio_to_torch"], lambda v: f"{v:.2f}×"),
+            _fmt(row["latency_p50_ms"], lambda v: f"{v:.2f}"),
+            _fmt(row["latency_p95_ms"], lambda v: f"{v:.2f}"),
+            _fmt(row["rss_delta_mb"], lambda v: f"{v:.0f}"),
+        )
+    console.print(table)
+    host = data["host"]
+    console.print(f"[dim]{host['cpu']} ({host['cores']} cores, ISA: {' '.join(host['isa']) or '-'}); "
+                  f"torch {data['versions']['torch']}, onnxruntime {data['versions']['onnxruntime']}, "
+                  f"openvino {data['versions']['openvino']}[/dim]")
+    for note in data["notes"]:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    if result.bench_file:
+        console.print(f"Saved {result.bench_file} (listed in manifest.json).")
+
+
+def _fmt(value, form: Callable[[Any], str]) -> str:
+    return "-" if value is None else form(value)
