@@ -110,11 +110,14 @@ def build(
     target = resolve_output(loaded, output)
     check_output(target)
     source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
+    check_input_files(loaded, selected)
     with progress.step(f"Loading {source.location}"):
         model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
 
+    created = [parent for parent in reversed(target.parents) if not parent.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+    placed = False
     try:
         staging.mkdir()
         with progress.step("Writing sentence-transformers files"):
@@ -123,10 +126,30 @@ def build(
         manifest = make_manifest(loaded, source, model, built, staging)
         write_manifest(staging, manifest)
         place(staging, target)
+        placed = True
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if not placed:  # leave no empty folders behind either
+            for parent in reversed(created):
+                if parent.exists() and not any(parent.iterdir()):
+                    parent.rmdir()
     return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started, variants=built)
+
+
+def check_input_files(loaded: LoadedRecipe, variants: list[Variant]) -> None:
+    """Read every file the recipe names before anything is written, so bad input costs nothing."""
+    from exporter.calibration import load_corpus
+
+    for index, variant in enumerate(loaded.recipe.variants):
+        quantization = variant.resolved_quantization
+        if variant in variants and quantization and quantization.calibration:
+            where = f"{loaded.path}: variants[{index}].quantization.calibration.corpus"
+            load_corpus(quantization.calibration.corpus, loaded.base_dir, quantization.calibration.column, where)
+    if loaded.recipe.validation and loaded.recipe.validation.texts:
+        path = loaded.base_dir / loaded.recipe.validation.texts
+        if not path.is_file():
+            raise BadInputError(f"{loaded.path}: validation.texts: {path} is not a file")
 
 
 def write_shared_files(model, folder: Path) -> None:

@@ -1,0 +1,184 @@
+"""fp16, int8 and graph-optimised variants: each kind exports, loads and stays close to torch; settings are
+recorded; invalid key combinations are bad input."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from conftest import RECIPES, cosine, run_plain_runtime, write_recipe
+from sentence_transformers import SentenceTransformer
+
+from exporter.build import build
+from exporter.calibration import builtin_validation_records
+from exporter.cli import main
+
+TEXTS = [r["text"] for r in builtin_validation_records()][::6]
+
+ALL_KINDS = """
+name: tiny-kinds
+model: {{path: {model}}}
+variants:
+  - {{backend: onnx}}
+  - {{backend: onnx, optimize: O2}}
+  - {{backend: onnx, precision: fp16}}
+  - {{backend: onnx, precision: int8, quantization: {{isa: avx2}}}}
+  - {{backend: onnx, precision: int8, optimize: O1, graph: sentence}}
+  - {{backend: onnx, precision: int8, quantization: {{method: static, calibration: {{corpus: calib.txt, samples: 8}}}}}}
+  - {{backend: openvino}}
+  - {{backend: openvino, precision: fp16, graph: sentence}}
+  - {{backend: openvino, precision: int8, quantization: {{calibration: {{samples: 16, seed: 3}}, exclude: [".*output/dense/MatMul.*"]}}}}
+  - {{backend: openvino, precision: int8, quantization: {{method: weight_only}}, graph: sentence}}
+"""
+MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.95}
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory, tiny_model):
+    folder = tmp_path_factory.mktemp("kinds")
+    model_dir = tiny_model("bert", "mean", True, True)
+    (folder / "calib.txt").write_text("\n".join(f"calibration text number {i} about topic {i * 7}" for i in range(30)))
+    recipe = write_recipe(folder, ALL_KINDS.format(model=model_dir))
+    result = build(recipe, output=folder / "out")
+    return result, SentenceTransformer(str(model_dir), device="cpu")
+
+
+def _encode(folder, variant, reference):
+    if variant["graph"] == "sentence":
+        return run_plain_runtime(folder, variant, reference.tokenizer, TEXTS, reference.max_seq_length)
+    model = SentenceTransformer(str(folder), backend=variant["backend"], model_kwargs={"file_name": variant["file_name"]})
+    return model.encode(TEXTS)
+
+
+def test_every_kind_loads_and_stays_close_to_torch(kinds):
+    result, reference = kinds
+    expected = reference.encode(TEXTS)
+    assert len(result.manifest["variants"]) == 10
+    for variant in result.manifest["variants"]:
+        got = _encode(result.output, variant, reference)
+        assert got.dtype == np.float32 and got.shape == expected.shape, variant["name"]
+        assert cosine(got, expected).min() >= MIN_COSINE[variant["precision"]], variant["name"]
+
+
+def test_names_and_files_are_derived_from_settings(kinds):
+    result, _ = kinds
+    files = {v["name"]: v["file_name"] for v in result.manifest["variants"]}
+    assert files["onnx-fp32"] == "onnx/model.onnx"
+    assert files["onnx-fp32-O2"] == "onnx/model_fp32_O2.onnx"
+    assert files["onnx-int8-dynamic-avx2"] == "onnx/model_int8_dynamic_avx2.onnx"
+    assert files["openvino-fp32"] == "openvino/openvino_model.xml"
+    assert files["openvino-int8-weight-only-sentence"] == "openvino/openvino_model_int8_weight_only_sentence.xml"
+
+
+def _onnx_weight_types(path) -> set[int]:
+    return {tensor.data_type for tensor in onnx.load(str(path)).graph.initializer if len(tensor.dims) >= 2}
+
+
+def _ov_const_types(xml_path) -> set[str]:
+    root = ET.parse(xml_path).getroot()
+    types = {layer.find("data").get("element_type") for layer in root.iter("layer")
+             if layer.get("type") == "Const" and layer.find("data").get("shape", "").count(",") >= 1}
+    return types - {"i64", "i32"}  # shape constants, not weights
+
+
+def test_weight_precisions(kinds):
+    result, _ = kinds
+    by_name = {v["name"]: v for v in result.manifest["variants"]}
+    folder = result.output
+    assert _onnx_weight_types(folder / "onnx/model.onnx") == {onnx.TensorProto.FLOAT}
+    assert _onnx_weight_types(folder / "onnx/model_fp16.onnx") == {onnx.TensorProto.FLOAT16}
+    assert onnx.TensorProto.INT8 in _onnx_weight_types(folder / "onnx/model_int8_dynamic_avx2.onnx")
+    assert _ov_const_types(folder / "openvino/openvino_model.xml") == {"f32"}
+    assert "f16" in _ov_const_types(folder / "openvino/openvino_model_fp16_sentence.xml")
+
+    def size(name):
+        return sum(f["size"] for f in by_name[name]["files"])
+
+    assert 0.4 < size("onnx-fp16") / size("onnx-fp32") < 0.6
+    assert 0.4 < size("openvino-fp16-sentence") / size("openvino-fp32") < 0.6
+
+
+def test_openvino_int8_graphs_are_quantised(kinds):
+    result, _ = kinds
+    by_name = {v["name"]: v for v in result.manifest["variants"]}
+    static = ET.parse(result.output / by_name["openvino-int8-static"]["file_name"]).getroot()
+    assert any(layer.get("type") == "FakeQuantize" for layer in static.iter("layer"))
+    weight_only = _ov_const_types(result.output / by_name["openvino-int8-weight-only-sentence"]["file_name"])
+    assert weight_only & {"i8", "u8"}
+
+
+def test_manifest_records_settings(kinds):
+    result, _ = kinds
+    by_name = {v["name"]: v for v in result.manifest["variants"]}
+    dynamic = by_name["onnx-int8-dynamic-avx2"]
+    assert dynamic["quantization"] == {"method": "dynamic", "isa": "avx2", "per_channel": True, "exclude": []}
+    static = by_name["openvino-int8-static"]
+    assert static["calibration"]["corpus"] == "builtin"
+    assert static["calibration"]["samples"] == 16 and static["calibration"]["seed"] == 3
+    assert len(static["calibration"]["corpus_sha256"]) == 64
+    assert static["quantization"]["exclude"] == [".*output/dense/MatMul.*"]
+    assert static["runtime_options"] == {"INFERENCE_PRECISION_HINT": "f32"}
+    local = by_name["onnx-int8-static"]["calibration"]
+    assert local["corpus"] == "calib.txt" and local["corpus_size"] == 30 and local["samples"] == 8
+    auto = by_name["onnx-int8-O1-dynamic-sentence"]["quantization"]
+    assert auto["isa_requested"] == "auto" and auto["isa"] in ("arm64", "avx2", "avx512", "avx512_vnni")
+    assert by_name["onnx-fp32-O2"]["optimize"] == "O2"
+    assert by_name["openvino-fp32"]["validation_thresholds"]["cosine_min"] == 0.9999
+    assert by_name["onnx-int8-dynamic-avx2"]["validation_thresholds"]["cosine_min"] == 0.95
+
+
+BAD_COMBINATIONS = {
+    "isa on openvino": ("{backend: openvino, precision: int8, quantization: {isa: avx2}}", "variants[0].quantization.isa"),
+    "calibration with dynamic": ("{backend: onnx, precision: int8, quantization: {method: dynamic, calibration: {samples: 5}}}",
+                                 "variants[0].quantization.calibration"),
+    "quantization on fp32": ("{backend: onnx, quantization: {method: dynamic}}", "variants[0].quantization"),
+    "optimize on openvino": ("{backend: openvino, optimize: O2}", "variants[0].optimize"),
+    "weight_only on onnx": ("{backend: onnx, precision: int8, quantization: {method: weight_only}}",
+                            "variants[0].quantization.method"),
+    "dynamic on openvino": ("{backend: openvino, precision: int8, quantization: {method: dynamic}}",
+                            "variants[0].quantization.method"),
+    "per_channel on openvino": ("{backend: openvino, precision: int8, quantization: {per_channel: false}}",
+                                "variants[0].quantization.per_channel"),
+    "bad regex": ("{backend: onnx, precision: int8, quantization: {exclude: ['(']}}", "variants[0].quantization.exclude[0]"),
+    "unknown isa": ("{backend: onnx, precision: int8, quantization: {isa: sse2}}", "variants[0].quantization.isa"),
+    "samples zero": ("{backend: openvino, precision: int8, quantization: {calibration: {samples: 0}}}",
+                     "variants[0].quantization.calibration.samples"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COMBINATIONS))
+def test_bad_combinations_are_bad_input(case, tmp_path, monkeypatch, tiny_model):
+    variant, field = BAD_COMBINATIONS[case]
+    monkeypatch.chdir(tmp_path)
+    recipe = write_recipe(tmp_path, f"name: t\nmodel: {{path: {tiny_model()}}}\nvariants:\n  - {variant}\n")
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2, result.stderr
+    message = result.stderr.strip()
+    assert "\n" not in message and f"recipe.yaml:4: {field}:" in message, message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]
+
+
+def test_missing_calibration_file_is_bad_input(tmp_path, monkeypatch, tiny_model):
+    monkeypatch.chdir(tmp_path)
+    recipe = write_recipe(tmp_path, f"name: t\nmodel: {{path: {tiny_model()}}}\nvariants:\n"
+                          "  - {backend: openvino, precision: int8, quantization: {calibration: {corpus: nope.txt}}}\n")
+    result = CliRunner().invoke(main, ["run", str(recipe)])
+    assert result.exit_code == 2 and "nope.txt" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recipe.yaml"]
+
+
+def test_minilm_onnx_int8_recipe(tmp_path, minilm_dir):
+    result = build(RECIPES / "minilm-onnx-int8.yaml", output=tmp_path / "out")
+    reference = SentenceTransformer(str(minilm_dir), device="cpu")
+    expected = reference.encode(TEXTS)
+    for variant in result.manifest["variants"]:
+        got = _encode(result.output, variant, reference)
+        assert got.shape == (len(TEXTS), 384)
+        assert cosine(got, expected).mean() >= 0.99, variant["name"]
+        assert variant["quantization"]["isa"] == "avx512_vnni"
+    manifest = json.loads((result.output / "manifest.json").read_text())
+    assert manifest == result.manifest
