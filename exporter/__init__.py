@@ -17,6 +17,10 @@ _API = {
     "load_recipe": "exporter.recipe",
     "recipe_json_schema": "exporter.recipe",
     "Recipe": "exporter.recipe",
+    "push": "exporter.push",
+    "PushResult": "exporter.push",
+    "write_card": "exporter.card",
+    "finalize_manifest": "exporter.package",
 }
 
 __all__ = ["__version__", *_API]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import gc
-import importlib.metadata
 import importlib.resources
 import json
 import logging
@@ -43,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.errors import BadInputError, ExporterError, ExternalError
-from exporter.manifest import MANIFEST_NAME, file_entry, read_manifest, variant_entry, write_manifest
+from exporter.manifest import file_entry, read_manifest, variant_entry, write_manifest
 
 BENCH_NAME = "bench.json"
 BENCH_SCHEMA_VERSION = 1
@@ -58,6 +57,7 @@ LATENCY_MAX_CHARS = 400  # "short and medium" texts for the batch-1 latency
 # OpenMP spin after a run) are idle and do not steal cores from it; batch-1 blocks also start with one
 # untimed encode. Measured here: without it torch's batch-1 latency right after ONNX Runtime doubled.
 SWITCH_PAUSE_S = 0.05
+NOISY_SPREAD = 1.5  # slowest / fastest measured round of one model above this: the result says the host was busy
 MEMORY_WORKERS = 2  # memory children may run side by side: resident memory is per process
 MEMORY_TIMEOUT_S = 900
 COMPARE_BACKENDS = {".onnx": "onnx", ".xml": "openvino"}
@@ -358,6 +358,15 @@ def _torch_weights_size(directory: Path) -> int | None:
 @contextlib.contextmanager
 def _quiet_loading() -> Iterator[None]:
     """Silence the libraries' load-time chatter (optimum's 'could not infer ... export' and the like)."""
+    # transformers and optimum set their root logger's level when first used: have that happen first.
+    with contextlib.suppress(Exception):
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.get_logger("transformers")
+    with contextlib.suppress(Exception):
+        from optimum.utils import logging as optimum_logging
+
+        optimum_logging.get_logger("optimum")
     loggers = [logging.getLogger(name) for name in ("optimum", "transformers", "sentence_transformers", "nncf")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -391,7 +400,7 @@ class _SentenceTransformerRunner:
         if target.backend == "torch":
             import torch
 
-            self.runtime.update({"torch_num_threads": torch.get_num_threads(), "device": "cpu"})
+            self.runtime.update({"torch_num_threads": torch.get_num_threads(), "device": "cpu", "dtype": "float32"})
         elif target.backend == "onnx":
             options = _ort_session_options(threads)
             kwargs = {"file_name": target.file_name, "provider": "CPUExecutionProvider", "session_options": options}
@@ -408,7 +417,10 @@ class _SentenceTransformerRunner:
         if target.kind == "torch" and target.max_seq_length:
             self.model.max_seq_length = target.max_seq_length
         self.model.eval()
-        if target.backend == "onnx":
+        if target.backend == "torch":
+            config = getattr(self.model[0].auto_model, "config", None)
+            self.runtime["attn_implementation"] = getattr(config, "_attn_implementation", None)
+        elif target.backend == "onnx":
             session = getattr(self.model[0].auto_model, "model", None)
             if session is not None and hasattr(session, "get_providers"):
                 self.runtime["providers"] = session.get_providers()
@@ -569,12 +581,22 @@ def host_info(threads: int) -> dict[str, Any]:
         "threads": threads,
         "isa": [flag for flag in ISA_FLAGS if flag in flags],
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
+        "load_average": _load_average(),
         "os": platform.platform(terse=True),
         "python": platform.python_version(),
     }
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def versions() -> dict[str, str | None]:
+    import importlib.metadata
+
     found: dict[str, str | None] = {}
     for key, dist in (("torch", "torch"), ("onnxruntime", "onnxruntime"), ("openvino", "openvino"),
                       ("sentence_transformers", "sentence-transformers"), ("transformers", "transformers"),
@@ -694,9 +716,9 @@ def bench(
     reference_dir, location, missing = resolve_reference(manifest, source_dir)
     if missing:
         notes.append(missing)
-        progress.log(f"[yellow]note:[/yellow] {missing}")
     targets = ([torch_target(reference_dir, location, manifest)] if reference_dir else []) + targets + compares
 
+    host = host_info(threads)  # before measuring: its load average is the one the run started with
     previous_threads = configure_threads(threads)
     try:
         runners = []
@@ -710,10 +732,17 @@ def bench(
         runners = []  # the models go before the memory children start
         gc.collect()
         configure_threads(previous_threads)
+    host["load_average_end"] = _load_average()
     memory: dict[str, float | None] = {}
     if measure_memory:
         memory = _memory_all(targets, threads, texts, batch_size, notes, progress)
 
+    load_before = host["load_average"]
+    spread = max(max(times) / min(times) for times in round_times)
+    if rounds > 1 and spread > NOISY_SPREAD:
+        notes.append(f"round times of one model varied up to {spread:.1f}x (load average {load_before[0] if load_before else '?'}"
+                     f" at the start): the host was busy, so the numbers are noisy; rerun on a quiet machine, with "
+                     f"more --rounds, or with fewer --threads")
     torch_throughput = None
     if reference_dir:
         torch_throughput = num_texts / statistics.median(round_times[0])
@@ -735,7 +764,7 @@ def bench(
     result = BenchResult(
         folder=root,
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        host=host_info(threads),
+        host=host,
         settings={"batch_size": batch_size, "num_texts": num_texts, "rounds": rounds, "warmup_rounds": warmup_rounds,
                   "latency_texts": len(single), "threads": threads, "texts": texts_source,
                   "memory": "rss delta of load + run in a child process (MiB)" if measure_memory else None,
@@ -827,7 +856,6 @@ def _memory_all(targets, threads, texts, batch_size, notes, progress) -> dict[st
                 memory[name] = value
                 if problem:
                     notes.append(problem)
-                    progress.log(f"[yellow]note:[/yellow] {problem}")
                 tick()
     return memory
 
@@ -875,4 +903,4 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 __all__ = ["BENCH_NAME", "BenchResult", "ModelResult", "Target", "bench", "load_texts", "parse_compare",
-           "save_result", "MANIFEST_NAME"]
+           "save_result"]

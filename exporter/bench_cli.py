@@ -16,6 +16,9 @@ from typing import Any
 
 import click
 
+from exporter.bench import (DEFAULT_BATCH_SIZE, DEFAULT_LATENCY_TEXTS, DEFAULT_NUM_TEXTS, DEFAULT_ROUNDS,
+                             DEFAULT_WARMUP_ROUNDS)  # constants only: exporter.bench imports torch lazily
+
 EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
 
 
@@ -67,11 +70,11 @@ class RichBenchProgress:
 @click.option("--variant", "variants", multiple=True, metavar="NAME", help="Measure only this variant (repeatable; default: all).")
 @click.option("--compare", "compare", multiple=True, metavar="FOLDER:FILE",
               help="Add another sentence-transformers-loadable model: FILE (.onnx → onnx, .xml → openvino) inside FOLDER (repeatable).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Batch size for throughput.")
-@click.option("--num-texts", type=click.IntRange(min=1), default=256, show_default=True, help="Texts per round (the set is cycled when smaller).")
-@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True, help="Measured rounds (every model once per round, order rotated).")
-@click.option("--warmup", "warmup_rounds", type=click.IntRange(min=0), default=1, show_default=True, help="Warm-up rounds, not counted.")
-@click.option("--latency-texts", "latency_count", type=click.IntRange(min=0), default=50, show_default=True, help="Single-text encodes per model for the batch-1 latency (0: none).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True, help="Batch size for throughput.")
+@click.option("--num-texts", type=click.IntRange(min=1), default=DEFAULT_NUM_TEXTS, show_default=True, help="Texts per round (the set is cycled when smaller).")
+@click.option("--rounds", type=click.IntRange(min=1), default=DEFAULT_ROUNDS, show_default=True, help="Measured rounds (every model once per round, order rotated).")
+@click.option("--warmup", "warmup_rounds", type=click.IntRange(min=0), default=DEFAULT_WARMUP_ROUNDS, show_default=True, help="Warm-up rounds, not counted.")
+@click.option("--latency-texts", "latency_count", type=click.IntRange(min=0), default=DEFAULT_LATENCY_TEXTS, show_default=True, help="Single-text encodes per model for the batch-1 latency (0: none).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every runtime (default: the physical cores available).")
 @click.option("--texts", "texts_file", type=click.Path(path_type=str), help="Text set: .txt (one per line) or .jsonl with \"text\" (default: the built-in validation set).")
 @click.option("--source", "source_dir", type=click.Path(path_type=str), help="Torch reference model folder (default: the manifest's source.location).")

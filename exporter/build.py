@@ -25,6 +25,7 @@ from exporter.errors import BadInputError
 from exporter.graphs import GraphSpec
 from exporter.layout import variant_file_name
 from exporter.manifest import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
+from exporter.package import finalize_manifest
 from exporter.progress import Progress, SilentProgress
 from exporter.recipe import LoadedRecipe, Variant, load_recipe
 from exporter.variants import VariantBuilder
@@ -125,6 +126,7 @@ def build(
         built = export_variants(model, selected, staging, loaded.base_dir, progress)
         manifest = make_manifest(loaded, source, model, built, staging)
         write_manifest(staging, manifest)
+        manifest = finalize_manifest(staging, source_dir=source.directory)
         place(staging, target)
         placed = True
     finally:
@@ -216,7 +218,7 @@ def make_manifest(
             "dimension": embedding_dimension(model),
             "trust_remote_code": loaded.recipe.model.trust_remote_code,
         },
-        "publish": loaded.recipe.publish.model_dump() if loaded.recipe.publish else {},
+        "publish": loaded.recipe.publish.model_dump(exclude_none=True) if loaded.recipe.publish else {},
         "shared_files": shared,
         "variants": [
             {

@@ -12,6 +12,7 @@ The card is listed in manifest.json's ``shared_files`` like every other file.
 from __future__ import annotations
 
 import json
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -55,7 +56,10 @@ def _number(value: Any, digits: int) -> str:
     if isinstance(value, bool) or value is None:
         return "–" if value is None else str(value)
     if isinstance(value, (int, float)):
-        return f"{value:.{digits}f}"
+        if not math.isfinite(value):
+            return str(value)
+        # rounded down, so 0.999996 reads 0.99999 and never passes for a perfect 1.00000
+        return f"{math.floor(value * 10**digits) / 10**digits:.{digits}f}"
     if isinstance(value, dict):  # e.g. per batch size: show each
         return ", ".join(f"{k}: {_number(v, digits)}" for k, v in value.items())
     return str(value)
@@ -158,6 +162,16 @@ def _bench_note(folder: Path) -> str:
     return note
 
 
+def _parity_note(manifest: dict[str, Any]) -> str:
+    note = ("Parity: each variant's embeddings against the torch model's on the validation texts (cosine per "
+            "text, nearest-neighbour overlap and Spearman correlation of the pairwise similarities); "
+            "*not validated*: no parity measured.")
+    validation = manifest.get("validation")
+    if isinstance(validation, dict) and isinstance(validation.get("report"), str):
+        note += f" Full report: {code(validation['report'])}."
+    return note
+
+
 def _download_patterns(manifest: dict[str, Any], variant: dict[str, Any]) -> list[str]:
     files = [entry["path"] for entry in variant.get("files", []) if isinstance(entry, dict)]
     return list(dict.fromkeys([*(files or [variant["file_name"]]), "*.json", "*.txt", "*.model"]))
@@ -203,7 +217,7 @@ def snippets(manifest: dict[str, Any], repo_id: str | None, folder_name: str) ->
                 lines += [f'compiled = ov.Core().compile_model(f"{{folder}}/{file_name}", "CPU"{config})',
                           f'embeddings = compiled(inputs)["sentence_embedding"]{shape}']
             runtime = "ONNX Runtime" if backend == "onnx" else "OpenVINO"
-            text = (f"The whole pipeline (transformer, pooling{', normalisation' if dimension else ''}) in one graph: "
+            text = ("The whole pipeline (transformer, pooling and the model's other modules) in one graph: "
                     f"output `sentence_embedding` `[batch, {dimension or 'dim'}]`, inputs "
                     f"{', '.join(code(name) for name in inputs)} (int64). Run it with plain {runtime}; "
                     "do not load it through sentence-transformers, which would pool again.")
@@ -219,7 +233,7 @@ def snippets(manifest: dict[str, Any], repo_id: str | None, folder_name: str) ->
                 f"embeddings = model.encode({SAMPLE_TEXTS}){shape}",
             ]
             runtime = "sentence-transformers"
-            text = f"Token embeddings; sentence-transformers applies the model's pooling and normalisation."
+            text = "Token embeddings; sentence-transformers runs the model's pooling (and its other modules) after the graph."
         result.append({"name": variant["name"], "runtime": runtime, "text": text, "code": "\n".join(lines)})
     return result
 
@@ -297,9 +311,7 @@ def render_card(folder: Path, manifest: dict[str, Any], repo_id: str | None = No
         summary=summary,
         variant_header=[cell(h) for h in header],
         variant_rows=rows,
-        parity_note=("Parity: each variant's embeddings against the torch model's on the validation texts "
-                     "(cosine per text, nearest-neighbour overlap and Spearman correlation of the pairwise "
-                     "similarities); *not validated*: no parity measured."),
+        parity_note=_parity_note(manifest),
         bench_note=_bench_note(folder) if with_bench else "",
         install_line=_install_line(manifest),
         snippets=snippets(manifest, repo_id, folder.name),

@@ -141,3 +141,4 @@ def recipe_check(file: str, as_json: bool) -> None:
         click.echo(f"{file}: ok ({len(names)} variant{'s' if len(names) != 1 else ''}: {', '.join(names)})")
 from exporter.bench_cli import bench_command; main.add_command(bench_command)  # noqa: E402
 from exporter.validators.cli import validate_command; main.add_command(validate_command)  # noqa: E402
+from exporter.push_cli import push_command; main.add_command(push_command)  # noqa: E402

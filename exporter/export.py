@@ -30,7 +30,7 @@ ONNX_OPSET = 17
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
 
 
-def export_onnx_graph(model, graph: str, path: Path, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> GraphSpec:
+def export_onnx_graph(model, graph: str, path: Path) -> GraphSpec:
     """Export ``graph`` ("transformer" or "sentence") of a sentence-transformers model to fp32 ONNX at ``path``.
 
     Batch and sequence axes are dynamic. Weights go to ``<file>_data`` beside the model when they would
@@ -66,17 +66,18 @@ def export_onnx_graph(model, graph: str, path: Path, external_data_threshold: in
                 dynamo=False,  # the TorchScript exporter handles dynamic axes of HF encoders reliably
             )
         proto = onnx.load(str(raw_path), load_external_data=True)
-        save_onnx(proto, path, external_data_threshold)
+        save_onnx(proto, path)
     return GraphSpec(inputs=input_names, output=output)
 
 
-def save_onnx(proto, path: Path, external_data_threshold: int = EXTERNAL_DATA_THRESHOLD) -> list[Path]:
-    """Save an ONNX model, with its weights in ``<name>_data`` when they are too large for protobuf.
-
-    Returns the files written.
+def save_onnx(proto, path: Path, external_data_threshold: int | None = None) -> list[Path]:
+    """Save an ONNX model, with its weights in ``<name>_data`` when they are too large for protobuf
+    (``EXTERNAL_DATA_THRESHOLD`` unless given). Returns the files written.
     """
     import onnx
 
+    if external_data_threshold is None:
+        external_data_threshold = EXTERNAL_DATA_THRESHOLD
     weights_size = sum(_tensor_nbytes(tensor) for tensor in proto.graph.initializer)
     path.parent.mkdir(parents=True, exist_ok=True)
     if weights_size >= external_data_threshold:

@@ -126,11 +126,13 @@ def source_license(source_dir: Path) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def finalize_manifest(folder: str | Path) -> dict[str, Any]:
+def finalize_manifest(folder: str | Path, source_dir: str | Path | None = None) -> dict[str, Any]:
     """Add ``runtime_requirements``, ``environment`` and what is computable about the source (see the
     module docstring) to ``folder``'s manifest.json, keeping values already there. Returns the manifest.
 
-    Raises ``BadInputError`` when the folder has no valid manifest.
+    ``source_dir`` is the source model's directory when the caller knows it (``build`` does: a relative
+    ``source.location`` is relative to the recipe, not to the working directory); otherwise it is found
+    from ``source.location``. Raises ``BadInputError`` when the folder has no valid manifest.
     """
     root = Path(folder)
     manifest = read_manifest(root)
@@ -144,8 +146,8 @@ def finalize_manifest(folder: str | Path) -> dict[str, Any]:
         changed = True
     source = manifest.get("source")
     if isinstance(source, dict) and ("weights_sha256" not in source or "license" not in source):
-        source_dir = local_source_dir(manifest)
-        if source_dir is not None:
+        source_dir = Path(source_dir) if source_dir is not None else local_source_dir(manifest)
+        if source_dir is not None and source_dir.is_dir():
             if "weights_sha256" not in source:
                 weights = source_weights(source_dir)
                 if weights:

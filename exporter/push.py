@@ -176,8 +176,19 @@ def local_files(folder: Path, manifest: dict[str, Any]) -> dict[str, LocalFile]:
 
 
 def _first_line(error: BaseException) -> str:
+    """A short description: the first line, or the OS reason for a failed connection."""
+    import requests
+
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+        reason = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text)
+        if reason:
+            return reason.group(1).strip().lower()
+        if "timed out" in text.lower() or isinstance(error, requests.Timeout):
+            return "timed out"
+        return type(error).__name__
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
 
 
 def _status(error: BaseException) -> int | None:
@@ -211,7 +222,9 @@ class _Hub:
         self.sleep = sleep
 
     def redact(self, text: str) -> str:
-        return text.replace(self.token, "***") if self.token else text
+        # Messages never contain the token; this is a second line of defence (a token too short to be a
+        # real one is left alone rather than starring out every word that contains it).
+        return text.replace(self.token, "***") if self.token and len(self.token) >= 8 else text
 
     def log(self, message: str) -> None:
         self.progress.log(self.redact(message))

@@ -16,7 +16,9 @@ float32 inputs/outputs. ONNX Runtime's and NNCF's own tools do the work; this mo
 
 from __future__ import annotations
 
+import contextlib
 import platform
+import tempfile
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -117,17 +119,19 @@ def quantize_onnx_dynamic(source: Path, target: Path, isa: str, per_channel: boo
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model = onnx.load(str(source))
+    model = onnx.load(str(source), load_external_data=False)
     excluded = matching_nodes((node.name for node in model.graph.node), exclude)
-    quantize_dynamic(
-        str(source), str(target),
-        op_types_to_quantize=["MatMul", "Attention"],
-        per_channel=per_channel,
-        reduce_range=isa in ("avx2", "avx512"),
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # needed after contrib-op fusions
-    )
+    with _normalised_output(target) as raw_target:
+        quantize_dynamic(
+            str(source), str(raw_target),
+            use_external_data_format=_has_external_data(source),
+            op_types_to_quantize=["MatMul", "Attention"],
+            per_channel=per_channel,
+            reduce_range=isa in ("avx2", "avx512"),
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # needed after contrib-op fusions
+        )
 
 
 def quantize_onnx_static(source: Path, target: Path, feeds: list[dict[str, np.ndarray]], per_channel: bool,
@@ -143,18 +147,36 @@ def quantize_onnx_static(source: Path, target: Path, feeds: list[dict[str, np.nd
         def get_next(self):
             return next(self._feeds, None)
 
-    model = onnx.load(str(source))
+    model = onnx.load(str(source), load_external_data=False)
     excluded = matching_nodes((node.name for node in model.graph.node), exclude)
-    quantize_static(
-        str(source), str(target), Reader(),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=["MatMul"],
-        per_channel=per_channel,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=excluded,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with _normalised_output(target) as raw_target:
+        quantize_static(
+            str(source), str(raw_target), Reader(),
+            use_external_data_format=_has_external_data(source),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=excluded,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+
+
+@contextlib.contextmanager
+def _normalised_output(target: Path) -> Iterator[Path]:
+    """Let a quantiser write into a scratch folder, then save the result with our external-data rule,
+    so the variant's files are always ``<file>`` and, for large models only, ``<file>_data``."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="quantized-") as scratch:
+        raw = Path(scratch) / target.name
+        yield raw
+        _save_onnx_model(onnx.load(str(raw), load_external_data=True), target)
+
+
+def _has_external_data(path: Path) -> bool:
+    return (path.parent / f"{path.name}_data").exists()
 
 
 def _save_onnx_model(model, target: Path) -> None:

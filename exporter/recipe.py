@@ -127,10 +127,13 @@ class Validation(_Strict):
 class Publish(_Strict):
     """Defaults for `exporter push` (and `exporter run --push`)."""
 
-    repo_id: str | None = Field(None, description="Hub repository, ORG/NAME.")
-    private: bool = False
-    create_pr: bool = False
-    tag: str | None = None
+    repo_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                description="Hub repository, ORG/NAME.")
+    private: bool = Field(False, description="Create the repository private.")
+    create_pr: bool = Field(False, description="Open a pull request instead of committing to the branch.")
+    tag: str | None = Field(None, description="Tag to create on the new commit.")
+    revision: str | None = Field(None, description="Branch to push to (default main).")
+    commit_message: str | None = Field(None, description="Commit message.")
 
 
 class Variant(_Strict):

@@ -72,3 +72,28 @@ def test_dense_weights_are_shared_files(tmp_path, tiny_model):
     assert any(path.startswith("2_Dense/") for path in shared)
     modules = json.loads((result.output / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Dense", "Normalize"]
+
+
+def test_large_models_use_onnx_external_data(tmp_path, tiny_model, monkeypatch):
+    """Models over 2 GB keep ONNX weights in <file>_data; lowering the threshold exercises that path."""
+    import exporter.export
+
+    monkeypatch.setattr(exporter.export, "EXTERNAL_DATA_THRESHOLD", 0)
+    model_dir = tiny_model("bert", "mean", False, True)
+    recipe = write_recipe(tmp_path, f"name: big\nmodel:\n  path: {model_dir}\nvariants:\n"
+                          "  - {backend: onnx}\n  - {backend: onnx, graph: sentence}\n  - {backend: openvino}\n"
+                          "  - {backend: onnx, precision: int8}\n")
+    result = build(recipe, output=tmp_path / "out")
+    reference = SentenceTransformer(str(model_dir), device="cpu")
+    expected = reference.encode(TEXTS)
+    for variant in result.manifest["variants"]:
+        paths = [entry["path"] for entry in variant["files"]]
+        if variant["backend"] == "onnx":
+            assert paths == sorted([variant["file_name"], variant["file_name"] + "_data"])
+        if variant["graph"] == "sentence":
+            got = run_plain_runtime(result.output, variant, reference.tokenizer, TEXTS, reference.max_seq_length)
+        else:
+            got = SentenceTransformer(str(result.output), backend=variant["backend"],
+                                      model_kwargs={"file_name": variant["file_name"]}).encode(TEXTS)
+        minimum = 0.95 if variant["precision"] == "int8" else 0.9999
+        assert cosine(got, expected).min() >= minimum, variant["name"]

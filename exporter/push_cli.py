@@ -1,0 +1,91 @@
+"""``exporter push``: parses arguments, calls ``exporter.push.push``, prints the result.
+
+Kept apart from ``exporter.cli`` (which registers it) and importing nothing heavy at module level, so
+``exporter --help`` stays fast. Errors go through ``exporter.cli.handle_errors``, looked up when the
+command runs, so this module can be imported before or after ``exporter.cli``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
+
+
+def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from exporter.cli import handle_errors
+
+        return handle_errors(command)(*args, **kwargs)
+
+    return wrapper
+
+
+@click.command("push", epilog=EPILOG)
+@click.argument("artifact_dir", type=click.Path(path_type=str))
+@click.option("--repo-id", metavar="ORG/NAME", help="Hub model repository (default: the recipe's publish.repo_id). Created when missing.")
+@click.option("--private/--public", "private", default=None, help="Create the repo private / public (default: the recipe's publish.private, else public). An existing public repo is never pushed to with --private.")
+@click.option("--create-pr/--no-create-pr", "create_pr", default=None, help="Open a pull request (refs/pr/N) instead of committing to the branch (default: publish.create_pr).")
+@click.option("--revision", metavar="BRANCH", help="Branch to commit to, created from main when missing (default: main).")
+@click.option("--tag", metavar="TAG", help="Tag the new commit (default: publish.tag). An existing tag is never moved.")
+@click.option("--commit-message", metavar="TEXT", help="Commit title (default: \"Upload <recipe> (N variants)\").")
+@click.option("--endpoint", metavar="URL", help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
+@click.option("--token", metavar="TOKEN", help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@_handle_errors
+def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, create_pr: bool | None,
+                 revision: str | None, tag: str | None, commit_message: str | None, endpoint: str | None,
+                 token: str | None, as_json: bool, quiet: bool) -> None:
+    """Publish ARTIFACT_DIR to a Hugging Face Hub model repository, in one commit.
+
+    Refuses (exit 1, nothing pushed) when a variant was not validated or failed validation, or when the
+    folder does not match manifest.json. Writes the model card (README.md) and finalises manifest.json,
+    then commits every changed file (large ones through LFS) and deletes remote files the folder no
+    longer has: the branch then holds exactly the folder. Identical content makes no commit. A failed
+    commit call is retried only after checking that it did not land.
+
+    \b
+    Examples:
+      exporter push artifacts/minilm-onnx --repo-id my-org/all-MiniLM-L6-v2-onnx
+      exporter push artifacts/minilm-onnx --repo-id my-org/minilm --create-pr
+      exporter push artifacts/minilm-onnx --repo-id my-org/minilm --tag v1.0 --json
+    """
+    from exporter.progress import RichProgress, SilentProgress
+    from exporter.push import push
+
+    bars_were_disabled = _disable_hub_progress_bars()
+    try:
+        if quiet or as_json:
+            progress = SilentProgress()
+        else:
+            from rich.console import Console
+
+            progress = RichProgress(Console(stderr=True))
+        result = push(artifact_dir, repo_id, private=private, create_pr=create_pr, revision=revision, tag=tag,
+                      commit_message=commit_message, endpoint=endpoint, token=token, progress=progress)
+    finally:
+        if not bars_were_disabled:
+            from huggingface_hub.utils import enable_progress_bars
+
+            enable_progress_bars()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    for line in result.lines():
+        click.echo(line)
+
+
+def _disable_hub_progress_bars() -> bool:
+    """huggingface_hub's upload bars would fight the spinner on stderr. Returns whether they were off."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
+
+    was = are_progress_bars_disabled()
+    disable_progress_bars()
+    return was

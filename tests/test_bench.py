@@ -1,0 +1,180 @@
+"""``exporter bench``: real export of a tiny model, real inference in torch, ONNX Runtime and OpenVINO.
+
+Small settings throughout (a few texts, rounds and threads): the tests check what is measured and written,
+not how fast anything is."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_recipe
+
+from exporter.bench import BENCH_NAME, bench
+from exporter.build import build
+from exporter.cli import main
+from exporter.manifest import list_files, sha256_file
+
+VARIANTS = ["onnx-fp32", "onnx-fp32-sentence", "openvino-fp32", "openvino-fp32-sentence"]
+SMALL = ["--num-texts", "12", "--batch-size", "4", "--rounds", "2", "--warmup", "1", "--latency-texts", "4",
+         "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, tiny_model):
+    """A tiny model's artifact folder with every loader path: ONNX / OpenVINO × transformer / sentence."""
+    folder = tmp_path_factory.mktemp("bench-build")
+    variants = "".join(f"  - {{backend: {backend}, graph: {graph}}}\n"
+                       for backend in ("onnx", "openvino") for graph in ("transformer", "sentence"))
+    recipe = write_recipe(folder, f"name: tiny\nmodel:\n  path: {tiny_model('bert')}\nvariants:\n{variants}")
+    return build(recipe, output=folder / "out").output
+
+
+@pytest.fixture
+def artifacts(built, tmp_path):
+    """A fresh copy of the artifact folder per test: bench writes into it."""
+    return shutil.copytree(built, tmp_path / "artifacts")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, ["bench", *args])
+
+
+def assert_manifest_complete(folder) -> dict:
+    """manifest.json lists every other file of the folder, with its sha256 and size."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    listed = {entry["path"]: entry for entry in manifest["shared_files"]}
+    for variant in manifest["variants"]:
+        listed.update({entry["path"]: entry for entry in variant["files"]})
+    assert sorted(listed) == list_files(folder)
+    for relative, entry in listed.items():
+        assert entry["sha256"] == sha256_file(folder / relative), relative
+        assert entry["size"] == (folder / relative).stat().st_size, relative
+    assert [e["path"] for e in manifest["shared_files"]].count(BENCH_NAME) == 1
+    return manifest
+
+
+def test_bench_writes_results_and_updates_the_manifest(artifacts):
+    result = invoke(str(artifacts), *SMALL, "--no-memory")
+    assert result.exit_code == 0, (result.output, result.stderr)
+    assert "texts/s" in result.stderr and "onnx-fp32-sentence" in result.stderr  # the table, on stderr
+    assert result.stdout == ""
+
+    saved = json.loads((artifacts / BENCH_NAME).read_text())
+    assert saved["schema_version"] == 1
+    assert saved["settings"] == {**saved["settings"], "batch_size": 4, "num_texts": 12, "rounds": 2, "threads": 1}
+    assert saved["host"]["threads"] == 1 and saved["host"]["cores"] >= 1
+    assert {"torch", "onnxruntime", "openvino", "sentence_transformers"} <= saved["versions"].keys()
+    rows = {row["name"]: row for row in saved["results"]}
+    assert list(rows) == ["torch", *VARIANTS]
+    assert rows["torch"]["kind"] == "torch" and rows["torch"]["ratio_to_torch"] == 1.0
+    for name in VARIANTS:
+        row = rows[name]
+        assert row["kind"] == "variant"
+        assert row["graph"] == ("sentence" if name.endswith("sentence") else "transformer")
+        assert row["size_bytes"] > 0
+        assert row["ratio_to_torch"] > 0
+        assert row["runtime"].get("intra_op_num_threads", row["runtime"].get("INFERENCE_NUM_THREADS")) == 1
+    for row in rows.values():
+        assert row["throughput"] > 0 and len(row["round_seconds"]) == 2
+        assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"] and row["latency_samples"] == 4
+        assert row["rss_delta_mb"] is None  # --no-memory
+
+    manifest = assert_manifest_complete(artifacts)
+    for variant in manifest["variants"]:
+        row = rows[variant["name"]]
+        assert variant["bench"] == {key: row[key] for key in
+                                    ("throughput", "ratio_to_torch", "latency_p50_ms", "latency_p95_ms", "rss_delta_mb")}
+
+    # A second run on one variant, --json: replaces bench.json and its manifest entry; the other variants
+    # lose their summary, so the manifest agrees with bench.json.
+    again = invoke(str(artifacts), *SMALL, "--no-memory", "--variant", "onnx-fp32", "--json", "-q")
+    assert again.exit_code == 0, again.stderr
+    printed = json.loads(again.stdout)
+    assert [row["name"] for row in printed["results"]] == ["torch", "onnx-fp32"]
+    assert printed == json.loads((artifacts / BENCH_NAME).read_text())
+    manifest = assert_manifest_complete(artifacts)
+    assert [("bench" in v) for v in manifest["variants"]] == [True, False, False, False]
+
+
+def test_compare_adds_other_models_to_the_same_run(artifacts, built, tmp_path):
+    other = shutil.copytree(built, tmp_path / "other-export")
+    result = invoke(str(artifacts), *SMALL, "--no-memory", "--no-save", "--json", "--variant", "onnx-fp32-sentence",
+                    "--compare", f"{other}:onnx/model.onnx", "--compare", f"{other}:openvino/openvino_model.xml")
+    assert result.exit_code == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["results"]}
+    assert list(rows) == ["torch", "onnx-fp32-sentence", "other-export/onnx/model.onnx",
+                          "other-export/openvino/openvino_model.xml"]
+    assert rows["other-export/onnx/model.onnx"]["kind"] == "compare"
+    assert rows["other-export/onnx/model.onnx"]["backend"] == "onnx"
+    assert rows["other-export/openvino/openvino_model.xml"]["backend"] == "openvino"
+    for row in rows.values():
+        assert row["throughput"] > 0 and row["ratio_to_torch"] > 0 and row["size_bytes"] > 0
+    assert not (artifacts / BENCH_NAME).exists()  # --no-save
+
+
+def test_memory_is_measured_in_child_processes(artifacts):
+    result = invoke(str(artifacts), *SMALL, "--variant", "onnx-fp32-sentence", "--json", "-q")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)["results"]
+    assert [row["name"] for row in rows] == ["torch", "onnx-fp32-sentence"]
+    for row in rows:
+        assert row["rss_delta_mb"] > 0, row
+    manifest = assert_manifest_complete(artifacts)
+    assert manifest["variants"][1]["bench"]["rss_delta_mb"] > 0
+
+
+def test_without_the_torch_reference_ratios_are_omitted(artifacts, tmp_path, tiny_model):
+    manifest = json.loads((artifacts / "manifest.json").read_text())
+    manifest["source"]["location"] = str(tmp_path / "gone")
+    (artifacts / "manifest.json").write_text(json.dumps(manifest))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("first text\n\nsecond, a bit longer text\nthird\n", encoding="utf-8")
+
+    result = bench(artifacts, variants=["onnx-fp32-sentence"], texts_file=texts, num_texts=5, batch_size=2,
+                   rounds=1, warmup_rounds=0, latency_count=2, threads=1, measure_memory=False, save=False)
+    data = result.to_dict()
+    assert [row["name"] for row in data["results"]] == ["onnx-fp32-sentence"]
+    assert data["results"][0]["ratio_to_torch"] is None and data["results"][0]["throughput"] > 0
+    assert data["reference"]["available"] is False
+    assert any("no torch reference" in note and "--source" in note for note in data["notes"])
+    assert data["settings"]["texts"] == str(texts) and data["settings"]["num_texts"] == 5
+    assert not (artifacts / BENCH_NAME).exists()
+
+    # --source brings the reference back.
+    with_source = bench(artifacts, variants=["onnx-fp32-sentence"], num_texts=4, batch_size=2, rounds=1,
+                        warmup_rounds=0, latency_count=0, threads=1, source_dir=tiny_model("bert"),
+                        measure_memory=False, save=False)
+    assert [r.target.name for r in with_source.results] == ["torch", "onnx-fp32-sentence"]
+    assert with_source.result("onnx-fp32-sentence").ratio_to_torch > 0
+
+
+def _assert_one_line(result, code: int, *fragments: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+
+
+def test_bad_input_is_exit_2(artifacts, tmp_path):
+    _assert_one_line(invoke(str(tmp_path / "missing")), 2, "no such artifact folder")
+    (tmp_path / "empty").mkdir()
+    _assert_one_line(invoke(str(tmp_path / "empty")), 2, "no manifest.json")
+    _assert_one_line(invoke(str(artifacts), "--variant", "nope"), 2, "no variant 'nope'")
+    _assert_one_line(invoke(str(artifacts), "--compare", str(tmp_path)), 2, "expected FOLDER:FILE")
+    _assert_one_line(invoke(str(artifacts), "--compare", f"{artifacts}:tokenizer.json"), 2, "cannot tell the backend")
+    _assert_one_line(invoke(str(artifacts), "--compare", f"{artifacts}:onnx/absent.onnx"), 2, "no file onnx/absent.onnx")
+    _assert_one_line(invoke(str(artifacts), "--compare", f"{tmp_path / 'nowhere'}:model.onnx"), 2, "does not exist")
+    _assert_one_line(invoke(str(artifacts), "--texts", str(tmp_path / "none.txt")), 2, "--texts")
+    _assert_one_line(invoke(str(artifacts), "--source", str(tmp_path / "empty")), 2, "--source")
+    assert not (artifacts / BENCH_NAME).exists()
+
+
+def test_a_runtime_that_cannot_load_is_exit_3_naming_the_variant(artifacts):
+    (artifacts / "onnx" / "model_fp32_sentence.onnx").write_bytes(b"not an onnx graph")
+    result = invoke(str(artifacts), *SMALL, "--no-memory", "--variant", "onnx-fp32-sentence")
+    _assert_one_line(result, 3, "onnx-fp32-sentence", "could not load")
+    assert not (artifacts / BENCH_NAME).exists()

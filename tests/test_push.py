@@ -1,0 +1,426 @@
+"""``exporter push`` against the local Hub server, driven by the real huggingface_hub client.
+
+One tiny BERT artifact (ONNX and OpenVINO, transformer and sentence graphs) is built and validated per
+module (parity measured here: the exported variants against the torch model) and copied for each test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import cosine, run_plain_runtime, write_recipe
+from hub_fixtures import HUB_TOKEN
+from hub_server import HubServer
+from huggingface_hub import HfApi, ModelCard, constants, snapshot_download
+
+from exporter.build import build
+from exporter.cli import main
+from exporter.manifest import list_files, read_manifest, write_manifest
+from exporter.push import PushResult, push
+
+TEXTS = ["a", "hello world", "a somewhat longer sentence with more tokens in it", "日本語 😀 123",
+         "the quick brown fox", "jumps over the lazy dog", "x " * 100]
+RECIPE = """\
+name: tiny-push
+model:
+  id: test-org/tiny-bert
+  path: {model}
+variants:
+  - {{backend: onnx}}
+  - {{backend: onnx, graph: sentence}}
+  - {{backend: openvino}}
+  - {{backend: openvino, graph: sentence}}
+"""
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def encode_variant(folder: Path, variant: dict, reference, texts: list[str]) -> np.ndarray:
+    """Embeddings of ``texts`` by one exported variant, loaded the way its users load it."""
+    from sentence_transformers import SentenceTransformer
+
+    if variant["graph"] == "sentence":
+        return run_plain_runtime(folder, variant, reference.tokenizer, texts, reference.max_seq_length)
+    loaded = SentenceTransformer(str(folder), backend=variant["backend"], device="cpu",
+                                 model_kwargs={"file_name": variant["file_name"]})
+    return loaded.encode(texts)
+
+
+def mark_validated(folder: Path, model_dir: Path) -> None:
+    """Measure each variant against the torch model (the validator's metrics) and record ``parity``."""
+    from sentence_transformers import SentenceTransformer
+
+    from exporter.validators.checks import measure
+
+    reference = SentenceTransformer(str(model_dir), device="cpu")
+    expected = reference.encode(TEXTS)
+    manifest = read_manifest(folder)
+    for variant in manifest["variants"]:
+        metrics = measure(encode_variant(folder, variant, reference, TEXTS), expected)
+        parity = {key: metrics[key] for key in ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")}
+        variant["parity"] = {"passed": parity["cosine_min"] >= 0.9999, **parity}
+    write_manifest(folder, manifest)
+
+
+def build_validated(workdir: Path, model_dir: Path) -> Path:
+    recipe = write_recipe(workdir, RECIPE.format(model=model_dir))
+    output = build(recipe, output=workdir / "artifact").output
+    mark_validated(output, model_dir)
+    return output
+
+
+def licensed_copy(model_dir: Path, target: Path, license_: str = "apache-2.0") -> Path:
+    """A copy of a tiny model whose README front matter declares a license."""
+    shutil.copytree(model_dir, target)
+    readme = target / "README.md"
+    readme.write_text(readme.read_text(encoding="utf-8").replace("---\n", f"---\nlicense: {license_}\n", 1),
+                      encoding="utf-8")
+    return target
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def listed(manifest: dict) -> dict[str, str]:
+    entries = {e["path"]: e["sha256"] for e in manifest["shared_files"]}
+    for variant in manifest["variants"]:
+        entries.update({e["path"]: e["sha256"] for e in variant["files"]})
+    return entries
+
+
+def invoke(*args: str, env: dict | None = None):
+    return CliRunner().invoke(main, ["push", *args], env=env)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def commits(api: HfApi, repo_id: str, revision: str = "main") -> int:
+    return len(api.list_repo_commits(repo_id, revision=revision))
+
+
+_BUILT: dict[str, tuple[Path, Path]] = {}
+
+
+def validated_artifact(tiny_model, tmp_path_factory) -> tuple[Path, Path]:
+    """(source model with a license, built and validated artifact), made once per session and shared by
+    test_push and test_card; tests work on copies (push writes README.md and the manifest)."""
+    if "bert" not in _BUILT:
+        source = licensed_copy(tiny_model("bert"), tmp_path_factory.mktemp("licensed") / "model")
+        _BUILT["bert"] = source, build_validated(tmp_path_factory.mktemp("validated-artifact"), source)
+    return _BUILT["bert"]
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def source_model(tiny_model, tmp_path_factory) -> Path:
+    return validated_artifact(tiny_model, tmp_path_factory)[0]
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_model, tmp_path_factory) -> Path:
+    return validated_artifact(tiny_model, tmp_path_factory)[1]
+
+
+@pytest.fixture
+def folder(artifact, tmp_path) -> Path:
+    return Path(shutil.copytree(artifact, tmp_path / "artifact"))
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setattr("exporter.push.RETRY_DELAYS", (0.05, 0.1, 0.2))
+
+
+@pytest.fixture
+def api(hub_endpoint) -> HfApi:
+    return HfApi(endpoint=hub_endpoint, token=HUB_TOKEN)
+
+
+# ------------------------------------------------------------------------------------------ tests
+
+
+def test_push_then_snapshot_matches_manifest_and_repush_is_a_noop(folder, hub_server, hub_endpoint, api, tmp_path):
+    repo_id = "test-user/tiny-push"
+    result = invoke(str(folder), "--repo-id", repo_id, "--endpoint", hub_endpoint, "--token", HUB_TOKEN,
+                    "--tag", "v1.0", "--json")
+    assert result.exit_code == 0, (result.output, result.stderr)
+    pushed = json.loads(result.stdout)
+    manifest = read_manifest(folder)
+    assert pushed["created_commit"] is True and pushed["files"] == len(listed(manifest)) + 1
+    assert pushed["commit_url"] == f"{hub_endpoint}/{repo_id}/commit/{pushed['commit_oid']}"
+    assert pushed["tag"] == "v1.0" and pushed["tag_created"] is True
+    assert hub_server.count_requests("POST", r"/commit/") == 1  # one commit for everything
+    assert hub_server.count_requests("PUT", r"^/_lfs/") >= 4  # the graphs went through LFS
+    assert api.model_info(repo_id).sha == pushed["commit_oid"]
+    assert [(t.name, t.target_commit) for t in api.list_repo_refs(repo_id).tags] == [("v1.0", pushed["commit_oid"])]
+
+    # every file listed (README.md included) and every listed file on the Hub with the manifest's sha256
+    assert set(list_files(folder)) == set(listed(manifest))
+    local = Path(snapshot_download(repo_id, endpoint=hub_endpoint, cache_dir=tmp_path / "cache"))
+    downloaded = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert downloaded == set(listed(manifest)) | {"manifest.json", ".gitattributes"}
+    for path, sha256 in listed(manifest).items():
+        assert sha256_of(local / path) == sha256, path
+    assert json.loads((local / "manifest.json").read_text()) == manifest
+    tree = {entry.path: entry for entry in api.list_repo_tree(repo_id, recursive=True) if hasattr(entry, "lfs")}
+    assert tree["onnx/model.onnx"].lfs is not None and tree["openvino/openvino_model.bin"].lfs is not None
+
+    card = ModelCard.load(local / "README.md")
+    assert card.data.base_model == "test-org/tiny-bert" and card.data.license == "apache-2.0"
+    assert card.data.library_name == "sentence-transformers" and card.data.pipeline_tag == "sentence-similarity"
+    assert {"onnx", "openvino", "sentence-transformers"} <= set(card.data.tags)
+    assert api.model_info(repo_id).card_data.library_name == "sentence-transformers"
+
+    # identical again: no commit call, no new commit, and it says so
+    hub_server.clear_requests()
+    again = invoke(str(folder), "--repo-id", repo_id, "--endpoint", hub_endpoint, "--token", HUB_TOKEN, "--tag", "v1.0")
+    assert again.exit_code == 0, (again.output, again.stderr)
+    assert "No changes" in again.stdout and "no new commit" in again.stdout
+    assert pushed["commit_oid"][:12] in again.stdout
+    assert hub_server.count_requests("POST", r"/commit/") == 0
+    assert hub_server.count_requests("PUT", r"^/_lfs/") == 0
+    assert commits(api, repo_id) == 2  # the repo's initial commit and ours
+
+
+def test_sentence_transformers_and_card_snippets_load_pushed_variants(folder, source_model, hub_endpoint, tmp_path,
+                                                                      monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    import transformers.utils.hub
+
+    repo_id = "test-user/tiny-load"
+    push(folder, repo_id, endpoint=hub_endpoint, token=HUB_TOKEN)
+    # conftest sets HF_HUB_OFFLINE=1 before transformers is imported, which copies it at import time
+    monkeypatch.setattr(transformers.utils.hub, "_is_offline_mode", False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # snippets download into an empty cache
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
+    reference = SentenceTransformer(str(source_model), device="cpu")
+    expected = reference.encode(["first text", "second text"])
+    manifest = read_manifest(folder)
+    for variant in manifest["variants"]:
+        if variant["graph"] != "transformer":
+            continue
+        model = SentenceTransformer(repo_id, backend=variant["backend"], device="cpu",
+                                    cache_folder=str(tmp_path / "st-cache"),
+                                    model_kwargs={"file_name": variant["file_name"]})
+        assert cosine(model.encode(["first text", "second text"]), expected).min() >= 0.9999, variant["name"]
+
+    # every snippet of the card (sentence-transformers and plain runtimes) runs against the Hub
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"### `([^`]+)` \([^)]*\)\n\n.*?\n\n```python\n(.*?)```", card, re.DOTALL)
+    assert [name for name, _ in blocks] == [v["name"] for v in manifest["variants"]]
+    for name, source in blocks:
+        assert repo_id in source
+        namespace: dict = {}
+        exec(compile(source, f"<card snippet {name}>", "exec"), namespace)  # noqa: S102 - our own card
+        assert cosine(np.asarray(namespace["embeddings"]), expected).min() >= 0.9999, name
+
+
+def test_private_repo_without_token_is_refused(folder, hub_server, hub_endpoint):
+    result = invoke(str(folder), "--repo-id", "test-user/secret", "--private", "--endpoint", hub_endpoint)
+    assert result.exit_code == 2, (result.output, result.stderr)
+    assert "no Hub token" in result.stderr and "private" in result.stderr
+    assert hub_server.requests == []
+
+
+def test_wrong_token_is_exit_2_and_never_printed(folder, hub_server, hub_endpoint):
+    secret = "hf_wrongTOKEN_7f3a9c_distinctive"
+    result = invoke(str(folder), "--repo-id", "test-user/nope", "--endpoint", hub_endpoint, "--token", secret)
+    assert result.exit_code == 2, (result.output, result.stderr)
+    errors = [line for line in result.stderr.strip().splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "rejected the token" in errors[0] and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == errors[0]
+    assert secret not in result.output and secret not in result.stderr
+    assert "7f3a9c" not in result.output + result.stderr
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["commit-not-landed", "commit-landed-answer-lost"])
+def test_503_on_commit_is_retried_once_landed_check_first(folder, hub_server, hub_endpoint, api, after):
+    repo_id = f"test-user/flaky-{int(after)}"
+    rule = hub_server.fail_next("POST", r"/commit/", after=after)
+    result = push(folder, repo_id, endpoint=hub_endpoint, token=HUB_TOKEN)
+    assert rule.hits == 1
+    assert result.created_commit and result.commit_oid == api.model_info(repo_id).sha
+    assert commits(api, repo_id) == 2  # the initial commit and exactly one of ours
+    assert hub_server.count_requests("POST", r"/commit/") == (1 if after else 2)
+    assert api.list_repo_commits(repo_id)[0].commit_id == result.commit_oid
+
+
+def test_503_on_lfs_upload_is_retried(folder, hub_server, hub_endpoint, api, tmp_path):
+    repo_id = "test-user/flaky-lfs"
+    rule = hub_server.fail_next("PUT", r"^/_lfs/", times=1)
+    result = push(folder, repo_id, endpoint=hub_endpoint, token=HUB_TOKEN)
+    assert rule.hits == 1 and result.created_commit
+    assert commits(api, repo_id) == 2
+    local = Path(snapshot_download(repo_id, endpoint=hub_endpoint, cache_dir=tmp_path / "cache"))
+    for path, sha256 in listed(read_manifest(folder)).items():
+        assert sha256_of(local / path) == sha256, path
+
+
+def test_pr_whose_answer_was_lost_is_opened_once(folder, hub_server, hub_endpoint, api):
+    repo_id = "test-user/flaky-pr"
+    hub_server.fail_next("POST", r"/commit/", after=True)
+    result = push(folder, repo_id, create_pr=True, endpoint=hub_endpoint, token=HUB_TOKEN)
+    prs = api.list_repo_refs(repo_id, include_pull_requests=True).pull_requests
+    assert [(ref.ref, ref.target_commit) for ref in prs] == [("refs/pr/1", result.commit_oid)]
+    assert result.pr_url == f"{hub_endpoint}/{repo_id}/discussions/1" and result.pr_ref == "refs/pr/1"
+    assert hub_server.count_requests("POST", r"/commit/") == 1
+
+
+def test_unreachable_hub_is_exit_3(folder, hub_endpoint):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", dead, "--token", HUB_TOKEN)
+    assert result.exit_code == 3, (result.output, result.stderr)
+    assert "cannot reach the Hub" in result.stderr and dead in result.stderr
+    assert HUB_TOKEN not in result.stderr
+
+
+@pytest.mark.parametrize("verdict", ["missing", "failed"])
+def test_unvalidated_or_failed_variants_are_refused(folder, hub_server, hub_endpoint, verdict):
+    manifest = read_manifest(folder)
+    if verdict == "missing":
+        del manifest["variants"][1]["parity"]
+        del manifest["variants"][3]["parity"]
+    else:
+        manifest["variants"][2]["parity"]["passed"] = False
+    write_manifest(folder, manifest)
+    before = {path: sha256_of(folder / path) for path in list_files(folder)} | {"m": sha256_of(folder / "manifest.json")}
+    result = invoke(str(folder), "--repo-id", "test-user/refused", "--endpoint", hub_endpoint, "--token", HUB_TOKEN)
+    assert result.exit_code == 1, (result.output, result.stderr)
+    names = [manifest["variants"][i]["name"] for i in ((1, 3) if verdict == "missing" else (2,))]
+    for name in names:
+        assert name in result.stderr
+    assert ("not validated" if verdict == "missing" else "failed validation") in result.stderr
+    assert hub_server.requests == []  # nothing pushed, nothing asked
+    assert before == {path: sha256_of(folder / path) for path in list_files(folder)} | {"m": sha256_of(folder / "manifest.json")}
+
+
+def test_changed_or_unlisted_files_are_refused(folder, hub_server, hub_endpoint):
+    (folder / "notes.txt").write_text("stray")
+    result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", hub_endpoint, "--token", HUB_TOKEN)
+    assert result.exit_code == 1 and "not listed in manifest.json: notes.txt" in result.stderr
+    (folder / "notes.txt").unlink()
+    vocab = folder / "vocab.txt"
+    vocab.write_text(vocab.read_text().replace("[UNK]", "[UNX]"))  # same size, other content
+    result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", hub_endpoint, "--token", HUB_TOKEN)
+    assert result.exit_code == 1 and "sha256 differs" in result.stderr and "vocab.txt" in result.stderr
+    assert hub_server.count_requests("POST", r"/commit/") == 0
+
+
+def test_create_pr_opens_a_pr_and_leaves_main(folder, hub_server, hub_endpoint, api):
+    repo_id = "test-user/pr"
+    result = invoke(str(folder), "--repo-id", repo_id, "--create-pr", "--endpoint", hub_endpoint, "--token", HUB_TOKEN)
+    assert result.exit_code == 0, (result.output, result.stderr)
+    assert f"{hub_endpoint}/{repo_id}/discussions/1" in result.stdout and "refs/pr/1" in result.stdout
+    assert api.list_repo_files(repo_id) == [".gitattributes"]  # main untouched
+    assert "manifest.json" in api.list_repo_files(repo_id, revision="refs/pr/1")
+    assert [ref.ref for ref in api.list_repo_refs(repo_id, include_pull_requests=True).pull_requests] == ["refs/pr/1"]
+
+
+def test_publish_defaults_branch_and_stale_files(folder, hub_server, hub_endpoint, api):
+    """publish: from the recipe sets the defaults; a re-push deletes files the folder no longer has."""
+    manifest = read_manifest(folder)
+    manifest["publish"] = {"repo_id": "test-user/from-recipe", "private": True, "tag": "v1"}
+    write_manifest(folder, manifest)
+    first = push(folder, endpoint=hub_endpoint, token=HUB_TOKEN)
+    assert first.repo_id == "test-user/from-recipe" and first.tag_created
+    assert api.model_info("test-user/from-recipe").private is True
+    assert HfApi(endpoint=hub_endpoint, token=False).repo_exists("test-user/from-recipe") is False
+
+    # drop a variant (its files and its entry), push to a new branch without tag
+    manifest = read_manifest(folder)
+    dropped = manifest["variants"].pop()
+    for entry in dropped["files"]:
+        (folder / entry["path"]).unlink()
+    manifest["publish"].pop("tag")
+    write_manifest(folder, manifest)
+    second = push(folder, revision="dev", endpoint=hub_endpoint, token=HUB_TOKEN)
+    assert second.created_commit and second.revision == "dev" and second.deleted == len(dropped["files"])
+    dev_files = set(api.list_repo_files("test-user/from-recipe", revision="dev"))
+    assert dev_files == set(listed(read_manifest(folder))) | {"manifest.json", ".gitattributes"}
+    assert dropped["file_name"] in api.list_repo_files("test-user/from-recipe")  # main keeps it
+    # a tag is never moved
+    with pytest.raises(Exception, match="already exists"):
+        push(folder, revision="dev", tag="v1", endpoint=hub_endpoint, token=HUB_TOKEN)
+
+
+def test_endpoint_argument_works_without_hf_endpoint(folder, hub_server, monkeypatch, tmp_path):
+    """A user passing --endpoint with HF_ENDPOINT unset: the client's import-time ENDPOINT is huggingface.co."""
+    from huggingface_hub.utils import reset_sessions
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    reset_sessions()
+    assert constants.ENDPOINT == "https://huggingface.co"
+    try:
+        result = push(folder, "test-user/no-env", endpoint=hub_server.url, token=HUB_TOKEN)
+        assert result.created_commit and result.commit_url.startswith(hub_server.url + "/test-user/no-env/commit/")
+        assert constants.ENDPOINT == "https://huggingface.co"  # restored
+        again = push(folder, "test-user/no-env", endpoint=hub_server.url, token=HUB_TOKEN)
+        assert not again.created_commit and again.commit_oid == result.commit_oid
+
+        # even if the endpoint could not be pointed (the client then raises after the commit landed),
+        # the push finds its commit instead of failing or committing twice
+        import contextlib
+
+        monkeypatch.setattr("exporter.push.client_endpoint", lambda endpoint: contextlib.nullcontext())
+        write_manifest(folder, {**read_manifest(folder), "publish": {"commit_message": "second"}})
+        trapped = push(folder, "test-user/no-env", endpoint=hub_server.url, token=HUB_TOKEN)
+        assert trapped.created_commit and trapped.commit_oid != result.commit_oid
+        api = HfApi(endpoint=hub_server.url, token=HUB_TOKEN)
+        assert len(api.list_repo_commits("test-user/no-env")) == 3
+        assert api.model_info("test-user/no-env").sha == trapped.commit_oid
+    finally:
+        monkeypatch.undo()
+        reset_sessions()
+
+
+def test_token_never_written_or_printed(folder, tmp_path_factory, monkeypatch, caplog):
+    """A distinctive token: absent from output, logs, the folder and everything the Hub stored."""
+    import logging
+
+    from hub_fixtures import patch_hf_endpoint
+
+    secret = "hf_SECRETtoken_9b1e77_do_not_print"
+    root = tmp_path_factory.mktemp("secret-hub")
+    caplog.set_level(logging.DEBUG)
+    with HubServer(root=root, token=secret) as server:
+        patch_hf_endpoint(monkeypatch, server.url, tmp_path_factory.mktemp("tok") / "token")
+        try:
+            server.fail_next("POST", r"/commit/", after=True)  # exercise the retry messages too
+            monkeypatch.setenv("HF_TOKEN", secret)  # the default token source
+            outputs = []
+            for args in (["--private", "--tag", "v1"], ["--json"], ["--token", secret + "x"]):
+                result = invoke(str(folder), "--repo-id", "test-user/secret", "--endpoint", server.url, *args)
+                outputs.append((result.exit_code, result.stdout + result.stderr))
+        finally:
+            from huggingface_hub.utils import reset_sessions
+
+            monkeypatch.undo()
+            reset_sessions()  # sessions built while HF_HUB_OFFLINE was off must not outlive the test
+    assert [code for code, _ in outputs] == [0, 0, 2], outputs
+    first, wrong = (" ".join(text.split()) for text in (outputs[0][1], outputs[2][1]))  # rich wraps at 80 columns
+    assert "checking whether the commit landed" in first and "rejected the token" in wrong
+    written = "".join(text for _, text in outputs) + caplog.text
+    for path in [*folder.rglob("*"), *root.rglob("*")]:
+        if path.is_file():
+            written += path.read_bytes().decode("utf-8", "replace")
+    assert "9b1e77" not in written
+    assert isinstance(PushResult.__dataclass_fields__, dict) and "token" not in PushResult.__dataclass_fields__

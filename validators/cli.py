@@ -1,0 +1,106 @@
+"""``exporter validate``: the parity gate for CI.
+
+Exit 0 when every variant passes, 1 when a threshold failed (one stderr line per failed check), 2 for bad
+input (no folder, no or malformed manifest, no reference to compare with). Heavy imports happen inside the
+command so ``exporter --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from exporter.cli import EPILOG, handle_errors
+
+
+@click.command("validate", epilog=EPILOG)
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
+@click.option("--source", "source", type=click.Path(path_type=Path), metavar="DIR",
+              help="Source sentence-transformers model (default: where the manifest says it was read from; "
+                   "when that is not available here, the stored reference in parity/).")
+@click.option("--texts", "texts", type=click.Path(path_type=Path), metavar="FILE",
+              help="Extra validation texts: .txt (one per line) or .jsonl (a \"text\" field per line).")
+@click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
+@click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Write a JUnit XML report (a testcase per variant and check).")
+@click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no tables; failures are still printed.")
+@handle_errors
+def validate_command(
+    artifact_dir: Path, source: Path | None, texts: Path | None, as_json: bool,
+    junit: Path | None, markdown: Path | None, quiet: bool,
+) -> None:
+    """Check that every variant in ARTIFACT_DIR gives the torch model's embeddings.
+
+    Each variant runs the way its users run it (sentence-transformers for graph: transformer, plain
+    onnxruntime / OpenVINO for graph: sentence) on the built-in validation texts, at batch size 1 and in
+    mixed-length batches of 32, and is compared with the torch model: per-text cosine, top-10 neighbour
+    overlap and Spearman correlation of pairwise similarities, against the thresholds of its precision
+    (or the recipe's). The results are recorded in the folder (parity_report.json, manifest.json), with
+    the reference embeddings in parity/ so a host without the torch model can validate later.
+
+    \b
+    Example (CI):
+      exporter validate artifacts/minilm-openvino --junit parity.xml --markdown parity.md
+    """
+    from exporter.errors import BadInputError, CheckFailedError
+    from exporter.progress import RichProgress, SilentProgress
+    from exporter.validators.record import record_results
+    from exporter.validators.parity import validate
+
+    progress = SilentProgress() if quiet or as_json else RichProgress(_stderr_console())
+    report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, progress=progress)
+    try:
+        record_results(artifact_dir, report)
+    except OSError as error:
+        click.echo(f"warning: results not recorded in {artifact_dir}: {error}", err=True)
+    for path, text in ((junit, report.to_junit() if junit else ""), (markdown, report.to_markdown() if markdown else "")):
+        if path is not None:
+            try:
+                path.write_text(text, encoding="utf-8")
+            except OSError as error:
+                raise BadInputError(f"cannot write {path}: {error}") from None
+    if as_json:
+        click.echo(report.to_json())
+    if not quiet:
+        render_report(report)
+    failures = report.failures()
+    for line in failures:
+        click.echo(f"parity: {line}", err=True)
+    if not report.passed:
+        failed_variants = sum(not v.passed for v in report.variants)
+        raise CheckFailedError(f"parity failed: {len(failures)} check(s) in {failed_variants} of "
+                               f"{len(report.variants)} variant(s) below threshold")
+
+
+def render_report(report) -> None:
+    """A rich table per variant on stderr: measured vs required, pass/fail."""
+    from rich.table import Table
+
+    from exporter.validators.report import format_required, format_value
+
+    console = _stderr_console()
+    where = f"torch model ({report.source})" if report.reference == "source" else "stored reference (parity/)"
+    console.print(f"Reference: {where}; {report.texts['total']} texts, batch 1 on {report.texts['batch_1']}, "
+                  f"batch {max(report.batch_sizes)} on all.")
+    for variant in report.variants:
+        status = "[green]passed[/green]" if variant.passed else "[red]FAILED[/red]"
+        table = Table(title=f"{variant.name} ({variant.backend}, {variant.precision}, graph: {variant.graph}): {status}")
+        for column in ("check", "measured", "required", "result"):
+            table.add_column(column)
+        for check in variant.checks:
+            required = (("≥ " if check.comparison == ">=" else "") + format_required(check.required)) \
+                if check.gating and check.required is not None else "–"
+            result = ("[green]pass[/green]" if check.passed else "[red]FAIL[/red]") if check.gating else "[dim]reported[/dim]"
+            table.add_row(check.name, format_value(check.measured, check.required), required, result)
+        console.print(table)
+    verdict = "[green]all variants passed[/green]" if report.passed else "[red]parity failed[/red]"
+    console.print(f"{verdict} in {report.seconds:.1f} s.")
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
