@@ -147,6 +147,7 @@ def save_openvino(ov_model, xml_path: Path, compress_to_fp16: bool = False,
     """
     import openvino as ov
 
+    _name_unnamed_ops_by_position(ov_model)  # again: NNCF adds auto-named ops too
     options = OPENVINO_RUNTIME_OPTIONS if runtime_options is None else runtime_options
     for key, value in options.items():
         ov_model.set_rt_info(value, ["runtime_options", key])

@@ -214,7 +214,9 @@ def test_validators_folder_installs_inside_the_package(tmp_path):
 
 def test_same_recipe_builds_byte_identical_model_files(workdir, tiny_model):
     recipe = write_recipe(workdir, "name: tiny\n" + _model_block(tiny_model("bert", "cls", True, False)) +
-                          "variants:\n  - {backend: onnx}\n  - {backend: openvino, graph: sentence}\n")
+                          "variants:\n  - {backend: onnx}\n  - {backend: openvino, graph: sentence}\n"
+                          "  - {backend: onnx, precision: int8}\n  - {backend: onnx, precision: fp16}\n"
+                          "  - {backend: openvino, precision: int8, quantization: {calibration: {samples: 12}}}\n")
     first = build(recipe, output="one").manifest
     second = build(recipe, output="two").manifest
     assert [v["files"] for v in first["variants"]] == [v["files"] for v in second["variants"]]
