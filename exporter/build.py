@@ -24,7 +24,7 @@ from exporter import __version__
 from exporter.errors import BadInputError
 from exporter.graphs import GraphSpec
 from exporter.layout import variant_file_name
-from exporter.manifest import MANIFEST_NAME, SCHEMA_VERSION, describe_files, write_manifest
+from exporter.manifest import MANIFEST_NAME, SCHEMA_VERSION, describe_files, read_manifest, write_manifest
 from exporter.package import finalize_manifest
 from exporter.progress import Progress, SilentProgress
 from exporter.recipe import LoadedRecipe, Variant, load_recipe
@@ -56,15 +56,20 @@ class BuildResult:
     manifest: dict[str, Any]
     seconds: float
     variants: list[BuiltVariant] = field(default_factory=list)
+    report: Any = None  # exporter.validators.ParityReport, or None when validation was skipped
 
     def summary(self) -> dict[str, Any]:
         return {
             "output": str(self.output),
             "recipe": self.manifest["recipe"]["name"],
             "seconds": round(self.seconds, 2),
+            "validated": self.report is not None,
+            "passed": self.report.passed if self.report is not None else None,
+            "failures": self.report.failures() if self.report is not None else [],
             "variants": [
                 {"name": v["name"], "backend": v["backend"], "precision": v["precision"], "graph": v["graph"],
-                 "file_name": v["file_name"], "size": sum(f["size"] for f in v["files"])}
+                 "file_name": v["file_name"], "size": sum(f["size"] for f in v["files"]),
+                 "parity": v.get("parity")}
                 for v in self.manifest["variants"]
             ],
         }
@@ -98,11 +103,15 @@ def build(
     output: str | Path | None = None,
     variants: list[str] | None = None,
     progress: Progress | None = None,
+    validate: bool = True,
 ) -> BuildResult:
-    """Build the artifacts a recipe declares. Returns where they were placed and the manifest.
+    """Build the artifacts a recipe declares. Returns where they were placed, the manifest and the parity
+    report.
 
     ``variants`` restricts the run to the named variants. Raises ``BadInputError`` (nothing written) for a
-    bad recipe, model path or output path.
+    bad recipe, model path or output path. With ``validate`` (the default) every variant is checked against
+    the torch model before the folder is placed; a folder that fails validation is still placed, marked
+    failed in its manifest, and ``result.report.passed`` is false (the CLI exits 1).
     """
     started = time.perf_counter()
     progress = progress or SilentProgress()
@@ -127,6 +136,9 @@ def build(
         manifest = make_manifest(loaded, source, model, built, staging)
         write_manifest(staging, manifest)
         manifest = finalize_manifest(staging, source_dir=source.directory)
+        report = validate_staged(loaded, staging, source.directory, progress) if validate else None
+        if report is not None:
+            manifest = read_manifest(staging)
         place(staging, target)
         placed = True
     finally:
@@ -136,7 +148,22 @@ def build(
             for parent in reversed(created):
                 if parent.exists() and not any(parent.iterdir()):
                     parent.rmdir()
-    return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started, variants=built)
+    if report is not None:
+        report.folder = str(target)
+    return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started, variants=built,
+                       report=report)
+
+
+def validate_staged(loaded: LoadedRecipe, folder: Path, source_dir: Path, progress: Progress):
+    """Parity of every variant in the staged folder; results go into parity_report.json and the manifest."""
+    from exporter.validators import record_results
+    from exporter.validators import validate as validate_folder
+
+    texts = loaded.recipe.validation.texts if loaded.recipe.validation else None
+    report = validate_folder(folder, source_dir=source_dir,
+                             extra_texts_file=loaded.base_dir / texts if texts else None, progress=progress)
+    record_results(folder, report)
+    return report
 
 
 def check_input_files(loaded: LoadedRecipe, variants: list[Variant]) -> None:
