@@ -21,6 +21,8 @@ _API = {
     "PushResult": "exporter.push",
     "write_card": "exporter.card",
     "finalize_manifest": "exporter.package",
+    "fetch": "exporter.fetch",
+    "load": "exporter.fetch",
 }
 
 __all__ = ["__version__", *_API]

@@ -176,3 +176,4 @@ def recipe_check(file: str, as_json: bool) -> None:
 from exporter.bench_cli import bench_command; main.add_command(bench_command)  # noqa: E402
 from exporter.validators.cli import validate_command; main.add_command(validate_command)  # noqa: E402
 from exporter.push_cli import push_command; main.add_command(push_command)  # noqa: E402
+from exporter.fetch_cli import doctor_command, fetch_command; main.add_command(fetch_command); main.add_command(doctor_command)  # noqa: E402

@@ -164,6 +164,9 @@ def test_finalize_manifest(folder, source_model):
 def test_finalize_without_local_source_and_onnx_only(folder, tmp_path):
     manifest = read_manifest(folder)
     manifest["source"]["location"] = str(tmp_path / "gone")
+    for key in ("weights_file", "weights_sha256", "license"):  # build already filled them in
+        manifest["source"].pop(key, None)
+    manifest.pop("runtime_requirements", None)
     manifest["variants"] = [v for v in manifest["variants"] if v["backend"] == "onnx"]
     write_manifest(folder, manifest)
     final = finalize_manifest(folder)

@@ -79,7 +79,7 @@ def render_report(report) -> None:
     """A rich table per variant on stderr: measured vs required, pass/fail."""
     from rich.table import Table
 
-    from exporter.validators.report import format_required, format_value
+    from exporter.validators.report import format_requirement, format_value
 
     console = _stderr_console()
     where = f"torch model ({report.source})" if report.reference == "source" else "stored reference (parity/)"
@@ -91,10 +91,8 @@ def render_report(report) -> None:
         for column in ("check", "measured", "required", "result"):
             table.add_column(column)
         for check in variant.checks:
-            required = (("≥ " if check.comparison == ">=" else "") + format_required(check.required)) \
-                if check.gating and check.required is not None else "–"
             result = ("[green]pass[/green]" if check.passed else "[red]FAIL[/red]") if check.gating else "[dim]reported[/dim]"
-            table.add_row(check.name, format_value(check.measured, check.required), required, result)
+            table.add_row(check.name, format_value(check.measured, check.required), format_requirement(check), result)
         console.print(table)
     verdict = "[green]all variants passed[/green]" if report.passed else "[red]parity failed[/red]"
     console.print(f"{verdict} in {report.seconds:.1f} s.")

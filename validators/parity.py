@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,9 +53,9 @@ def validate(
 
     ``source_dir`` is the source model directory; without it the manifest's ``source.location`` is tried,
     and when that does not resolve here the stored reference (``parity/``) is used. ``extra_texts_file``
-    adds texts (.txt / .jsonl) to the built-in set and needs the source model; without it, the file the
-    manifest's ``validation_texts`` names, else the extra texts of the stored reference, are used, so a
-    revalidation keeps the same text set. ``thresholds_for(variant)``
+    adds texts (.txt / .jsonl) to the built-in set and needs the source model; without it, the extra texts
+    of the stored reference (a recipe's ``validation.texts``, stored when ``exporter run`` validated) are
+    used again, so a revalidation keeps the same text set. ``thresholds_for(variant)``
     gives a manifest variant's thresholds (explicit keys override the precision's defaults); by default
     they come from the variant's ``validation_thresholds`` in the manifest. ``write_reference`` stores the
     texts and torch embeddings in ``parity/`` when the reference was computed from the source model.
@@ -182,8 +182,7 @@ def _reference(
 ) -> Reference:
     """The torch model's embeddings: computed from the source when found (and stored), else the stored ones.
 
-    Extra texts: ``extra_texts_file``, else the file the manifest's ``validation_texts`` names inside the
-    folder (a recipe's ``validation.texts``, copied there at build time), else those of an earlier run.
+    Extra texts: ``extra_texts_file``, else those of an earlier run (kept in ``parity/texts.jsonl``).
     """
     extra = read_extra_texts(extra_texts_file) if extra_texts_file is not None else None
     found = find_source(manifest, source_dir)
@@ -201,26 +200,12 @@ def _reference(
             )
         return load_stored_reference(folder, manifest)
     directory, location = found
-    if extra is None:
-        declared = _declared_texts_file(folder, manifest)
-        extra = read_extra_texts(declared) if declared is not None else _stored_extra_texts(folder)
-    texts = builtin_texts() + extra
+    texts = builtin_texts() + (extra if extra is not None else _stored_extra_texts(folder))
     with progress.step(f"Encoding {len(texts)} texts with the torch model ({location})"):
         reference = compute_reference(directory, location, manifest, texts)
     if write_reference:
         store_reference(folder, reference)
     return reference
-
-
-def _declared_texts_file(folder: Path, manifest: dict[str, Any]) -> Path | None:
-    """The extra texts file the manifest names (``validation_texts``, relative to the folder), if any."""
-    relative = manifest.get("validation_texts")
-    if relative is None:
-        return None
-    pure = PurePosixPath(str(relative))
-    if not isinstance(relative, str) or not relative or pure.is_absolute() or ".." in pure.parts or "\\" in relative:
-        raise BadInputError(f"{folder}/manifest.json: validation_texts must be a path inside the folder, got {relative!r}")
-    return folder / relative
 
 
 def _stored_extra_texts(folder: Path) -> list[ValidationText]:

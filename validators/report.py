@@ -163,7 +163,7 @@ class ParityReport:
                 "|---|---|---|---|",
             ]
             for check in variant.checks:
-                required = _comparison_text(check) if check.gating else "–"
+                required = format_requirement(check)
                 result = ("pass" if check.passed else "**FAIL**") if check.gating else "reported"
                 lines.append(f"| {check.name} | {format_value(check.measured, check.required)} | {required} | {result} |")
         return "\n".join(lines) + "\n"
@@ -213,8 +213,9 @@ def format_required(value: Any) -> str:
     return format_value(value)
 
 
-def _comparison_text(check: Check) -> str:
-    if check.required is None:
+def format_requirement(check: Check) -> str:
+    """What a check requires, for tables: "≥ 0.9999", "float32", or "–" for a reported check."""
+    if not check.gating or check.required is None:
         return "–"
     prefix = "≥ " if check.comparison == ">=" else ""
     return prefix + format_required(check.required)

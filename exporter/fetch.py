@@ -1,0 +1,547 @@
+"""``fetch``: get one variant of an artifact onto this host, verified, ready to load.
+
+SOURCE is a Hugging Face Hub model repo id (``org/name``; ``revision``, ``endpoint``, ``token``) or a local
+artifact folder. Steps: read manifest.json → choose the variant (``exporter.host.choose_variant``: ``auto``
+picks the best validated variant for this host) → get the chosen variant's files and the shared files →
+verify each against the manifest's sha256 and size → optionally ``check`` the variant's numerics on this
+host against the stored reference embeddings.
+
+What is fetched: the variant's ``files`` and every ``shared_files`` entry (sentence-transformers configs,
+tokenizer, module folders, the ``parity/`` reference that ``check`` needs, extra validation texts) except
+``README.md`` (model card), ``bench.json`` and ``parity_report.json``: documentation, not needed to load or
+check a variant (their numbers are in manifest.json). Other variants' files are never downloaded.
+
+Hub downloads go through ``huggingface_hub.hf_hub_download``, one file at a time: into the huggingface_hub
+cache (``cache_dir``, default ``HF_HUB_CACHE``; the result is the cache's snapshot folder of the commit), or
+into ``dest`` (``local_dir=``; huggingface_hub keeps its bookkeeping in ``dest/.cache/huggingface/``). The
+revision is resolved once, when manifest.json is downloaded, and every other file is downloaded at that
+commit, so a push landing mid-fetch cannot mix two versions. A second fetch of the same revision downloads
+nothing (the cache or ``dest`` already holds every file; only manifest.json's metadata is asked for when the
+revision is a branch). ``HF_HUB_OFFLINE`` is honoured: everything then comes from the cache.
+huggingface_hub retries 5xx answers and dropped connections itself.
+
+Integrity: manifest.json is the root of trust (pin it with ``revision=<commit>``). Every other file is
+accepted only when its size and sha256 match the manifest, also when it was already cached. A mismatch
+deletes the file (the cache blob, or the file in ``dest``) and downloads it once more; a second mismatch
+raises ``CheckFailedError`` naming the file, which is deleted. huggingface_hub downloads to ``*.incomplete``
+and renames when done, and a resumed or truncated download still has to match its sha256, so an interrupted
+fetch never leaves a file that a later fetch accepts. Local copies (``dest`` with a local SOURCE) are
+written to a temporary name and renamed once verified; manifest.json is placed last. A manifest with an
+absolute path or ``..`` anywhere is refused (``BadInputError``) before any file is fetched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exporter.errors import BadInputError, CheckFailedError, ExporterError, ExternalError
+from exporter.host import Choice, HostProfile, choose_variant
+from exporter.manifest import MANIFEST_NAME, read_manifest, sha256_file
+from exporter.progress import Progress, SilentProgress
+
+DOCUMENTATION_FILES = frozenset({"README.md", "bench.json", "parity_report.json"})
+DEFAULT_REVISION = "main"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass
+class FetchResult:
+    """Where the variant is, which one it is, and what this fetch did."""
+
+    path: Path
+    source: str
+    kind: str  # "hub" or "local"
+    variant: dict[str, Any]
+    choice: Choice
+    files: list[str]  # every file of the result (relative), manifest.json included
+    downloaded: list[str] = field(default_factory=list)  # files this fetch downloaded or copied
+    skipped: list[str] = field(default_factory=list)  # shared documentation files left out
+    revision: str | None = None
+    commit: str | None = None
+    endpoint: str | None = None
+    check: Any = None  # exporter.validators.VariantResult when check=True
+
+    @property
+    def name(self) -> str:
+        return self.variant["name"]
+
+    def python_line(self) -> str:
+        """One line of Python that loads the variant from ``path``."""
+        return load_line(self.path, self.variant, self.choice.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        check = None
+        if self.check is not None:
+            check = {"passed": self.check.passed, "failures": self.check.failures(),
+                     "thresholds": dict(self.check.thresholds),
+                     "measured": {c.name: c.measured for c in self.check.checks if c.name.startswith(("cosine", "neighbour", "spearman"))}}
+        return {
+            "path": str(self.path), "source": self.source, "kind": self.kind, "revision": self.revision,
+            "commit": self.commit, "endpoint": self.endpoint, "variant": self.name,
+            "backend": self.variant.get("backend"), "precision": self.variant.get("precision"),
+            "graph": self.variant.get("graph"), "file_name": self.variant.get("file_name"),
+            "device": self.choice.device, "reason": self.choice.reason, "python": self.python_line(),
+            "files": list(self.files), "downloaded": list(self.downloaded), "skipped": list(self.skipped),
+            "check": check, "candidates": [c.to_dict() for c in self.choice.candidates],
+        }
+
+
+def load_line(path: Path, variant: dict[str, Any], device: str = "cpu") -> str:
+    """The exact Python line that loads ``variant`` from the folder ``path``."""
+    folder, file_name = _py(str(path)), str(variant.get("file_name"))
+    if variant.get("graph", "transformer") == "transformer":
+        device_arg = f", device={_py(device)}" if device != "cpu" else ""
+        return (f"from sentence_transformers import SentenceTransformer; model = SentenceTransformer({folder}, "
+                f"backend={_py(str(variant.get('backend')))}{device_arg}, model_kwargs={{\"file_name\": {_py(file_name)}}})")
+    graph_file = _py(str(Path(path) / file_name))
+    tokenizer = f"from transformers import AutoTokenizer; tokenizer = AutoTokenizer.from_pretrained({folder}); "
+    if variant.get("backend") == "onnx":
+        return tokenizer + f"import onnxruntime as ort; session = ort.InferenceSession({graph_file})"
+    return tokenizer + f"import openvino as ov; compiled = ov.Core().compile_model({graph_file}, \"CPU\")"
+
+
+def _py(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------- API
+
+
+def fetch(source: str | os.PathLike, **options: Any) -> Path:
+    """Fetch one variant of SOURCE (a Hub repo id or a local artifact folder), verified; returns its folder.
+
+    Options: ``variant`` (``"auto"`` or a name), ``backend``, ``precision``, ``graph``, ``min_cosine``,
+    ``revision``, ``endpoint``, ``token``, ``dest``, ``cache_dir``, ``check``, ``host`` (a ``HostProfile``;
+    default: this host), ``progress``. See ``fetch_variant`` for the result with the details.
+    """
+    return fetch_variant(source, **options).path
+
+
+def load(source: str | os.PathLike, *, device: str | None = None, model_kwargs: dict[str, Any] | None = None,
+         **options: Any):
+    """``fetch`` a ``graph: transformer`` variant and return it as a ready ``SentenceTransformer``.
+
+    Takes the options of ``fetch`` (``graph`` is always ``transformer``) plus ``device`` (default: ``cuda``
+    when the choice runs on the GPU, else ``cpu``) and extra ``model_kwargs`` for sentence-transformers.
+    """
+    if options.get("graph") not in (None, "transformer"):
+        raise BadInputError("load() returns a SentenceTransformer: only graph: transformer variants load that way")
+    if options.get("variant") in (None, "", "auto"):
+        options["graph"] = "transformer"
+    result = fetch_variant(source, **options)
+    if result.variant.get("graph", "transformer") != "transformer":
+        raise BadInputError(f"variant {result.name} is a graph: sentence variant; load() needs graph: transformer "
+                            f"(load it with: {result.python_line()})")
+    from sentence_transformers import SentenceTransformer
+
+    trust_remote_code = bool((read_manifest(result.path).get("source") or {}).get("trust_remote_code", False))
+    kwargs = {"file_name": result.variant["file_name"], **(model_kwargs or {})}
+    try:
+        return SentenceTransformer(str(result.path), backend=result.variant["backend"],
+                                   device=device or result.choice.device, local_files_only=True,
+                                   trust_remote_code=trust_remote_code, model_kwargs=kwargs)
+    except ImportError as error:
+        raise ExternalError(f"variant {result.name}: the {result.variant['backend']} runtime cannot start: {error}") from None
+
+
+def fetch_variant(
+    source: str | os.PathLike,
+    *,
+    variant: str | None = "auto",
+    backend: str | None = None,
+    precision: str | None = None,
+    graph: str | None = None,
+    min_cosine: float | None = None,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    dest: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    check: bool = False,
+    host: HostProfile | None = None,
+    progress: Progress | None = None,
+) -> FetchResult:
+    """``fetch`` with the details: which variant, why, which files, what was downloaded, the check.
+
+    Raises ``BadInputError`` (bad argument, unsafe or malformed manifest, unknown repo or revision, offline
+    and not cached), ``CheckFailedError`` (a file that does not match its sha256 twice, a missing file, a
+    failed ``check``, no validated variant) or ``ExternalError`` (Hub unreachable, runtime missing).
+    """
+    progress = progress or SilentProgress()
+    host = host or HostProfile.detect()
+
+    def select(manifest: dict[str, Any]) -> Choice:
+        return choose_variant(manifest, host, variant=variant, backend=backend, precision=precision, graph=graph,
+                              min_cosine=min_cosine)
+
+    local = Path(source)
+    if local.is_dir():
+        if revision or endpoint:
+            raise BadInputError(f"{source}: --revision and --endpoint apply to Hub repos, not to a local folder")
+        result = _fetch_local(local, Path(dest) if dest is not None else None, select, progress)
+    elif isinstance(source, str) and _REPO_ID.match(source) and ".." not in source:
+        result = _Hub(source, revision or DEFAULT_REVISION, endpoint, token, dest, cache_dir, progress).fetch(select)
+    elif local.exists():
+        raise BadInputError(f"{source}: not a folder (expected an artifact folder or a Hub repo id ORG/NAME)")
+    else:
+        raise BadInputError(f"{source}: no such folder, and not a Hub repo id (ORG/NAME)")
+    if check:
+        with progress.step(f"Checking {result.name} on this host against the stored reference"):
+            result.check = check_variant(result.path, result.variant)
+        if not result.check.passed:
+            raise CheckFailedError(f"{result.name} on this host: " + "; ".join(result.check.failures())
+                                   + f" (stored reference in {result.path / 'parity'})")
+    return result
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def needed_entries(manifest: dict[str, Any], variant: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(entries to fetch: the shared files except documentation, then the variant's files; skipped paths)."""
+    entries: dict[str, dict[str, Any]] = {}
+    skipped = []
+    for entry in manifest.get("shared_files", []):
+        if entry["path"] in DOCUMENTATION_FILES:
+            skipped.append(entry["path"])
+        else:
+            entries[entry["path"]] = entry
+    for entry in variant["files"]:
+        known = entries.get(entry["path"])
+        if known is not None and (known["sha256"], known["size"]) != (entry["sha256"], entry["size"]):
+            raise BadInputError(f"manifest.json lists {entry['path']} twice with different checksums")
+        entries[entry["path"]] = entry
+    if variant.get("file_name") not in {entry["path"] for entry in variant["files"]}:
+        raise BadInputError(f"manifest.json: variant {variant['name']}: file_name {variant.get('file_name')!r} is not "
+                            "among its files")
+    for entry in entries.values():
+        if not isinstance(entry["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
+            raise BadInputError(f"manifest.json: {entry['path']}: sha256 {entry['sha256']!r} is not a sha256")
+        if not isinstance(entry["size"], int) or entry["size"] < 0:
+            raise BadInputError(f"manifest.json: {entry['path']}: size {entry['size']!r} is not a size")
+    return list(entries.values()), sorted(skipped)
+
+
+def mismatch(path: Path, entry: dict[str, Any]) -> str | None:
+    """Why ``path`` is not the file ``entry`` describes (size, then sha256), or None when it is."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size != entry["size"]:
+        return f"size {size} bytes, manifest.json says {entry['size']}"
+    digest = sha256_file(path)
+    if digest != entry["sha256"]:
+        return f"sha256 {digest[:16]}..., manifest.json says {entry['sha256'][:16]}..."
+    return None
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing anything that resolves outside ``root`` (symlinked folders included)."""
+    target = root / relative
+    base = root.resolve()
+    resolved = target.parent.resolve() / target.name
+    if resolved != base and base not in resolved.parents:
+        raise BadInputError(f"{relative}: resolves outside {root}; refusing to write there")
+    return target
+
+
+# ------------------------------------------------------------------------------------------- local
+
+
+def _fetch_local(root: Path, dest: Path | None, select, progress: Progress) -> FetchResult:
+    manifest = read_manifest(root)
+    choice = select(manifest)
+    entries, skipped = needed_entries(manifest, choice.variant)
+    if dest is not None and dest.exists() and dest.resolve() == root.resolve():
+        dest = None
+    copied: list[str] = []
+    if dest is None:
+        with progress.step(f"Verifying {len(entries)} files of {choice.name} in {root}"):
+            for entry in entries:
+                problem = mismatch(root / entry["path"], entry)
+                if problem:
+                    raise CheckFailedError(f"{root / entry['path']}: {problem}; the folder does not match its manifest")
+    else:
+        if dest.exists() and not dest.is_dir():
+            raise BadInputError(f"--dest {dest}: exists and is not a folder")
+        dest.mkdir(parents=True, exist_ok=True)
+        manifest_target = _inside(dest, MANIFEST_NAME)
+        manifest_bytes = (root / MANIFEST_NAME).read_bytes()
+        if manifest_target.is_file() and manifest_target.read_bytes() != manifest_bytes:
+            manifest_target.unlink()  # a different artifact's manifest must not sit beside half-copied files
+        with progress.step(f"Copying {choice.name} to {dest}"):
+            for entry in entries:
+                target = _inside(dest, entry["path"])
+                if mismatch(target, entry) is None:
+                    continue
+                _copy_verified(root / entry["path"], target, entry)
+                copied.append(entry["path"])
+            if not manifest_target.is_file():
+                _copy_verified(root / MANIFEST_NAME, manifest_target, None)
+                copied.append(MANIFEST_NAME)
+    files = sorted([entry["path"] for entry in entries] + [MANIFEST_NAME])
+    return FetchResult(path=dest if dest is not None else root, source=str(root), kind="local",
+                       variant=choice.variant, choice=choice, files=files, downloaded=copied, skipped=skipped)
+
+
+def _copy_verified(source: Path, target: Path, entry: dict[str, Any] | None) -> None:
+    """Copy to a temporary name beside ``target``, verify, then rename: never a half file under the real name."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(handle)
+    try:
+        shutil.copyfile(source, temporary)
+        problem = mismatch(Path(temporary), entry) if entry is not None else None
+        if problem:
+            raise CheckFailedError(f"{source}: {problem}; the folder does not match its manifest (nothing copied "
+                                   f"under {entry['path']})")
+        os.replace(temporary, target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+
+
+# --------------------------------------------------------------------------------------------- hub
+
+
+class _Hub:
+    """The downloads of one Hub fetch, with errors mapped to exit codes and the token kept out of messages."""
+
+    def __init__(self, repo_id: str, revision: str, endpoint: str | None, token: str | None,
+                 dest: str | os.PathLike | None, cache_dir: str | os.PathLike | None, progress: Progress):
+        from huggingface_hub import constants
+
+        from exporter.push import _check_endpoint
+
+        self.repo_id = repo_id
+        self.revision = revision
+        self.endpoint = _check_endpoint(endpoint) if endpoint else None
+        self.shown_endpoint = self.endpoint or constants.ENDPOINT
+        self.token = token
+        self.dest = Path(dest) if dest is not None else None
+        self.cache_dir = str(cache_dir) if cache_dir is not None else None
+        self.progress = progress
+        if self.dest is not None and self.dest.exists() and not self.dest.is_dir():
+            raise BadInputError(f"--dest {self.dest}: exists and is not a folder")
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def redact(self, text: str) -> str:
+        return text.replace(self.token, "***") if self.token and len(self.token) >= 8 else text
+
+    def download(self, filename: str, revision: str, force: bool = False) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            return Path(hf_hub_download(
+                self.repo_id, filename, revision=revision, endpoint=self.endpoint, token=self.token,
+                cache_dir=self.cache_dir, local_dir=str(self.dest) if self.dest is not None else None,
+                force_download=force,
+            ))
+        except ExporterError:
+            raise
+        except Exception as error:  # noqa: BLE001 - mapped to an exit code
+            raise self.fail(error, filename, revision) from None
+
+    def fail(self, error: BaseException, filename: str, revision: str) -> ExporterError:
+        import requests
+        from huggingface_hub import constants
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            GatedRepoError,
+            HfHubHTTPError,
+            LocalEntryNotFoundError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        from exporter.push import _first_line, _status
+
+        cause = error.__cause__ if isinstance(error, ValueError) and error.__cause__ is not None else error
+        where = f"{self.repo_id}@{revision}"
+        detail = self.redact(_first_line(cause))
+        if isinstance(cause, OfflineModeIsEnabled) or (isinstance(cause, LocalEntryNotFoundError)
+                                                      and constants.HF_HUB_OFFLINE):
+            return BadInputError(f"HF_HUB_OFFLINE is set and {filename} of {where} is not in the cache"
+                                 + (" (and a mismatching copy cannot be downloaded again)" if cause is not error else "")
+                                 + "; unset HF_HUB_OFFLINE or fetch it once with network access")
+        if isinstance(cause, GatedRepoError):
+            return BadInputError(f"{self.repo_id} is gated on {self.shown_endpoint}: accept its conditions and pass a "
+                                 "token (--token, HF_TOKEN or `hf auth login`)")
+        if isinstance(cause, RepositoryNotFoundError):
+            return BadInputError(f"{self.repo_id}: repository not found on {self.shown_endpoint}, or not visible to "
+                                 f"this token (and there is no local folder {self.repo_id})")
+        if isinstance(cause, RevisionNotFoundError):
+            return BadInputError(f"{self.repo_id}: revision {revision!r} not found on {self.shown_endpoint}")
+        if isinstance(cause, LocalEntryNotFoundError):
+            inner = cause.__cause__ or cause
+            return ExternalError(f"cannot reach the Hub at {self.shown_endpoint} to download {filename} of {where}, "
+                                 f"and it is not in the cache: {self.redact(_first_line(inner))}")
+        if isinstance(cause, EntryNotFoundError):
+            if filename == MANIFEST_NAME:
+                return BadInputError(f"{where}: no {MANIFEST_NAME}: not an embedding-exporter artifact repo")
+            return CheckFailedError(f"{filename}: listed in manifest.json but missing from {where}")
+        status = _status(cause)
+        if status == 401:
+            return BadInputError(f"the Hub at {self.shown_endpoint} rejected the token (401 Unauthorized); pass a "
+                                 "valid --token, set HF_TOKEN or log in with `hf auth login`")
+        if isinstance(cause, (requests.ConnectionError, requests.Timeout)):
+            return ExternalError(f"cannot reach the Hub at {self.shown_endpoint} while downloading {filename}: {detail}")
+        if isinstance(cause, HfHubHTTPError) and status is not None:
+            return ExternalError(f"the Hub at {self.shown_endpoint} answered HTTP {status} for {filename} of {where}: "
+                                 f"{detail}")
+        if isinstance(cause, OSError) and "Consistency check failed" in str(cause):
+            return CheckFailedError(f"{filename}: the download from {where} was cut short or has the wrong size: "
+                                    f"{detail}")
+        return ExternalError(f"downloading {filename} of {where} failed: {type(cause).__name__}: {detail}")
+
+    def discard(self, path: Path, filename: str) -> None:
+        """Delete a file that failed verification, and what would make the client trust it again."""
+        if self.dest is not None:
+            from huggingface_hub._local_folder import get_local_download_paths
+
+            paths = get_local_download_paths(self.dest, filename)
+            for stale in (paths.file_path, paths.metadata_path):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+            return
+        blob = path.resolve()
+        with contextlib.suppress(OSError):
+            path.unlink()
+        if blob != path and blob.parent.name == "blobs":
+            with contextlib.suppress(OSError):
+                blob.unlink()
+
+    def commit_of(self, manifest_path: Path) -> str:
+        """The commit the manifest was downloaded at: the cache's snapshot folder, or the local_dir metadata."""
+        if self.dest is None:
+            commit = manifest_path.parent.name
+        else:
+            from huggingface_hub._local_folder import read_download_metadata
+
+            metadata = read_download_metadata(self.dest, MANIFEST_NAME)
+            commit = metadata.commit_hash if metadata is not None else ""
+        return commit if _COMMIT.match(commit) else self.revision
+
+    # -- the fetch --------------------------------------------------------------------------------
+
+    def fetch(self, select) -> FetchResult:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        bars_were_disabled = are_progress_bars_disabled()
+        disable_progress_bars()
+        try:
+            return self._fetch(select)
+        except ExporterError as error:
+            error.args = (self.redact(str(error)),)
+            raise
+        finally:
+            if not bars_were_disabled:
+                enable_progress_bars()
+
+    def _fetch(self, select) -> FetchResult:
+        created_dest = self.dest is not None and not self.dest.exists()
+        with self.progress.step(f"Reading {MANIFEST_NAME} of {self.repo_id}@{self.revision} from {self.shown_endpoint}"):
+            manifest_path = self.download(MANIFEST_NAME, self.revision)
+        root = manifest_path.parent
+        try:
+            manifest = read_manifest(root)
+        except BadInputError:
+            self._forget_manifest(manifest_path, created_dest)
+            raise
+        commit = self.commit_of(manifest_path)
+        choice = select(manifest)
+        entries, skipped = needed_entries(manifest, choice.variant)
+        downloaded = []
+        size = sum(entry["size"] for entry in entries)
+        label = (f"Fetching {choice.name}: {len(entries)} files ({size / 1e6:.1f} MB) of {self.repo_id}@{commit[:12]}"
+                 + (f" into {self.dest}" if self.dest is not None else ""))
+        with self.progress.step(label):
+            for entry in entries:
+                if self._get_verified(root, entry, commit):
+                    downloaded.append(entry["path"])
+        files = sorted([entry["path"] for entry in entries] + [MANIFEST_NAME])
+        return FetchResult(path=root, source=self.repo_id, kind="hub", variant=choice.variant, choice=choice,
+                           files=files, downloaded=downloaded, skipped=skipped, revision=self.revision, commit=commit,
+                           endpoint=self.shown_endpoint)
+
+    def _forget_manifest(self, manifest_path: Path, created_dest: bool) -> None:
+        """A refused manifest is not left in ``dest`` (a folder this fetch created goes entirely)."""
+        if self.dest is None:
+            return
+        if created_dest:
+            shutil.rmtree(self.dest, ignore_errors=True)
+        else:
+            self.discard(manifest_path, MANIFEST_NAME)
+
+    def _get_verified(self, root: Path, entry: dict[str, Any], commit: str) -> bool:
+        """Download (or find) one file and verify it; True when it was not there before."""
+        relative = entry["path"]
+        expected = _inside(root, relative)
+        was_there = expected.is_file()
+        problem = None
+        for attempt in range(2):
+            path = self.download(relative, commit, force=attempt > 0)
+            problem = mismatch(path, entry)
+            if problem is None:
+                return not was_there or attempt > 0
+            self.discard(path, relative)
+            if attempt == 0:
+                self.progress.log(f"{relative}: {problem}; deleted, downloading it again")
+        raise CheckFailedError(f"{relative}: {problem} (downloaded twice from {self.repo_id}@{commit[:12]}); "
+                               "the file was deleted")
+
+
+# ------------------------------------------------------------------------------------------- check
+
+
+def check_variant(folder: str | os.PathLike, variant: dict[str, Any] | str):
+    """Run ``variant`` (a manifest entry or a name) of the artifact in ``folder`` on the stored validation
+    texts on this host and compare with the stored reference embeddings (``parity/``), against the variant's
+    ``validation_thresholds``. Needs no torch weights. Returns an ``exporter.validators.VariantResult``
+    (``passed``, ``failures()``); raises ``BadInputError`` when there is no stored reference and
+    ``ExternalError`` when the runtime is missing. Runs on the CPU, through the validators' runners."""
+    from pydantic import ValidationError
+
+    from exporter.manifest import variant_entry
+    from exporter.validators.batching import mixed_length_pass, single_text_pass, token_lengths
+    from exporter.validators.parity import validate_variant
+    from exporter.validators.reference import has_stored_reference, load_stored_reference, TEXTS_FILE
+    from exporter.validators.runners import load_tokenizer, sequence_length
+    from exporter.validators.thresholds import Thresholds, effective_thresholds
+
+    root = Path(folder)
+    manifest = read_manifest(root)
+    entry = variant_entry(manifest, variant) if isinstance(variant, str) else variant
+    if not has_stored_reference(root):
+        raise BadInputError(f"{root}: no stored reference ({TEXTS_FILE} and parity/reference.npy) to check against")
+    reference = load_stored_reference(root, manifest)
+    raw = entry.get("validation_thresholds")
+    try:
+        explicit = Thresholds.model_validate(raw) if raw is not None else None
+        thresholds = effective_thresholds(str(entry.get("precision", "fp32")), None, explicit)
+    except (ValidationError, ValueError) as error:
+        raise BadInputError(f"manifest.json: variant {entry['name']!r}: validation_thresholds: "
+                            f"{str(error).splitlines()[0]}") from None
+    tokenizer = load_tokenizer(root)
+    max_length = sequence_length(root, manifest, tokenizer)
+    texts = [text.text for text in reference.texts]
+    lengths = token_lengths(tokenizer, texts, max_length)
+    passes = [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
+    trust_remote_code = bool((manifest.get("source") or {}).get("trust_remote_code", False))
+    return validate_variant(root, entry, reference, passes, tokenizer, max_length, thresholds, trust_remote_code)
+
+
+__all__ = ["DOCUMENTATION_FILES", "FetchResult", "check_variant", "fetch", "fetch_variant", "load", "load_line",
+           "mismatch", "needed_entries"]

@@ -1,0 +1,131 @@
+"""``exporter fetch`` and ``exporter doctor``: parse arguments, call ``exporter.fetch`` / ``exporter.doctor``,
+print the result.
+
+Kept apart from ``exporter.cli`` (which registers both) and importing nothing heavy at module level, so
+``exporter --help`` stays fast. Errors go through ``exporter.cli.handle_errors``, looked up when the command
+runs, so this module can be imported before or after ``exporter.cli``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
+
+
+def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from exporter.cli import handle_errors
+
+        return handle_errors(command)(*args, **kwargs)
+
+    return wrapper
+
+
+def _progress(quiet: bool):
+    from exporter.progress import RichProgress, SilentProgress
+
+    if quiet:
+        return SilentProgress()
+    from rich.console import Console
+
+    return RichProgress(Console(stderr=True))
+
+
+@click.command("fetch", epilog=EPILOG)
+@click.argument("source")
+@click.option("--variant", default="auto", show_default=True, metavar="NAME|auto",
+              help="The variant to fetch; auto picks the best validated variant for this host.")
+@click.option("--backend", type=click.Choice(["onnx", "openvino"]), help="auto: only this backend.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), help="auto: only this precision.")
+@click.option("--graph", type=click.Choice(["transformer", "sentence"]),
+              help="auto: only this graph (transformer: loaded by sentence-transformers; sentence: plain runtime).")
+@click.option("--min-cosine", type=float, metavar="X", help="auto: only variants whose validated cosine_min is at least X.")
+@click.option("--revision", metavar="REV", help="Hub branch, tag or commit (default: main). A commit pins manifest.json too.")
+@click.option("--endpoint", metavar="URL", help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
+@click.option("--token", metavar="TOKEN", help="Hub token for private or gated repos (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
+@click.option("--dest", metavar="DIR", help="Put the files in DIR (default: the huggingface_hub cache for a Hub repo; the folder itself for a local one).")
+@click.option("--cache-dir", metavar="DIR", help="huggingface_hub cache folder (default: HF_HUB_CACHE).")
+@click.option("--check", is_flag=True, help="Run the variant on the stored validation texts here and compare with the stored reference embeddings; exit 1 when this host breaks the variant's thresholds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@_handle_errors
+def fetch_command(source: str, variant: str, backend: str | None, precision: str | None, graph: str | None,
+                  min_cosine: float | None, revision: str | None, endpoint: str | None, token: str | None,
+                  dest: str | None, cache_dir: str | None, check: bool, as_json: bool, quiet: bool) -> None:
+    """Fetch one variant of SOURCE, verified, and print how to load it.
+
+    SOURCE is a Hugging Face Hub repo id (ORG/NAME) or a local artifact folder. Only the chosen variant's
+    files and the shared files (configs, tokenizer, modules, parity/ reference) are downloaded; README.md,
+    bench.json and parity_report.json are left out. Every file must match the sha256 in manifest.json: a
+    mismatch deletes the file and downloads it once more, then fails (exit 1) naming it. A manifest with an
+    absolute or '..' path is refused (exit 2). A second fetch of the same revision downloads nothing;
+    HF_HUB_OFFLINE=1 fetches from the cache only.
+
+    Prints three lines: the choice and why, the local folder, and the Python line that loads it.
+
+    \b
+    Examples:
+      exporter fetch my-org/all-MiniLM-L6-v2-onnx
+      exporter fetch my-org/all-MiniLM-L6-v2-onnx --backend onnx --precision int8 --check
+      exporter fetch my-org/minilm --revision v1.0 --dest /srv/model --json
+      exporter fetch artifacts/minilm-openvino --variant openvino-fp32 --dest /srv/model
+    """
+    from exporter.fetch import fetch_variant
+
+    progress = _progress(quiet or as_json)
+    result = fetch_variant(source, variant=variant, backend=backend, precision=precision, graph=graph,
+                           min_cosine=min_cosine, revision=revision, endpoint=endpoint, token=token, dest=dest,
+                           cache_dir=cache_dir, check=check, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(f"Chose {result.choice.reason}")
+    click.echo(str(result.path))
+    click.echo(result.python_line())
+    if result.check is not None:
+        cosine = next((c.measured for c in result.check.checks if c.name == "cosine_min"), None)
+        click.echo(f"Check passed on this host: cosine_min {cosine:.5f} (required {result.check.thresholds.get('cosine_min')})"
+                   if isinstance(cosine, float) else "Check passed on this host.", err=True)
+
+
+@click.command("doctor", epilog=EPILOG)
+@click.option("--model", metavar="DIR", help="An artifact folder: smoke-test each backend on its best validated variant.")
+@click.option("--export-demo", is_flag=True, help="Export the demo model (ONNX and OpenVINO fp32, ~15 s) to a temporary folder and smoke-test each backend on it.")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "onnx", "openvino"]),
+              help="Exit 3 when this backend is unusable here (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@_handle_errors
+def doctor_command(model: str | None, export_demo: bool, backends: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Report what this host can run: runtimes and versions, CPU features, GPU/CUDA, and a smoke test per
+    backend (torch, onnx, openvino).
+
+    A backend is ok, partial (its runtime works but sentence-transformers cannot load it: only graph:
+    sentence variants run) or unusable, with the reason and the package that fixes it.
+
+    \b
+    Examples:
+      exporter doctor
+      exporter doctor --model artifacts/minilm-onnx --json
+      exporter doctor --backend onnx --backend openvino    # exit 3 unless both work
+    """
+    from exporter.doctor import doctor
+    from exporter.errors import ExternalError
+
+    report = doctor(model, export_demo=export_demo, progress=_progress(quiet or as_json))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    broken = [report.backends[name] for name in dict.fromkeys(backends) if not report.backends[name].usable]
+    if broken:
+        raise ExternalError("; ".join(f"backend {status.name} is unusable here: {status.reason}"
+                                      + (f" (fix: {status.fix})" if status.fix else "") for status in broken))
