@@ -93,7 +93,7 @@ def run(recipe: str, output: str | None, variants: tuple[str, ...], no_validate:
       exporter run recipes/minilm-onnx.yaml --output /tmp/minilm --json
       exporter run recipes/minilm-onnx.yaml --push      # needs publish.repo_id in the recipe
     """
-    from exporter.build import build
+    from exporter.builder import build
     from exporter.errors import BadInputError, CheckFailedError
 
     if push_after and no_validate:
@@ -109,7 +109,7 @@ def run(recipe: str, output: str | None, variants: tuple[str, ...], no_validate:
             _print_json(summary)
         raise CheckFailedError("parity validation failed: " + "; ".join(result.report.failures()))
     if push_after:
-        from exporter.push import push
+        from exporter.publish import push
 
         pushed = push(result.output, token=token, endpoint=endpoint, progress=progress)
         summary["push"] = pushed.to_dict()

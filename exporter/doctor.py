@@ -453,7 +453,7 @@ def doctor(model: str | Path | None = None, *, export_demo: bool = False, progre
 
 def _export_demo(scratch: Path) -> Path:
     """The demo model exported (onnx and openvino fp32, not validated) into ``scratch``."""
-    from exporter.build import build
+    from exporter.builder import build
     from exporter.errors import BadInputError, ExporterError, ExternalError
 
     if demo_model_dir() is None:

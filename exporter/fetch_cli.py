@@ -77,7 +77,7 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
       exporter fetch my-org/minilm --revision v1.0 --dest /srv/model --json
       exporter fetch artifacts/minilm-openvino --variant openvino-fp32 --dest /srv/model
     """
-    from exporter.fetch import fetch_variant
+    from exporter.fetcher import fetch_variant
 
     progress = _progress(quiet or as_json)
     result = fetch_variant(source, variant=variant, backend=backend, precision=precision, graph=graph,

@@ -1,4 +1,4 @@
-"""``exporter push``: parses arguments, calls ``exporter.push.push``, prints the result.
+"""``exporter push``: parses arguments, calls ``exporter.publish.push``, prints the result.
 
 Kept apart from ``exporter.cli`` (which registers it) and importing nothing heavy at module level, so
 ``exporter --help`` stays fast. Errors go through ``exporter.cli.handle_errors``, looked up when the
@@ -58,7 +58,7 @@ def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, c
       exporter push artifacts/minilm-onnx --repo-id my-org/minilm --tag v1.0 --json
     """
     from exporter.progress import RichProgress, SilentProgress
-    from exporter.push import push
+    from exporter.publish import push
 
     bars_were_disabled = _disable_hub_progress_bars()
     try:

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import write_recipe
 
 from exporter.bench import BENCH_NAME, bench
-from exporter.build import build
+from exporter.builder import build
 from exporter.cli import main
 from exporter.manifest import list_files, sha256_file
 

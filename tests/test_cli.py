@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import RECIPES, write_recipe
 
-from exporter.build import build
+from exporter.builder import build
 from exporter.cli import main
 
 GOOD_VARIANTS = "variants:\n  - {backend: onnx}\n"
@@ -195,6 +195,21 @@ def test_real_process_exit_code_and_help(tmp_path):
     assert "Traceback" not in process.stderr and process.stderr.count("\n") == 1
     help_text = subprocess.run([sys.executable, "-m", "exporter", "--help"], capture_output=True, text=True).stdout
     assert "not `export`" in help_text and "run" in help_text
+
+
+def test_public_api_functions_stay_callable_after_their_modules_are_imported(tmp_path):
+    """Importing a submodule binds its name on the package: a module named like a public function would
+    replace it, so the second ``exporter.build(...)`` would call a module. Checked in a fresh process."""
+    code = (
+        "import exporter, exporter.cli, exporter.push_cli, exporter.fetch_cli\n"
+        "for name in ('build', 'push', 'fetch', 'load', 'load_recipe', 'write_card', 'finalize_manifest'):\n"
+        "    first = getattr(exporter, name); second = getattr(exporter, name)\n"
+        "    assert callable(first) and second is first and not isinstance(second, type(exporter)), name\n"
+        "import exporter.builder, exporter.publish, exporter.fetcher\n"
+        "assert exporter.build is exporter.builder.build and exporter.fetch is exporter.fetcher.fetch\n"
+    )
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert process.returncode == 0, process.stderr
 
 
 def test_validators_folder_installs_inside_the_package(tmp_path):

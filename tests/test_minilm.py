@@ -10,7 +10,7 @@ import pytest
 from conftest import RECIPES, cosine, run_plain_runtime
 from sentence_transformers import SentenceTransformer
 
-from exporter.build import build
+from exporter.builder import build
 from exporter.manifest import list_files, sha256_file
 
 TEXTS = ["backend choice check", "short text"]

@@ -21,10 +21,10 @@ from hub_fixtures import HUB_TOKEN
 from hub_server import HubServer
 from huggingface_hub import HfApi, ModelCard, constants, snapshot_download
 
-from exporter.build import build
+from exporter.builder import build
 from exporter.cli import main
 from exporter.manifest import list_files, read_manifest, write_manifest
-from exporter.push import PushResult, push
+from exporter.publish import PushResult, push
 
 TEXTS = ["a", "hello world", "a somewhat longer sentence with more tokens in it", "日本語 😀 123",
          "the quick brown fox", "jumps over the lazy dog", "x " * 100]
@@ -144,7 +144,7 @@ def folder(artifact, tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    monkeypatch.setattr("exporter.push.RETRY_DELAYS", (0.05, 0.1, 0.2))
+    monkeypatch.setattr("exporter.publish.RETRY_DELAYS", (0.05, 0.1, 0.2))
 
 
 @pytest.fixture
@@ -380,7 +380,7 @@ def test_endpoint_argument_works_without_hf_endpoint(folder, hub_server, monkeyp
         # the push finds its commit instead of failing or committing twice
         import contextlib
 
-        monkeypatch.setattr("exporter.push.client_endpoint", lambda endpoint: contextlib.nullcontext())
+        monkeypatch.setattr("exporter.publish.client_endpoint", lambda endpoint: contextlib.nullcontext())
         write_manifest(folder, {**read_manifest(folder), "publish": {"commit_message": "second"}})
         trapped = push(folder, "test-user/no-env", endpoint=hub_server.url, token=HUB_TOKEN)
         assert trapped.created_commit and trapped.commit_oid != result.commit_oid

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from conftest import RECIPES, cosine, run_plain_runtime, write_recipe
 from sentence_transformers import SentenceTransformer
 
-from exporter.build import build
+from exporter.builder import build
 from exporter.calibration import builtin_validation_records
 from exporter.cli import main
 

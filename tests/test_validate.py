@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from conftest import RECIPES, write_recipe
 from junitparser import Failure, JUnitXml
 
-from exporter.build import build
+from exporter.builder import build
 from exporter.cli import main
 from exporter.manifest import list_files, read_manifest, sha256_file, write_manifest
 from exporter.validators import Thresholds, default_thresholds, record_results, report_schema, validate

@@ -321,7 +321,7 @@ class _Hub:
                  dest: str | os.PathLike | None, cache_dir: str | os.PathLike | None, progress: Progress):
         from huggingface_hub import constants
 
-        from exporter.push import _check_endpoint
+        from exporter.publish import _check_endpoint
 
         self.repo_id = repo_id
         self.revision = revision
@@ -366,7 +366,7 @@ class _Hub:
             RevisionNotFoundError,
         )
 
-        from exporter.push import _first_line, _status
+        from exporter.publish import _first_line, _status
 
         cause = error.__cause__ if isinstance(error, ValueError) and error.__cause__ is not None else error
         where = f"{self.repo_id}@{revision}"
@@ -451,14 +451,19 @@ class _Hub:
                 enable_progress_bars()
 
     def _fetch(self, select) -> FetchResult:
-        created_dest = self.dest is not None and not self.dest.exists()
+        created = None  # the outermost folder of dest that this fetch creates
+        if self.dest is not None:
+            for folder in [self.dest.absolute(), *self.dest.absolute().parents]:
+                if folder.exists():
+                    break
+                created = folder
         with self.progress.step(f"Reading {MANIFEST_NAME} of {self.repo_id}@{self.revision} from {self.shown_endpoint}"):
             manifest_path = self.download(MANIFEST_NAME, self.revision)
         root = manifest_path.parent
         try:
             manifest = read_manifest(root)
         except BadInputError:
-            self._forget_manifest(manifest_path, created_dest)
+            self._forget_manifest(manifest_path, created)
             raise
         commit = self.commit_of(manifest_path)
         choice = select(manifest)
@@ -476,12 +481,12 @@ class _Hub:
                            files=files, downloaded=downloaded, skipped=skipped, revision=self.revision, commit=commit,
                            endpoint=self.shown_endpoint)
 
-    def _forget_manifest(self, manifest_path: Path, created_dest: bool) -> None:
-        """A refused manifest is not left in ``dest`` (a folder this fetch created goes entirely)."""
+    def _forget_manifest(self, manifest_path: Path, created: Path | None) -> None:
+        """A refused manifest is not left in ``dest`` (folders this fetch created go entirely)."""
         if self.dest is None:
             return
-        if created_dest:
-            shutil.rmtree(self.dest, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         else:
             self.discard(manifest_path, MANIFEST_NAME)
 
@@ -545,3 +550,4 @@ def check_variant(folder: str | os.PathLike, variant: dict[str, Any] | str):
 
 __all__ = ["DOCUMENTATION_FILES", "FetchResult", "check_variant", "fetch", "fetch_variant", "load", "load_line",
            "mismatch", "needed_entries"]
+

@@ -1,0 +1,493 @@
+"""``exporter fetch`` / ``exporter.fetch`` / ``exporter.load`` against the local Hub server, with the real
+huggingface_hub client and real runtimes, and the host-profile variant choice as a pure function.
+
+One tiny BERT artifact (ONNX fp32 / fp16 / int8 for AVX-512 VNNI, OpenVINO fp32, an ONNX sentence graph) is
+built and validated (parity against the torch model, reference stored in parity/) once per session, pushed
+once per module to a module-scoped server; each test fetches into its own cache or destination folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import write_recipe
+from hub_fixtures import HUB_TOKEN, patch_hf_endpoint
+from hub_server import HubServer
+
+import exporter
+from exporter.cli import main
+from exporter.errors import BadInputError, CheckFailedError, ExternalError
+from exporter.fetcher import DOCUMENTATION_FILES, fetch_variant, load_line
+from exporter.host import HostProfile, choose_variant
+from exporter.manifest import read_manifest, sha256_file, write_manifest
+from exporter.quantize import detect_isa
+
+REPO_ID = "test-user/tiny-fetch"
+RECIPE = """\
+name: tiny-fetch
+model:
+  id: test-org/tiny-bert
+  path: {model}
+variants:
+  - {{backend: onnx}}
+  - {{backend: onnx, precision: fp16}}
+  - {{backend: onnx, precision: int8, quantization: {{isa: avx512_vnni}}}}
+  - {{backend: openvino}}
+  - {{backend: onnx, graph: sentence}}
+"""
+ALL_RUNTIMES = {"onnxruntime": "1.31.1", "openvino": "2026.4.1", "sentence-transformers": "5.7.0",
+                "optimum-onnx": "0.1.0", "optimum-intel": "1.27.0", "torch": "2.13.0", "transformers": "4.57.6"}
+AVX2_ONLY = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx", "avx2", "fma", "f16c"}), runtimes=ALL_RUNTIMES)
+VNNI = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "avx512f", "avx512bw", "avx512_vnni"}),
+                   runtimes=ALL_RUNTIMES)
+ARM = HostProfile(arch="aarch64", cpu_flags=frozenset({"asimd", "asimddp"}), runtimes=ALL_RUNTIMES)
+CUDA = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes=ALL_RUNTIMES, cuda=True,
+                   onnx_providers=("CUDAExecutionProvider", "CPUExecutionProvider"), gpus=("NVIDIA H100",))
+
+_BUILT: dict[str, Path] = {}
+
+
+def built_artifact(tiny_model, tmp_path_factory) -> Path:
+    """The tiny artifact, built and validated once per session (test_doctor uses it too). Read only."""
+    if "artifact" not in _BUILT:
+        from exporter.builder import build
+
+        workdir = tmp_path_factory.mktemp("fetch-artifact")
+        recipe = write_recipe(workdir, RECIPE.format(model=tiny_model("bert")))
+        result = build(recipe, output=workdir / "artifact")
+        assert result.report is not None and result.report.passed, result.report and result.report.failures()
+        _BUILT["artifact"] = result.output
+    return _BUILT["artifact"]
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def artifact(tiny_model, tmp_path_factory) -> Path:
+    return built_artifact(tiny_model, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def hub(artifact, tmp_path_factory):
+    """A module-scoped local Hub holding the artifact at REPO_ID (pushed with ``exporter.push``)."""
+    from huggingface_hub.utils import reset_sessions
+
+    from exporter.publish import push
+
+    with HubServer(root=tmp_path_factory.mktemp("fetch-hub"), token=HUB_TOKEN) as server, \
+            pytest.MonkeyPatch.context() as monkeypatch:
+        patch_hf_endpoint(monkeypatch, server.url, tmp_path_factory.mktemp("fetch-token") / "token")
+        folder = shutil.copytree(artifact, tmp_path_factory.mktemp("fetch-push") / "artifact")
+        pushed = push(folder, REPO_ID, endpoint=server.url, token=HUB_TOKEN)
+        server.pushed_manifest = read_manifest(Path(folder))
+        server.commit = pushed.commit_oid
+        yield server
+    reset_sessions()
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    return tmp_path / "hf-cache"
+
+
+@pytest.fixture
+def local_copy(artifact, tmp_path) -> Path:
+    return Path(shutil.copytree(artifact, tmp_path / "local-artifact"))
+
+
+def fetch_cli(*args: str):
+    return CliRunner().invoke(main, ["fetch", *args])
+
+
+def file_gets(server: HubServer) -> list[str]:
+    """Paths of the files whose content was downloaded (GET on /resolve/), in request order."""
+    pattern = re.compile(r"^/" + re.escape(REPO_ID) + r"/resolve/[^/]+/(.+)$")
+    return [match.group(1) for method, path in server.requests if method == "GET" and (match := pattern.match(path))]
+
+
+def expected_files(manifest: dict, name: str) -> set[str]:
+    variant = next(v for v in manifest["variants"] if v["name"] == name)
+    shared = {e["path"] for e in manifest["shared_files"] if e["path"] not in DOCUMENTATION_FILES}
+    return shared | {e["path"] for e in variant["files"]} | {"manifest.json"}
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+            if p.is_file() and ".cache" not in p.relative_to(folder).parts}
+
+
+def flip_byte(path: Path, offset: int = 100) -> None:
+    path.chmod(0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+
+
+# ------------------------------------------------------------------------------------------ Hub fetch
+
+
+def test_auto_fetch_downloads_only_the_chosen_variant_and_verifies(hub, cache):
+    hub.clear_requests()
+    result = fetch_cli(REPO_ID, "--endpoint", hub.url, "--token", HUB_TOKEN, "--cache-dir", str(cache), "--json")
+    assert result.exit_code == 0, (result.output, result.stderr)
+    fetched = json.loads(result.stdout)
+    manifest = hub.pushed_manifest
+    chosen = next(v for v in manifest["variants"] if v["name"] == fetched["variant"])
+    assert chosen["parity"]["passed"] is True
+    assert fetched["variant"] == choose_variant(manifest, HostProfile.detect()).name  # this host's auto choice
+    assert fetched["reason"].startswith(fetched["variant"]) and "validated" in fetched["reason"]
+    assert fetched["commit"] == hub.commit and HUB_TOKEN not in result.stdout + result.stderr
+
+    folder = Path(fetched["path"])
+    assert folder.parent.name == "snapshots" and folder.name == hub.commit  # the cache's snapshot of the commit
+    want = expected_files(manifest, fetched["variant"])
+    assert files_under(folder) == want == set(fetched["files"])  # only what arrived: no other variant, no docs
+    assert set(file_gets(hub)) == want and len(file_gets(hub)) == len(want)  # each downloaded once
+    assert set(fetched["skipped"]) == {"README.md", "parity_report.json"}
+    for path in want - {"manifest.json"}:
+        entry = next(e for e in manifest["shared_files"] + chosen["files"] if e["path"] == path)
+        assert sha256_file(folder / path) == entry["sha256"], path
+    assert fetched["python"] == load_line(folder, chosen, fetched["device"])
+    assert f'model_kwargs={{"file_name": "{chosen["file_name"]}"}}' in fetched["python"] or chosen["graph"] == "sentence"
+
+    # the second fetch of the same revision downloads nothing (at most metadata HEADs)
+    hub.clear_requests()
+    again = fetch_variant(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
+    assert again.path == folder and again.name == fetched["variant"] and again.downloaded == []
+    assert file_gets(hub) == [] and all(method != "GET" or "/resolve/" not in path for method, path in hub.requests)
+
+    # offline (HF_HUB_OFFLINE): the cache alone, no request at all
+    from huggingface_hub import constants
+    from huggingface_hub.utils import reset_sessions
+
+    hub.clear_requests()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+        reset_sessions()
+        offline = fetch_variant(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
+        assert offline.path == folder and offline.downloaded == []
+        with pytest.raises(BadInputError, match="HF_HUB_OFFLINE"):  # not cached: a clear message
+            fetch_variant(REPO_ID, endpoint=hub.url, cache_dir=cache.parent / "empty-cache")
+    reset_sessions()
+    assert hub.requests == []
+
+
+def test_load_returns_a_ready_sentence_transformer(hub, cache):
+    model = exporter.load(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
+    embeddings = model.encode(["hello world", "a second, longer text"])
+    assert embeddings.shape == (2, hub.pushed_manifest["source"]["dimension"])
+    assert np.isfinite(embeddings).all()
+    path = exporter.fetch(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache, graph="transformer")
+    assert (path / "manifest.json").is_file()
+
+
+def test_fetch_into_dest_twice_and_a_damaged_local_file_is_replaced(hub, tmp_path):
+    dest = tmp_path / "deploy"
+    result = fetch_cli(REPO_ID, "--endpoint", hub.url, "--variant", "onnx-fp32", "--dest", str(dest), "-q")
+    assert result.exit_code == 0, (result.output, result.stderr)
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Chose onnx-fp32 as asked") and lines[1] == str(dest)
+    assert lines[2] == ('from sentence_transformers import SentenceTransformer; model = SentenceTransformer('
+                        f'"{dest}", backend="onnx", model_kwargs={{"file_name": "onnx/model.onnx"}})')
+    assert files_under(dest) == expected_files(hub.pushed_manifest, "onnx-fp32")
+    assert not any(p.is_symlink() for p in dest.rglob("*"))
+
+    hub.clear_requests()
+    assert fetch_variant(REPO_ID, endpoint=hub.url, variant="onnx-fp32", dest=dest).downloaded == []
+    assert file_gets(hub) == []
+
+    # a file damaged after it was accepted (or a half-written one) is caught, deleted and downloaded again
+    (dest / "onnx" / "model.onnx").write_bytes(b"truncated")
+    hub.clear_requests()
+    repaired = fetch_variant(REPO_ID, endpoint=hub.url, variant="onnx-fp32", dest=dest)
+    assert repaired.downloaded == ["onnx/model.onnx"] and file_gets(hub) == ["onnx/model.onnx"]
+    entry = next(v for v in hub.pushed_manifest["variants"] if v["name"] == "onnx-fp32")["files"][0]
+    assert sha256_file(dest / "onnx" / "model.onnx") == entry["sha256"]
+
+
+def test_interrupted_download_is_never_accepted(hub, cache):
+    """A leftover ``.incomplete`` blob with wrong bytes is resumed by the client, fails verification, and is
+    replaced by a full download."""
+    entry = next(v for v in hub.pushed_manifest["variants"] if v["name"] == "onnx-fp32")["files"][0]
+    blobs = cache / ("models--" + REPO_ID.replace("/", "--")) / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / f"{entry['sha256']}.incomplete").write_bytes(b"\0garbage" * 1000)
+    hub.clear_requests()
+    result = fetch_variant(REPO_ID, endpoint=hub.url, variant="onnx-fp32", cache_dir=cache)
+    assert file_gets(hub).count("onnx/model.onnx") == 2  # the resumed one, then the full one
+    assert sha256_file(result.path / "onnx" / "model.onnx") == entry["sha256"]
+    assert not list(blobs.glob("*.incomplete"))
+
+
+def test_tampered_blob_on_the_server_fails_naming_the_file(hub, cache):
+    entry = next(v for v in hub.pushed_manifest["variants"] if v["name"] == "onnx-fp32")["files"][0]
+    blob = hub.storage.blob_path(entry["sha256"])
+    original = blob.read_bytes()
+    flip_byte(blob)
+    try:
+        hub.clear_requests()
+        result = fetch_cli(REPO_ID, "--endpoint", hub.url, "--variant", "onnx-fp32", "--cache-dir", str(cache))
+    finally:
+        blob.write_bytes(original)
+    assert result.exit_code == 1, (result.output, result.stderr)
+    assert "onnx/model.onnx" in result.stderr and "sha256" in result.stderr and "deleted" in result.stderr
+    assert file_gets(hub).count("onnx/model.onnx") == 2  # deleted, downloaded once more, refused
+    assert not [p for p in cache.rglob("model.onnx")]  # nothing left that a later fetch could accept
+    # the blob restored: the same cache now fetches fine
+    assert fetch_variant(REPO_ID, endpoint=hub.url, variant="onnx-fp32", cache_dir=cache).name == "onnx-fp32"
+
+
+def test_manifest_with_a_wrong_sha256_fails_naming_the_file(hub, cache):
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
+    manifest = json.loads(json.dumps(hub.pushed_manifest))
+    entry = next(e for e in manifest["shared_files"] if e["path"] == "config.json")
+    entry["sha256"] = "0" * 64
+    api.create_branch(REPO_ID, branch="wrong-sha", exist_ok=True)
+    api.upload_file(path_or_fileobj=json.dumps(manifest).encode(), path_in_repo="manifest.json", repo_id=REPO_ID,
+                    revision="wrong-sha")
+    result = fetch_cli(REPO_ID, "--endpoint", hub.url, "--revision", "wrong-sha", "--cache-dir", str(cache))
+    assert result.exit_code == 1, (result.output, result.stderr)
+    assert "error: config.json: sha256" in result.stderr and "downloaded twice" in result.stderr
+
+
+@pytest.mark.parametrize("bad_path", ["../outside.txt", "ABSOLUTE"])
+def test_unsafe_manifest_paths_are_refused_and_nothing_is_written_outside(hub, tmp_path, bad_path):
+    from huggingface_hub import HfApi
+
+    outside = tmp_path / "outside.txt"
+    bad_path = str(outside) if bad_path == "ABSOLUTE" else bad_path
+    manifest = json.loads(json.dumps(hub.pushed_manifest))
+    manifest["shared_files"].append({"path": bad_path, "sha256": "0" * 64, "size": 3})
+    repo = f"test-user/unsafe-{'abs' if bad_path.startswith('/') else 'dotdot'}"
+    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
+    api.create_repo(repo, exist_ok=True)
+    api.upload_file(path_or_fileobj=json.dumps(manifest).encode(), path_in_repo="manifest.json", repo_id=repo)
+    work = tmp_path / "work"
+    work.mkdir()
+    dest = work / "sub" / "dest"
+    before = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    result = fetch_cli(repo, "--endpoint", hub.url, "--dest", str(dest))
+    assert result.exit_code == 2, (result.output, result.stderr)
+    assert "unsafe path" in result.stderr and bad_path in result.stderr
+    assert not outside.exists() and not dest.exists()  # refused before any file but the manifest, removed again
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
+    with pytest.raises(BadInputError, match="unsafe path"):  # the cache, too: refused before any file
+        fetch_variant(repo, endpoint=hub.url, cache_dir=tmp_path / "cache")
+    assert not outside.exists()
+
+
+def test_unknown_repo_and_revision_are_bad_input(hub, cache):
+    missing = fetch_cli("test-user/no-such-repo", "--endpoint", hub.url, "--cache-dir", str(cache))
+    assert missing.exit_code == 2 and "not found" in missing.stderr
+    revision = fetch_cli(REPO_ID, "--endpoint", hub.url, "--revision", "nope", "--cache-dir", str(cache))
+    assert revision.exit_code == 2 and "revision 'nope' not found" in revision.stderr
+
+
+def test_check_passes_on_this_host(hub, cache):
+    result = fetch_cli(REPO_ID, "--endpoint", hub.url, "--cache-dir", str(cache), "--variant", "onnx-fp32",
+                       "--check", "--json")
+    assert result.exit_code == 0, (result.output, result.stderr)
+    check = json.loads(result.stdout)["check"]
+    assert check["passed"] is True and check["failures"] == []
+    assert check["measured"]["cosine_min"] >= check["thresholds"]["cosine_min"] == 0.9999
+
+
+# ------------------------------------------------------------------------------------------ local folders
+
+
+def test_local_folder_verified_in_place_and_copied_to_dest(local_copy, tmp_path):
+    result = fetch_variant(local_copy, variant="openvino-fp32")
+    assert result.path == local_copy and result.kind == "local" and result.downloaded == []
+    dest = tmp_path / "dest"
+    copied = fetch_variant(local_copy, variant="openvino-fp32", dest=dest)
+    assert files_under(dest) == expected_files(read_manifest(local_copy), "openvino-fp32")
+    assert set(copied.downloaded) == files_under(dest)
+    assert fetch_variant(local_copy, variant="openvino-fp32", dest=dest).downloaded == []  # nothing copied again
+    assert not list(dest.rglob("*.part"))
+
+
+def test_local_tampered_file_fails_and_is_not_deleted(local_copy):
+    flip_byte(local_copy / "onnx" / "model.onnx")
+    result = fetch_cli(str(local_copy), "--variant", "onnx-fp32")
+    assert result.exit_code == 1 and "onnx/model.onnx" in result.stderr and "sha256" in result.stderr
+    assert (local_copy / "onnx" / "model.onnx").is_file()  # a user's folder is never touched
+
+
+def test_check_fails_when_this_hosts_numerics_break_the_thresholds(local_copy):
+    """A reference the variant does not reproduce (here: altered, with the manifest updated to match it)."""
+    reference = np.load(local_copy / "parity" / "reference.npy")
+    reference[:, : reference.shape[1] // 2] *= -1
+    np.save(local_copy / "parity" / "reference.npy", reference)
+    manifest = read_manifest(local_copy)
+    entry = next(e for e in manifest["shared_files"] if e["path"] == "parity/reference.npy")
+    entry.update(sha256=sha256_file(local_copy / "parity" / "reference.npy"),
+                 size=(local_copy / "parity" / "reference.npy").stat().st_size)
+    write_manifest(local_copy, manifest)
+    result = fetch_cli(str(local_copy), "--variant", "onnx-fp32", "--check")
+    assert result.exit_code == 1, (result.output, result.stderr)
+    assert "onnx-fp32 on this host" in result.stderr and "cosine_min" in result.stderr
+
+
+def test_load_refuses_sentence_graphs_and_local_unsafe_manifest(local_copy):
+    with pytest.raises(BadInputError, match="graph: sentence"):
+        exporter.load(local_copy, variant="onnx-fp32-sentence")
+    manifest = read_manifest(local_copy)
+    manifest["variants"][0]["files"][0]["path"] = "/etc/passwd"
+    write_manifest(local_copy, manifest)
+    result = fetch_cli(str(local_copy), "--dest", str(local_copy.parent / "d"))
+    assert result.exit_code == 2 and "unsafe path" in result.stderr and not (local_copy.parent / "d").exists()
+
+
+# ------------------------------------------------------------------------------------------ the choice
+
+
+def variant(name: str, backend: str = "onnx", precision: str = "fp32", graph: str = "transformer", *,
+            quantization: dict | None = None, cosine: float = 0.9999, passed: bool | None = True,
+            bench: dict | None = None) -> dict:
+    entry = {"name": name, "backend": backend, "precision": precision, "graph": graph, "file_name": f"{name}.bin",
+             "quantization": quantization, "files": [{"path": f"{name}.bin", "sha256": "0" * 64, "size": 1}]}
+    if passed is not None:
+        entry["parity"] = {"passed": passed, "cosine_min": cosine}
+    if bench is not None:
+        entry["bench"] = bench
+    return entry
+
+
+def manifest_of(*variants: dict) -> dict:
+    return {"schema_version": 1, "shared_files": [], "variants": list(variants)}
+
+
+MIXED = manifest_of(
+    variant("onnx-fp32", cosine=0.99999),
+    variant("onnx-fp16", precision="fp16", cosine=0.9999),
+    variant("onnx-int8-vnni", precision="int8", quantization={"method": "dynamic", "isa": "avx512_vnni"}, cosine=0.990),
+    variant("openvino-fp32", backend="openvino", cosine=0.99998),
+    variant("openvino-int8", backend="openvino", precision="int8", quantization={"method": "static"}, cosine=0.985),
+    variant("onnx-fp32-sentence", graph="sentence", cosine=0.99999),
+)
+
+
+def by_name(choice) -> dict:
+    return {c.name: c for c in choice.candidates}
+
+
+def test_avx2_only_host_avoids_int8_built_for_vnni():
+    choice = choose_variant(MIXED, AVX2_ONLY)
+    assert choice.name == "openvino-int8"  # int8 that is safe without VNNI, estimated faster than fp32
+    vnni = by_name(choice)["onnx-int8-vnni"]
+    assert vnni.fit == "poor" and "no VNNI" in vnni.notes[0] and "saturate" in vnni.notes[0]
+    assert "onnx-int8-vnni (poor" in choice.reason and "AVX2 (no AVX-512, no VNNI, no AMX)" in choice.reason
+    # even when asked for ONNX int8 only, the choice says it is poor here
+    only = choose_variant(MIXED, AVX2_ONLY, backend="onnx", precision="int8")
+    assert only.name == "onnx-int8-vnni" and "fit: poor" in only.reason
+    # without it, ONNX on AVX2 is fp32 (fp16 only halves the file on CPUs)
+    assert choose_variant(MIXED, AVX2_ONLY, backend="onnx", graph="transformer",
+                          precision=None, min_cosine=0.995).name == "onnx-fp32"
+
+
+def test_vnni_host_takes_the_vnni_int8():
+    choice = choose_variant(MIXED, VNNI)
+    assert choice.name == "onnx-int8-vnni" and by_name(choice)["onnx-int8-vnni"].fit == "good"
+    assert by_name(choice)["onnx-int8-vnni"].speed == 2.0
+    assert choose_variant(MIXED, VNNI, min_cosine=0.995).name == "onnx-fp32"  # --min-cosine rules int8 out
+    amx = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "amx_int8", "amx_tile"}), runtimes=ALL_RUNTIMES)
+    assert amx.amx and amx.int8_accelerated and choose_variant(MIXED, amx).name == "onnx-int8-vnni"
+
+
+def test_arm_host():
+    choice = choose_variant(MIXED, ARM)
+    assert ARM.arch == "arm64" and ARM.arm_dot and ARM.int8_isa() == "arm64"
+    candidates = by_name(choice)
+    assert candidates["onnx-int8-vnni"].fit == "good"  # ARM kernels do not saturate
+    assert candidates["openvino-int8"].fit == "check" and "ARM" in candidates["openvino-int8"].notes[0]
+    assert candidates["openvino-fp32"].fit == "good" and "--check" in candidates["openvino-fp32"].notes[0]
+    assert choice.name == "onnx-int8-vnni"
+    assert choose_variant(MIXED, ARM, backend="openvino").name == "openvino-fp32"  # fine, with a --check note
+    assert "--check" in choose_variant(MIXED, ARM, backend="openvino").reason
+
+
+def test_cuda_host_prefers_onnx_fp16_on_the_gpu():
+    choice = choose_variant(MIXED, CUDA)
+    assert choice.name == "onnx-fp16" and choice.device == "cuda" and "on cuda" in choice.reason
+    assert by_name(choice)["onnx-int8-vnni"].device == "cpu"
+    assert 'device="cuda"' in load_line(Path("/m"), choice.variant, choice.device)
+    no_fp16 = manifest_of(*[v for v in MIXED["variants"] if v["name"] != "onnx-fp16"])
+    assert choose_variant(no_fp16, CUDA).name == "onnx-fp32"
+    # a GPU but a CPU-only onnxruntime: runs on the CPU, and says why
+    cpu_ort = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes=ALL_RUNTIMES, cuda=True)
+    fallback = choose_variant(MIXED, cpu_ort)
+    assert fallback.device == "cpu" and "no CUDAExecutionProvider" in fallback.reason
+
+
+def test_missing_runtimes_exclude_their_backend():
+    no_openvino = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}),
+                              runtimes={k: v for k, v in ALL_RUNTIMES.items() if k not in ("openvino", "optimum-intel")})
+    choice = choose_variant(MIXED, no_openvino)
+    assert choice.variant["backend"] == "onnx"
+    assert "pip install openvino" in by_name(choice)["openvino-fp32"].excluded
+    assert by_name(choice)["openvino-fp32"].exclusion == "runtime"
+    with pytest.raises(ExternalError, match="pip install openvino"):
+        choose_variant(MIXED, no_openvino, backend="openvino")
+    with pytest.raises(ExternalError):
+        choose_variant(MIXED, no_openvino, variant="openvino-fp32")
+    # no sentence-transformers: the plain-runtime sentence graph is what runs
+    runtime_only = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes={"onnxruntime": "1.31.1"})
+    assert choose_variant(MIXED, runtime_only).name == "onnx-fp32-sentence"
+    with pytest.raises(ExternalError, match="sentence-transformers"):
+        choose_variant(MIXED, runtime_only, graph="transformer")
+
+
+def test_bench_numbers_rank_cpu_variants():
+    benched = manifest_of(
+        variant("onnx-fp32", bench={"ratio_to_torch": 2.6, "throughput": 900.0}),
+        variant("openvino-int8", backend="openvino", precision="int8", cosine=0.98,
+                bench={"ratio_to_torch": 1.9, "throughput": 700.0}),
+    )
+    choice = choose_variant(benched, VNNI)
+    assert choice.name == "onnx-fp32" and "2.60x torch in the manifest's bench" in choice.reason
+    partly = manifest_of(variant("onnx-fp32", bench={"ratio_to_torch": 2.6}),
+                         variant("openvino-int8", backend="openvino", precision="int8", cosine=0.98))
+    assert choose_variant(partly, VNNI).name == "openvino-int8"  # bench on one only: estimates for all
+
+
+def test_validation_and_explicit_choices():
+    unvalidated = manifest_of(variant("a", passed=None), variant("b", passed=False), variant("c"))
+    choice = choose_variant(unvalidated, AVX2_ONLY)
+    assert choice.name == "c"
+    assert by_name(choice)["a"].excluded == "not validated" and by_name(choice)["b"].excluded == "failed validation"
+    with pytest.raises(CheckFailedError, match="no variant passed validation"):
+        choose_variant(manifest_of(variant("a", passed=None), variant("b", passed=False)), AVX2_ONLY)
+    explicit = choose_variant(unvalidated, AVX2_ONLY, variant="a")
+    assert explicit.name == "a" and not explicit.auto and "NOT validated" in explicit.reason
+    with pytest.raises(CheckFailedError, match="failed validation"):
+        choose_variant(unvalidated, AVX2_ONLY, variant="b")
+    with pytest.raises(BadInputError, match="no variant 'zzz'"):
+        choose_variant(unvalidated, AVX2_ONLY, variant="zzz")
+    with pytest.raises(BadInputError, match="--variant NAME"):
+        choose_variant(unvalidated, AVX2_ONLY, variant="c", backend="onnx")
+    with pytest.raises(BadInputError, match="no variant matches"):
+        choose_variant(MIXED, AVX2_ONLY, min_cosine=0.999999)
+    with pytest.raises(BadInputError, match="--backend"):
+        choose_variant(MIXED, AVX2_ONLY, backend="tensorrt")
+
+
+def test_this_hosts_profile_reports_what_is_true():
+    profile = HostProfile.detect()
+    assert profile.arch in ("x86_64", "arm64") or profile.arch
+    for component in ("onnxruntime", "openvino", "sentence-transformers", "optimum-onnx", "optimum-intel", "torch"):
+        assert component in profile.runtimes, component
+    assert "CPUExecutionProvider" in profile.onnx_providers and "CPU" in profile.openvino_devices
+    assert HostProfile.from_dict(profile.to_dict()) == profile
+    assert profile.int8_isa() == detect_isa()  # the same answer as a build's isa: auto
+    assert profile.avx2 == ("avx2" in Path("/proc/cpuinfo").read_text()) or profile.arch != "x86_64"
