@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import BadInputError, ExporterError, ExternalError
+from exporter.errors import BadInputError, ExporterError, ExternalError, first_line
 from exporter.manifest import file_entry, read_manifest, variant_entry, write_manifest
 
 BENCH_NAME = "bench.json"
@@ -525,7 +525,7 @@ def load_runner(target: Target, threads: int):
     except ExporterError:
         raise
     except Exception as error:  # noqa: BLE001 - any runtime failure to load is reported as one line
-        raise ExternalError(f"{_describe(target)}: {target.backend} could not load it: {_first_line(error)}") from None
+        raise ExternalError(f"{_describe(target)}: {target.backend} could not load it: {first_line(error)}") from None
 
 
 def _describe(target: Target) -> str:
@@ -533,11 +533,6 @@ def _describe(target: Target) -> str:
         return f"torch reference {target.folder}"
     where = f" ({target.file_name})" if target.file_name else ""
     return f"{'variant' if target.kind == 'variant' else '--compare'} {target.name}{where}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # ------------------------------------------------------------------------------------------------ host
@@ -841,7 +836,7 @@ def _encode(target: Target, runner, texts: list[str], batch_size: int):
     try:
         return runner.encode(texts, batch_size)
     except Exception as error:  # noqa: BLE001 - a runtime failing mid-run is named, one line
-        raise ExternalError(f"{_describe(target)}: {target.backend} failed while encoding: {_first_line(error)}") from None
+        raise ExternalError(f"{_describe(target)}: {target.backend} failed while encoding: {first_line(error)}") from None
 
 
 def _memory_all(targets, threads, texts, batch_size, notes, progress) -> dict[str, float | None]:

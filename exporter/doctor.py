@@ -302,7 +302,6 @@ def _torch_backend(packages: dict[str, dict[str, Any]]) -> BackendStatus:
 
 def _tiny_onnx_session(provider: str) -> str:
     import numpy as np
-    import onnx
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
@@ -458,7 +457,7 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
 def _export_demo(scratch: Path) -> Path:
     """The demo model exported (onnx and openvino fp32, not validated) into ``scratch``."""
     from exporter.builder import build
-    from exporter.errors import BadInputError, ExporterError, ExternalError
+    from exporter.errors import ExporterError, ExternalError
 
     recipe = scratch / "demo.yaml"
     recipe.write_text(

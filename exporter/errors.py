@@ -37,3 +37,11 @@ class ExternalError(ExporterError):
     """An external failure after retries: network, Hub, or a runtime that cannot start."""
 
     exit_code = 3
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type name when empty), at most 300 characters: error
+    messages of ours are one line, and third-party messages can run to pages."""
+    text = str(error).strip()
+    line = text.splitlines()[0] if text else type(error).__name__
+    return line if len(line) <= 300 else line[:297] + "..."

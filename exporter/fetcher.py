@@ -321,11 +321,11 @@ class _Hub:
                  dest: str | os.PathLike | None, cache_dir: str | os.PathLike | None, progress: Progress):
         from huggingface_hub import constants
 
-        from exporter.publish import _check_endpoint
+        from exporter.hub import check_endpoint
 
         self.repo_id = repo_id
         self.revision = revision
-        self.endpoint = _check_endpoint(endpoint) if endpoint else None
+        self.endpoint = check_endpoint(endpoint) if endpoint else None
         self.shown_endpoint = self.endpoint or constants.ENDPOINT
         self.token = token
         self.dest = Path(dest) if dest is not None else None
@@ -337,7 +337,9 @@ class _Hub:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def redact(self, text: str) -> str:
-        return text.replace(self.token, "***") if self.token and len(self.token) >= 8 else text
+        from exporter.hub import redact
+
+        return redact(text, self.token)
 
     def download(self, filename: str, revision: str, force: bool = False) -> Path:
         from huggingface_hub import hf_hub_download
@@ -366,11 +368,11 @@ class _Hub:
             RevisionNotFoundError,
         )
 
-        from exporter.publish import _first_line, _status
+        from exporter.hub import first_line, http_status
 
         cause = error.__cause__ if isinstance(error, ValueError) and error.__cause__ is not None else error
         where = f"{self.repo_id}@{revision}"
-        detail = self.redact(_first_line(cause))
+        detail = self.redact(first_line(cause))
         if isinstance(cause, OfflineModeIsEnabled) or (isinstance(cause, LocalEntryNotFoundError)
                                                       and constants.HF_HUB_OFFLINE):
             return BadInputError(f"HF_HUB_OFFLINE is set and {filename} of {where} is not in the cache"
@@ -387,12 +389,12 @@ class _Hub:
         if isinstance(cause, LocalEntryNotFoundError):
             inner = cause.__cause__ or cause
             return ExternalError(f"cannot reach the Hub at {self.shown_endpoint} to download {filename} of {where}, "
-                                 f"and it is not in the cache: {self.redact(_first_line(inner))}")
+                                 f"and it is not in the cache: {self.redact(first_line(inner))}")
         if isinstance(cause, EntryNotFoundError):
             if filename == MANIFEST_NAME:
                 return BadInputError(f"{where}: no {MANIFEST_NAME}: not an embedding-exporter artifact repo")
             return CheckFailedError(f"{filename}: listed in manifest.json but missing from {where}")
-        status = _status(cause)
+        status = http_status(cause)
         if status == 401:
             return BadInputError(f"the Hub at {self.shown_endpoint} rejected the token (401 Unauthorized); pass a "
                                  "valid --token, set HF_TOKEN or log in with `hf auth login`")
@@ -513,39 +515,11 @@ class _Hub:
 
 def check_variant(folder: str | os.PathLike, variant: dict[str, Any] | str):
     """Run ``variant`` (a manifest entry or a name) of the artifact in ``folder`` on the stored validation
-    texts on this host and compare with the stored reference embeddings (``parity/``), against the variant's
-    ``validation_thresholds``. Needs no torch weights. Returns an ``exporter.validators.VariantResult``
-    (``passed``, ``failures()``); raises ``BadInputError`` when there is no stored reference and
-    ``ExternalError`` when the runtime is missing. Runs on the CPU, through the validators' runners."""
-    from pydantic import ValidationError
+    texts on this host and compare with the stored reference embeddings, against its thresholds; no torch
+    weights needed. Returns an ``exporter.validators.VariantResult`` (``passed``, ``failures()``)."""
+    from exporter.validators.parity import check_stored
 
-    from exporter.manifest import variant_entry
-    from exporter.validators.batching import mixed_length_pass, single_text_pass, token_lengths
-    from exporter.validators.parity import validate_variant
-    from exporter.validators.reference import has_stored_reference, load_stored_reference, TEXTS_FILE
-    from exporter.validators.runners import load_tokenizer, sequence_length
-    from exporter.validators.thresholds import Thresholds, effective_thresholds
-
-    root = Path(folder)
-    manifest = read_manifest(root)
-    entry = variant_entry(manifest, variant) if isinstance(variant, str) else variant
-    if not has_stored_reference(root):
-        raise BadInputError(f"{root}: no stored reference ({TEXTS_FILE} and parity/reference.npy) to check against")
-    reference = load_stored_reference(root, manifest)
-    raw = entry.get("validation_thresholds")
-    try:
-        explicit = Thresholds.model_validate(raw) if raw is not None else None
-        thresholds = effective_thresholds(str(entry.get("precision", "fp32")), None, explicit)
-    except (ValidationError, ValueError) as error:
-        raise BadInputError(f"manifest.json: variant {entry['name']!r}: validation_thresholds: "
-                            f"{str(error).splitlines()[0]}") from None
-    tokenizer = load_tokenizer(root)
-    max_length = sequence_length(root, manifest, tokenizer)
-    texts = [text.text for text in reference.texts]
-    lengths = token_lengths(tokenizer, texts, max_length)
-    passes = [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
-    trust_remote_code = bool((manifest.get("source") or {}).get("trust_remote_code", False))
-    return validate_variant(root, entry, reference, passes, tokenizer, max_length, thresholds, trust_remote_code)
+    return check_stored(Path(folder), variant)
 
 
 __all__ = ["DOCUMENTATION_FILES", "FetchResult", "check_variant", "fetch", "fetch_variant", "load", "load_line",

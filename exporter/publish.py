@@ -31,10 +31,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from exporter import __version__
 from exporter.errors import BadInputError, CheckFailedError, ExporterError, ExternalError
+from exporter.hub import check_endpoint, first_line, http_status, redact
 from exporter.manifest import MANIFEST_NAME, list_files, read_manifest
 from exporter.progress import Progress, SilentProgress
 
@@ -175,27 +175,6 @@ def local_files(folder: Path, manifest: dict[str, Any]) -> dict[str, LocalFile]:
 # --------------------------------------------------------------------------------------- Hub plumbing
 
 
-def _first_line(error: BaseException) -> str:
-    """A short description: the first line, or the OS reason for a failed connection."""
-    import requests
-
-    text = str(error).strip()
-    if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-        reason = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text)
-        if reason:
-            return reason.group(1).strip().lower()
-        if "timed out" in text.lower() or isinstance(error, requests.Timeout):
-            return "timed out"
-        return type(error).__name__
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
-
-
-def _status(error: BaseException) -> int | None:
-    response = getattr(error, "response", None)
-    return getattr(response, "status_code", None)
-
-
 @contextlib.contextmanager
 def client_endpoint(endpoint: str) -> Iterator[None]:
     """Point huggingface_hub's import-time ``constants.ENDPOINT`` (which ``CommitInfo``/``RepoUrl`` parse
@@ -222,9 +201,7 @@ class _Hub:
         self.sleep = sleep
 
     def redact(self, text: str) -> str:
-        # Messages never contain the token; this is a second line of defence (a token too short to be a
-        # real one is left alone rather than starring out every word that contains it).
-        return text.replace(self.token, "***") if self.token and len(self.token) >= 8 else text
+        return redact(text, self.token)
 
     def log(self, message: str) -> None:
         self.progress.log(self.redact(message))
@@ -238,13 +215,13 @@ class _Hub:
             return False
         if isinstance(error, (requests.ConnectionError, requests.Timeout)):
             return True
-        return _status(error) in RETRYABLE_STATUS
+        return http_status(error) in RETRYABLE_STATUS
 
     def fail(self, error: BaseException, what: str) -> ExporterError:
         """The ``ExporterError`` for a failed call (after retries where they apply)."""
         from huggingface_hub.errors import OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
 
-        status, detail = _status(error), self.redact(_first_line(error))
+        status, detail = http_status(error), self.redact(first_line(error))
         if isinstance(error, OfflineModeIsEnabled):
             return BadInputError("HF_HUB_OFFLINE is set: pushing needs the Hub; unset HF_HUB_OFFLINE")
         if status == 401:
@@ -278,7 +255,7 @@ class _Hub:
                 if not self.retryable(error) or attempt == len(RETRY_DELAYS):
                     raise self.fail(error, what) from None
                 delay = RETRY_DELAYS[attempt]
-                self.log(f"{what}: {self.redact(_first_line(error))}; retrying in {delay:g} s")
+                self.log(f"{what}: {self.redact(first_line(error))}; retrying in {delay:g} s")
                 self.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -329,13 +306,6 @@ def resolve_token(token: str | None) -> str | None:
     from huggingface_hub import get_token
 
     return get_token() or None
-
-
-def _check_endpoint(endpoint: str) -> str:
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BadInputError(f"--endpoint {endpoint!r}: expected an http(s) URL such as https://huggingface.co")
-    return endpoint.rstrip("/")
 
 
 def _default_message(manifest: dict[str, Any]) -> tuple[str, str]:
@@ -402,7 +372,7 @@ def push(
                             "with `hf auth login`")
     from huggingface_hub import HfApi, constants
 
-    endpoint = _check_endpoint(endpoint or constants.ENDPOINT)
+    endpoint = check_endpoint(endpoint or constants.ENDPOINT)
     if constants.HF_HUB_OFFLINE:
         raise BadInputError("HF_HUB_OFFLINE is set: pushing needs the Hub; unset HF_HUB_OFFLINE")
 
@@ -488,10 +458,10 @@ def _commit(hub: _Hub, root: Path, local: dict[str, LocalFile], upload: list[str
             )
         except Exception as error:  # noqa: BLE001 - classified below
             trap = isinstance(error, ValueError) and _ENDPOINT_TRAP in str(error)
-            stale = _status(error) == 412  # the branch moved since `head` was read
+            stale = http_status(error) == 412  # the branch moved since `head` was read
             if not (trap or stale or hub.retryable(error)):
                 raise hub.fail(error, what) from None
-            hub.log(f"{what}: {hub.redact(_first_line(error))}; checking whether the commit landed")
+            hub.log(f"{what}: {hub.redact(first_line(error))}; checking whether the commit landed")
             landed = _landed(hub, local, head, revision, create_pr, known_prs)
             if landed is not None:
                 oid, pr_ref = landed
@@ -554,7 +524,7 @@ def _create_tag(hub: _Hub, tag: str, oid: str) -> bool:
             hub.api.create_tag(hub.repo_id, tag=tag, revision=oid, tag_message=f"embedding-exporter {__version__}")
             return True
         except HfHubHTTPError as error:
-            if _status(error) == 409:
+            if http_status(error) == 409:
                 return False
             raise
 

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from exporter import __version__
 from exporter.errors import BadInputError, ExternalError
-from exporter.manifest import read_manifest
+from exporter.manifest import read_manifest, variant_entry
 from exporter.progress import Progress, SilentProgress
 from exporter.validators.batching import EncodingPass, mixed_length_pass, single_text_pass, token_lengths
 from exporter.validators.checks import build_checks, failed_run_checks, measure
@@ -75,12 +75,9 @@ def validate(
     thresholds = {v["name"]: _thresholds(v, thresholds_for) for v in manifest["variants"]}
     reference = _reference(folder, manifest, source_dir, extra_texts_file, write_reference, progress)
 
-    tokenizer = load_tokenizer(folder)
-    max_length = sequence_length(folder, manifest, tokenizer)
+    tokenizer, max_length, passes = _passes(folder, manifest, reference)
     texts = [t.text for t in reference.texts]
-    lengths = token_lengths(tokenizer, texts, max_length)
-    passes = [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
-    trust_remote_code = bool((manifest.get("source") or {}).get("trust_remote_code", False))
+    trust_remote_code = _trust_remote_code(manifest)
 
     results = []
     for variant in manifest["variants"]:
@@ -152,6 +149,36 @@ def encode_pass(runner: VariantRunner, texts: list[str], encoding: EncodingPass)
             raise ValueError(f"expected [{len(batch)}, dim] embeddings for a batch of {len(batch)}, got {list(output.shape)}")
         rows.update(zip(batch, output))
     return np.stack([rows[i] for i in encoding.indices])
+
+
+def check_stored(folder: Path, variant: dict[str, Any] | str) -> VariantResult:
+    """Run one variant (a manifest entry or a name) on the stored validation texts on this host and compare
+    with the stored reference embeddings (``parity/``), against the variant's ``validation_thresholds``.
+
+    Needs no torch weights: this is how a deploy host checks that its numerics still meet the thresholds.
+    Raises ``BadInputError`` when there is no stored reference.
+    """
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    entry = variant_entry(manifest, variant) if isinstance(variant, str) else variant
+    if not has_stored_reference(folder):
+        raise BadInputError(f"{folder}: no stored reference ({TEXTS_FILE} and parity/reference.npy) to check against")
+    reference = load_stored_reference(folder, manifest)
+    tokenizer, max_length, passes = _passes(folder, manifest, reference)
+    return validate_variant(folder, entry, reference, passes, tokenizer, max_length, _thresholds(entry, None),
+                            _trust_remote_code(manifest))
+
+
+def _passes(folder: Path, manifest: dict[str, Any], reference: Reference) -> tuple[Any, int, list[EncodingPass]]:
+    """The tokenizer, the sequence length and the two runs (batch 1, mixed-length batches) over the texts."""
+    tokenizer = load_tokenizer(folder)
+    max_length = sequence_length(folder, manifest, tokenizer)
+    lengths = token_lengths(tokenizer, [t.text for t in reference.texts], max_length)
+    return tokenizer, max_length, [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
+
+
+def _trust_remote_code(manifest: dict[str, Any]) -> bool:
+    return bool((manifest.get("source") or {}).get("trust_remote_code", False))
 
 
 def _thresholds(variant: dict[str, Any], thresholds_for: ThresholdsFor | None) -> Thresholds:

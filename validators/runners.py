@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from exporter.errors import BadInputError
+from exporter.errors import BadInputError, first_line
 
 SENTENCE_OUTPUT = "sentence_embedding"
 
@@ -34,7 +34,7 @@ def load_tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder))
     except Exception as error:  # noqa: BLE001 - any failure means the folder has no usable tokenizer
-        raise BadInputError(f"{folder}: cannot load the tokenizer: {_first_line(error)}") from None
+        raise BadInputError(f"{folder}: cannot load the tokenizer: {first_line(error)}") from None
 
 
 def sentence_bert_config(folder: Path) -> dict[str, Any]:
@@ -143,8 +143,3 @@ def make_runner(
     lowercase = bool(sentence_bert_config(folder).get("do_lower_case", False))
     runner = OnnxRuntimeRunner if backend == "onnx" else OpenVinoRunner
     return runner(folder, variant, tokenizer, max_length, lowercase)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
