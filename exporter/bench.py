@@ -99,6 +99,8 @@ class ModelResult:
     runtime: dict[str, Any]
     round_seconds: list[float]
     latency_samples: int
+    cosine_mean: float | None = None  # against the torch model's embeddings of the same texts
+    cosine_min: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         t = self.target
@@ -115,6 +117,8 @@ class ModelResult:
             "latency_p50_ms": _round(self.latency_p50_ms, 3),
             "latency_p95_ms": _round(self.latency_p95_ms, 3),
             "rss_delta_mb": _round(self.rss_delta_mb, 1),
+            "cosine_mean": _round(self.cosine_mean, 5),
+            "cosine_min": _round(self.cosine_min, 5),
             "runtime": self.runtime,
             "round_seconds": [_round(s, 4) for s in self.round_seconds],
             "latency_samples": self.latency_samples,
@@ -720,7 +724,8 @@ def bench(
         for target in targets:
             with progress.step(f"Loading {target.name}"):
                 runners.append(load_runner(target, threads))
-        round_times = _throughput_rounds(targets, runners, texts, batch_size, rounds, warmup_rounds, progress)
+        round_times, embeddings = _throughput_rounds(targets, runners, texts, batch_size, rounds, warmup_rounds,
+                                                     progress)
         latencies = _latency_rounds(targets, runners, single, rounds, progress)
         runtimes = [runner.runtime for runner in runners]
     finally:
@@ -745,6 +750,7 @@ def bench(
     for index, target in enumerate(targets):
         throughput = num_texts / statistics.median(round_times[index])
         samples = latencies[index]
+        cosines = _cosines(embeddings[index], embeddings[0]) if reference_dir else None
         results.append(ModelResult(
             target=target,
             throughput=throughput,
@@ -755,6 +761,8 @@ def bench(
             runtime=runtimes[index],
             round_seconds=round_times[index],
             latency_samples=len(samples),
+            cosine_mean=float(cosines.mean()) if cosines is not None else None,
+            cosine_min=float(cosines.min()) if cosines is not None else None,
         ))
     result = BenchResult(
         folder=root,
@@ -763,7 +771,8 @@ def bench(
         settings={"batch_size": batch_size, "num_texts": num_texts, "rounds": rounds, "warmup_rounds": warmup_rounds,
                   "latency_texts": len(single), "threads": threads, "texts": texts_source,
                   "memory": "rss delta of load + run in a child process (MiB)" if measure_memory else None,
-                  "order": "interleaved, rotated each round; throughput = texts / median round time"},
+                  "order": "interleaved, rotated each round; throughput = texts / median round time",
+                  "cosine": "per-text cosine with the torch model's embeddings of the first measured round"},
         versions=versions(),
         results=results,
         reference={"available": reference_dir is not None, "location": location or None},
@@ -789,8 +798,10 @@ def _rotation(count: int, round_index: int) -> list[int]:
     return list(range(shift, count)) + list(range(shift))
 
 
-def _throughput_rounds(targets, runners, texts, batch_size, rounds, warmup_rounds, progress) -> list[list[float]]:
+def _throughput_rounds(targets, runners, texts, batch_size, rounds, warmup_rounds, progress):
+    """(round times per model, each model's embeddings from its first measured round)."""
     times: list[list[float]] = [[] for _ in runners]
+    embeddings: list[Any] = [None for _ in runners]
     total = (warmup_rounds + rounds) * len(runners)
     with _track(progress, f"Throughput: {len(texts)} texts × {rounds} rounds (+{warmup_rounds} warm-up)", total) as tick:
         for round_index in range(warmup_rounds + rounds):
@@ -798,12 +809,23 @@ def _throughput_rounds(targets, runners, texts, batch_size, rounds, warmup_round
             for index in _rotation(len(runners), round_index):
                 time.sleep(SWITCH_PAUSE_S)
                 started = time.perf_counter()
-                _encode(targets[index], runners[index], texts, batch_size)
+                output = _encode(targets[index], runners[index], texts, batch_size)
                 elapsed = time.perf_counter() - started
                 if round_index >= warmup_rounds:
                     times[index].append(elapsed)
+                if round_index == warmup_rounds:
+                    embeddings[index] = output
                 tick()
-    return times
+    return times, embeddings
+
+
+def _cosines(embeddings, reference):
+    """Per-text cosine similarity of two [texts, dim] arrays (float64)."""
+    import numpy as np
+
+    a = np.asarray(embeddings, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
 def _latency_rounds(targets, runners, single, rounds, progress) -> list[list[float]]:

@@ -131,7 +131,8 @@ def render(result, console) -> None:
              f"median of {settings['rounds']} rounds; latency at batch 1")
     table = Table(title=title, box=box.SIMPLE_HEAD)
     columns = (("model", "left"), ("runtime", "left"), ("MB", "right"), ("texts/s", "right"),
-               ("× torch", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("+RSS MiB", "right"))
+               ("× torch", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("+RSS MiB", "right"),
+               ("cos mean", "right"), ("cos min", "right"))
     for column, justify in columns:
         table.add_column(column, justify=justify, overflow="fold")
     for row in data["results"]:
@@ -144,6 +145,8 @@ def render(result, console) -> None:
             _fmt(row["latency_p50_ms"], lambda v: f"{v:.2f}"),
             _fmt(row["latency_p95_ms"], lambda v: f"{v:.2f}"),
             _fmt(row["rss_delta_mb"], lambda v: f"{v:.0f}"),
+            _fmt(row["cosine_mean"], lambda v: f"{v:.4f}"),
+            _fmt(row["cosine_min"], lambda v: f"{v:.4f}"),
         )
     console.print(table)
     host = data["host"]

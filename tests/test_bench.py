@@ -60,6 +60,7 @@ def test_bench_writes_results_and_updates_the_manifest(artifacts):
     result = invoke(str(artifacts), *SMALL, "--no-memory")
     assert result.exit_code == 0, (result.output, result.stderr)
     assert "texts/s" in result.stderr and "onnx-fp32-sentence" in result.stderr  # the table, on stderr
+    assert "cos min" in result.stderr
     assert result.stdout == ""
 
     saved = json.loads((artifacts / BENCH_NAME).read_text())
@@ -81,6 +82,8 @@ def test_bench_writes_results_and_updates_the_manifest(artifacts):
         assert row["throughput"] > 0 and len(row["round_seconds"]) == 2
         assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"] and row["latency_samples"] == 4
         assert row["rss_delta_mb"] is None  # --no-memory
+        assert row["cosine_min"] > 0.9999 and row["cosine_mean"] > 0.9999  # fp32 everywhere: same embeddings
+    assert rows["torch"]["cosine_min"] == pytest.approx(1.0)
 
     manifest = assert_manifest_complete(artifacts)
     for variant in manifest["variants"]:
@@ -112,6 +115,7 @@ def test_compare_adds_other_models_to_the_same_run(artifacts, built, tmp_path):
     assert rows["other-export/openvino/openvino_model.xml"]["backend"] == "openvino"
     for row in rows.values():
         assert row["throughput"] > 0 and row["ratio_to_torch"] > 0 and row["size_bytes"] > 0
+        assert row["cosine_min"] > 0.9999  # compared with torch on the same texts, in the same run
     assert not (artifacts / BENCH_NAME).exists()  # --no-save
 
 
@@ -138,6 +142,7 @@ def test_without_the_torch_reference_ratios_are_omitted(artifacts, tmp_path, tin
     data = result.to_dict()
     assert [row["name"] for row in data["results"]] == ["onnx-fp32-sentence"]
     assert data["results"][0]["ratio_to_torch"] is None and data["results"][0]["throughput"] > 0
+    assert data["results"][0]["cosine_min"] is None
     assert data["reference"]["available"] is False
     assert any("no torch reference" in note and "--source" in note for note in data["notes"])
     assert data["settings"]["texts"] == str(texts) and data["settings"]["num_texts"] == 5
