@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import gc
-import importlib.resources
 import json
 import logging
 import math
@@ -43,6 +42,7 @@ from typing import Any
 
 from exporter.errors import BadInputError, ExporterError, ExternalError, first_line
 from exporter.manifest import file_entry, read_manifest, variant_entry, write_manifest
+from exporter.validators.texts import builtin_texts, parse_jsonl
 
 BENCH_NAME = "bench.json"
 BENCH_SCHEMA_VERSION = 1
@@ -205,8 +205,7 @@ def load_texts(texts_file: str | Path | None = None) -> tuple[list[str], str]:
     """The text set: ``texts_file`` (.jsonl with "text", else one text per line) or the built-in one.
     Returns the texts and where they came from."""
     if texts_file is None:
-        resource = importlib.resources.files("exporter").joinpath(BUILTIN_TEXTS)
-        return _parse_jsonl(resource.read_text(encoding="utf-8"), f"exporter/{BUILTIN_TEXTS}"), f"builtin:{BUILTIN_TEXTS}"
+        return [text.text for text in builtin_texts()], f"builtin:{BUILTIN_TEXTS}"
     path = Path(texts_file)
     if not path.is_file():
         raise BadInputError(f"--texts {path}: no such file")
@@ -215,28 +214,12 @@ def load_texts(texts_file: str | Path | None = None) -> tuple[list[str], str]:
     except (OSError, UnicodeDecodeError) as error:
         raise BadInputError(f"--texts {path}: cannot read: {error}") from None
     if path.suffix.lower() == ".jsonl":
-        texts = _parse_jsonl(content, str(path))
+        texts = [row["text"] for row in parse_jsonl(content, str(path)) if row["text"].strip()]
     else:
         texts = [line for line in content.splitlines() if line.strip()]
     if not texts:
         raise BadInputError(f"--texts {path}: no texts in it")
     return texts, str(path)
-
-
-def _parse_jsonl(content: str, where: str) -> list[str]:
-    texts = []
-    for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BadInputError(f"{where}:{number}: malformed JSON line: {error.msg}") from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise BadInputError(f"{where}:{number}: expected an object with a string \"text\"")
-        if record["text"].strip():
-            texts.append(record["text"])
-    return texts
 
 
 def select_texts(texts: Sequence[str], count: int) -> list[str]:

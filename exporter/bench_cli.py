@@ -1,14 +1,12 @@
 """``exporter bench``: parses arguments, calls ``exporter.bench.bench``, renders the result.
 
 Kept apart from ``exporter.cli`` (which registers it) and importing nothing heavy at module level, so
-``exporter --help`` stays fast. Errors go through ``exporter.cli.handle_errors``, looked up when the
-command runs, so this module can be imported before or after ``exporter.cli``.
+``exporter --help`` stays fast. Errors and progress go through ``exporter.cli_support``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,18 +16,7 @@ import click
 
 from exporter.bench import (DEFAULT_BATCH_SIZE, DEFAULT_LATENCY_TEXTS, DEFAULT_NUM_TEXTS, DEFAULT_ROUNDS,
                              DEFAULT_WARMUP_ROUNDS)  # constants only: exporter.bench imports torch lazily
-
-EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
-
-
-def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from exporter.cli import handle_errors
-
-        return handle_errors(command)(*args, **kwargs)
-
-    return wrapper
+from exporter.cli_support import EPILOG, handle_errors
 
 
 class RichBenchProgress:
@@ -82,7 +69,7 @@ class RichBenchProgress:
 @click.option("--no-save", is_flag=True, help="Do not write bench.json nor update manifest.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (bench.json's content) on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@_handle_errors
+@handle_errors
 def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], batch_size: int,
                   num_texts: int, rounds: int, warmup_rounds: int, latency_count: int, threads: int | None,
                   texts_file: str | None, source_dir: str | None, no_memory: bool, no_save: bool, as_json: bool,

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import random
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from exporter.errors import BadInputError
+from exporter.validators.texts import parse_jsonl
 
 BUILTIN = "builtin"
 
@@ -48,8 +48,7 @@ def builtin_calibration_texts() -> list[str]:
 
 def builtin_validation_records() -> list[dict]:
     """The built-in validation set: dicts with text, domain, lang, kind."""
-    text = (_data_dir() / "validation.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return parse_jsonl((_data_dir() / "validation.jsonl").read_text(encoding="utf-8"), "exporter/data/validation.jsonl")
 
 
 def load_corpus(corpus: str, base_dir: Path, column: str = "text", where: str = "calibration.corpus") -> list[str]:
@@ -81,20 +80,7 @@ def load_corpus(corpus: str, base_dir: Path, column: str = "text", where: str = 
 
 
 def _jsonl_texts(content: str, column: str, where: str) -> list[str]:
-    texts = []
-    for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise BadInputError(f"{where}:{number}: malformed JSON line: {error.msg}") from None
-        value = record.get(column) if isinstance(record, dict) else None
-        if not isinstance(value, str):
-            raise BadInputError(f"{where}:{number}: expected an object with a string {column!r} field")
-        if value.strip():
-            texts.append(value)
-    return texts
+    return [row[column] for row in parse_jsonl(content, where, column) if row[column].strip()]
 
 
 def calibration_texts(corpus: str, samples: int, seed: int, base_dir: Path, column: str = "text") -> CalibrationTexts:

@@ -6,48 +6,13 @@ printed as one line on stderr, never as a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
 from exporter import __version__
-from exporter.errors import ExporterError
-
-EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``ExporterError`` into a one-line message and its exit code; Ctrl-C into exit 130."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ExporterError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted: nothing was placed", err=True)
-            sys.exit(130)
-
-    return wrapper
-
-
-def _progress(quiet: bool):
-    from exporter.progress import RichProgress, SilentProgress
-
-    return SilentProgress() if quiet else RichProgress(_stderr_console())
-
+from exporter.cli_support import EPILOG, handle_errors, progress_for, stderr_console
 
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
@@ -98,7 +63,7 @@ def run(recipe: str, output: str | None, variants: tuple[str, ...], no_validate:
 
     if push_after and no_validate:
         raise BadInputError("--push needs validation: unvalidated variants cannot be published (drop --no-validate)")
-    progress = _progress(quiet or as_json)
+    progress = progress_for(quiet or as_json)
     result = build(recipe, output=output, variants=list(variants) or None, progress=progress,
                    validate=not no_validate)
     summary = result.summary()
@@ -131,7 +96,7 @@ def _parity_cell(parity: dict | None) -> str:
 def _render_build(result) -> None:
     from rich.table import Table
 
-    console = _stderr_console()
+    console = stderr_console()
     table = Table(title=f"{result.manifest['recipe']['name']} → {result.output}")
     for column in ("variant", "file_name", "size", "parity"):
         table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")

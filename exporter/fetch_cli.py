@@ -2,40 +2,16 @@
 print the result.
 
 Kept apart from ``exporter.cli`` (which registers both) and importing nothing heavy at module level, so
-``exporter --help`` stays fast. Errors go through ``exporter.cli.handle_errors``, looked up when the command
-runs, so this module can be imported before or after ``exporter.cli``.
+``exporter --help`` stays fast. Errors and progress go through ``exporter.cli_support``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any
 
 import click
 
-EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
-
-
-def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from exporter.cli import handle_errors
-
-        return handle_errors(command)(*args, **kwargs)
-
-    return wrapper
-
-
-def _progress(quiet: bool):
-    from exporter.progress import RichProgress, SilentProgress
-
-    if quiet:
-        return SilentProgress()
-    from rich.console import Console
-
-    return RichProgress(Console(stderr=True))
+from exporter.cli_support import EPILOG, handle_errors, progress_for
 
 
 @click.command("fetch", epilog=EPILOG)
@@ -55,7 +31,7 @@ def _progress(quiet: bool):
 @click.option("--check", is_flag=True, help="Run the variant on the stored validation texts here and compare with the stored reference embeddings; exit 1 when this host breaks the variant's thresholds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@_handle_errors
+@handle_errors
 def fetch_command(source: str, variant: str, backend: str | None, precision: str | None, graph: str | None,
                   min_cosine: float | None, revision: str | None, endpoint: str | None, token: str | None,
                   dest: str | None, cache_dir: str | None, check: bool, as_json: bool, quiet: bool) -> None:
@@ -79,7 +55,7 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
     """
     from exporter.fetcher import fetch_variant
 
-    progress = _progress(quiet or as_json)
+    progress = progress_for(quiet or as_json)
     result = fetch_variant(source, variant=variant, backend=backend, precision=precision, graph=graph,
                            min_cosine=min_cosine, revision=revision, endpoint=endpoint, token=token, dest=dest,
                            cache_dir=cache_dir, check=check, progress=progress)
@@ -102,7 +78,7 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
               help="Exit 3 when this backend is unusable here (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@_handle_errors
+@handle_errors
 def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], as_json: bool, quiet: bool) -> None:
     """Report what this host can run: runtimes and versions, CPU features, GPU/CUDA, and a smoke test per
     backend (torch, onnx, openvino): load a model, encode two texts, check the shape.
@@ -123,7 +99,7 @@ def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], as
     from exporter.doctor import doctor
     from exporter.errors import ExternalError
 
-    report = doctor(model, demo=not quick, progress=_progress(quiet or as_json))
+    report = doctor(model, demo=not quick, progress=progress_for(quiet or as_json))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:

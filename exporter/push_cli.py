@@ -1,30 +1,16 @@
 """``exporter push``: parses arguments, calls ``exporter.publish.push``, prints the result.
 
 Kept apart from ``exporter.cli`` (which registers it) and importing nothing heavy at module level, so
-``exporter --help`` stays fast. Errors go through ``exporter.cli.handle_errors``, looked up when the
-command runs, so this module can be imported before or after ``exporter.cli``.
+``exporter --help`` stays fast. Errors and progress go through ``exporter.cli_support``.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any
 
 import click
 
-EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
-
-
-def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from exporter.cli import handle_errors
-
-        return handle_errors(command)(*args, **kwargs)
-
-    return wrapper
+from exporter.cli_support import EPILOG, handle_errors, progress_for
 
 
 @click.command("push", epilog=EPILOG)
@@ -39,7 +25,7 @@ def _handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--token", metavar="TOKEN", help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@_handle_errors
+@handle_errors
 def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, create_pr: bool | None,
                  revision: str | None, tag: str | None, commit_message: str | None, endpoint: str | None,
                  token: str | None, as_json: bool, quiet: bool) -> None:
@@ -57,17 +43,11 @@ def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, c
       exporter push artifacts/minilm-onnx --repo-id my-org/minilm --create-pr
       exporter push artifacts/minilm-onnx --repo-id my-org/minilm --tag v1.0 --json
     """
-    from exporter.progress import RichProgress, SilentProgress
     from exporter.publish import push
 
     bars_were_disabled = _disable_hub_progress_bars()
     try:
-        if quiet or as_json:
-            progress = SilentProgress()
-        else:
-            from rich.console import Console
-
-            progress = RichProgress(Console(stderr=True))
+        progress = progress_for(quiet or as_json)
         result = push(artifact_dir, repo_id, private=private, create_pr=create_pr, revision=revision, tag=tag,
                       commit_message=commit_message, endpoint=endpoint, token=token, progress=progress)
     finally:

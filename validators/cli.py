@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from exporter.cli import EPILOG, handle_errors
+from exporter.cli_support import EPILOG, handle_errors, progress_for, stderr_console
 
 
 @click.command("validate", epilog=EPILOG)
@@ -46,11 +46,10 @@ def validate_command(
       exporter validate artifacts/minilm-openvino --junit parity.xml --markdown parity.md
     """
     from exporter.errors import BadInputError, CheckFailedError
-    from exporter.progress import RichProgress, SilentProgress
     from exporter.validators.record import record_results
     from exporter.validators.parity import validate
 
-    progress = SilentProgress() if quiet or as_json else RichProgress(_stderr_console())
+    progress = progress_for(quiet or as_json)
     report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, progress=progress)
     try:
         record_results(artifact_dir, report)
@@ -81,7 +80,7 @@ def render_report(report) -> None:
 
     from exporter.validators.report import format_requirement, format_value
 
-    console = _stderr_console()
+    console = stderr_console()
     where = f"torch model ({report.source})" if report.reference == "source" else "stored reference (parity/)"
     console.print(f"Reference: {where}; {report.texts['total']} texts, batch 1 on {report.texts['batch_1']}, "
                   f"batch {max(report.batch_sizes)} on all.")
@@ -96,9 +95,3 @@ def render_report(report) -> None:
         console.print(table)
     verdict = "[green]all variants passed[/green]" if report.passed else "[red]parity failed[/red]"
     console.print(f"{verdict} in {report.seconds:.1f} s.")
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)

@@ -33,7 +33,7 @@ class ValidationText:
 def builtin_texts() -> list[ValidationText]:
     """The built-in validation set shipped in the ``exporter`` package."""
     resource = resources.files("exporter").joinpath(*BUILTIN_RESOURCE)
-    rows = _parse_jsonl(resource.read_text(encoding="utf-8"), "exporter/" + "/".join(BUILTIN_RESOURCE))
+    rows = parse_jsonl(resource.read_text(encoding="utf-8"), "exporter/" + "/".join(BUILTIN_RESOURCE))
     return [_from_row(row, "builtin") for row in rows]
 
 
@@ -53,7 +53,7 @@ def read_extra_texts(path: Path) -> list[ValidationText]:
     if suffix == ".txt":
         texts = [ValidationText(line, "extra") for line in content.splitlines() if line.strip()]
     elif suffix == ".jsonl":
-        texts = [_from_row(row, "extra") for row in _parse_jsonl(content, str(path))]
+        texts = [_from_row(row, "extra") for row in parse_jsonl(content, str(path))]
     else:
         raise BadInputError(f"{path}: validation texts must be a .txt (one per line) or .jsonl file")
     if not texts:
@@ -74,10 +74,12 @@ def read_texts(path: Path) -> list[ValidationText]:
         content = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise BadInputError(f"{path}: cannot read stored validation texts: {error}") from None
-    return [_from_row(row, row.get("origin", "builtin")) for row in _parse_jsonl(content, str(path))]
+    return [_from_row(row, row.get("origin", "builtin")) for row in parse_jsonl(content, str(path))]
 
 
-def _parse_jsonl(content: str, where: str) -> list[dict]:
+def parse_jsonl(content: str, where: str, column: str = "text") -> list[dict]:
+    """The rows of a JSON-lines text file; blank lines are skipped. Each row must be an object whose
+    ``column`` is a string; otherwise ``BadInputError`` naming ``where`` and the line number."""
     rows = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
@@ -86,8 +88,8 @@ def _parse_jsonl(content: str, where: str) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as error:
             raise BadInputError(f"{where}:{number}: malformed JSON line: {error.msg}") from None
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise BadInputError(f"{where}:{number}: expected an object with a string field \"text\"")
+        if not isinstance(row, dict) or not isinstance(row.get(column), str):
+            raise BadInputError(f"{where}:{number}: expected an object with a string {column!r} field")
         rows.append(row)
     return rows
 
