@@ -1,10 +1,15 @@
 """embedding-exporter: export, validate, package and fetch sentence-embedding models.
 
-Public API: ``load_recipe``, ``build``, ``push``, ``fetch``, ``load``, ``write_card``, ``finalize_manifest``,
-``recipe_json_schema``; errors in ``exporter.errors``. Attributes are imported on first use so
-``exporter --help`` does not pay for importing torch. No module is named like a public function
-(``build`` lives in ``exporter.builder``, ``push`` in ``exporter.publish``, ``fetch`` in ``exporter.fetcher``):
-importing a submodule binds its name on the package, which would replace the function.
+The packages follow the pipeline: ``recipe`` → ``export`` (build a folder) → ``validators`` (parity) →
+``publish`` (card, push) → ``deploy`` (variant choice, fetch); ``artifact`` holds the manifest and the
+folder layout every stage shares, ``runtime`` the host profile and the variant runner, ``diagnostics``
+bench and doctor, ``cli`` the ``exporter`` command.
+
+Public API: ``load_recipe``, ``build``, ``validate``, ``push``, ``fetch``, ``load``, ``write_card``,
+``finalize_manifest``, ``read_manifest``, ``recipe_json_schema``; errors in ``exporter.errors``. Attributes
+are imported on first use so ``exporter --help`` does not pay for importing torch. No subpackage is named
+like a public function: importing a submodule binds its name on the package, which would replace the
+function.
 """
 
 from __future__ import annotations
@@ -15,17 +20,25 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "build": "exporter.builder",
-    "BuildResult": "exporter.builder",
     "load_recipe": "exporter.recipe",
     "recipe_json_schema": "exporter.recipe",
     "Recipe": "exporter.recipe",
-    "push": "exporter.publish",
-    "PushResult": "exporter.publish",
-    "write_card": "exporter.card",
-    "finalize_manifest": "exporter.package",
-    "fetch": "exporter.fetcher",
-    "load": "exporter.fetcher",
+    "build": "exporter.export.builder",
+    "BuildResult": "exporter.export.builder",
+    "validate": "exporter.validators.parity",
+    "ParityReport": "exporter.validators.report",
+    "push": "exporter.publish.push",
+    "PushResult": "exporter.publish.push",
+    "write_card": "exporter.publish.card",
+    "finalize_manifest": "exporter.artifact.provenance",
+    "read_manifest": "exporter.artifact.manifest",
+    "Manifest": "exporter.artifact.manifest",
+    "fetch": "exporter.deploy.fetch",
+    "fetch_variant": "exporter.deploy.fetch",
+    "FetchResult": "exporter.deploy.fetch",
+    "load": "exporter.deploy.fetch",
+    "choose_variant": "exporter.deploy.choice",
+    "HostProfile": "exporter.runtime.host",
 }
 
 __all__ = ["__version__", *_API]

@@ -15,19 +15,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from exporter.constants import DEFAULT_METHOD, METHODS, Backend, Graph, Isa, Method, Optimize, Precision
 from exporter.errors import RecipeError
 from exporter.validators.thresholds import Thresholds
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
-Backend = Literal["onnx", "openvino"]
-Precision = Literal["fp32", "fp16", "int8"]
-Graph = Literal["transformer", "sentence"]
-Optimize = Literal["none", "O1", "O2", "O3"]
-Method = Literal["dynamic", "static", "weight_only"]
-Isa = Literal["auto", "arm64", "avx2", "avx512", "avx512_vnni"]
-METHODS = {"onnx": ("dynamic", "static"), "openvino": ("static", "weight_only")}
-DEFAULT_METHOD = {"onnx": "dynamic", "openvino": "static"}
+IsaOrAuto = Literal["auto", Isa]
 
 
 class _Strict(BaseModel):
@@ -80,7 +74,7 @@ class Quantization(_Strict):
         None,
         description="onnx: dynamic (default) | static; openvino: static (default) | weight_only.",
     )
-    isa: Isa | None = Field(
+    isa: IsaOrAuto | None = Field(
         None,
         description="onnx dynamic only: instruction set the int8 kernels target; auto (default) picks this host's "
         "and the manifest records the choice.",

@@ -12,7 +12,7 @@ import pytest
 from conftest import cosine, run_plain_runtime, write_recipe
 from sentence_transformers import SentenceTransformer
 
-from exporter.builder import build
+from exporter.export.builder import build
 
 TEXTS = ["a", "hello world", "a somewhat longer sentence with more tokens in it", "日本語 😀 123", "x " * 200]
 

@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_recipe
 
-from exporter.bench import BENCH_NAME, bench
-from exporter.builder import build
+from exporter.diagnostics.bench import BENCH_NAME, bench
+from exporter.export.builder import build
 from exporter.cli import main
-from exporter.manifest import list_files, sha256_file
+from exporter.artifact.manifest import list_files, sha256_file
 
 VARIANTS = ["onnx-fp32", "onnx-fp32-sentence", "openvino-fp32", "openvino-fp32-sentence"]
 SMALL = ["--num-texts", "12", "--batch-size", "4", "--rounds", "2", "--warmup", "1", "--latency-texts", "4",

@@ -15,9 +15,9 @@ from conftest import cosine
 from huggingface_hub import ModelCard, ModelCardData
 from test_push import listed, validated_artifact
 
-from exporter.card import cell, code, fence_for, write_card
-from exporter.manifest import list_files, read_manifest, write_manifest
-from exporter.package import finalize_manifest, minimum_requirement
+from exporter.publish.card import cell, code, fence_for, write_card
+from exporter.artifact.manifest import list_files, read_manifest, write_manifest
+from exporter.artifact.provenance import finalize_manifest, minimum_requirement
 
 TABLE_ROW = re.compile(r"^\|.*\|$")
 

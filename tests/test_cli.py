@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import RECIPES, write_recipe
 
-from exporter.builder import build
+from exporter.export.builder import build
 from exporter.cli import main
 
 GOOD_VARIANTS = "variants:\n  - {backend: onnx}\n"
@@ -201,12 +201,12 @@ def test_public_api_functions_stay_callable_after_their_modules_are_imported(tmp
     """Importing a submodule binds its name on the package: a module named like a public function would
     replace it, so the second ``exporter.build(...)`` would call a module. Checked in a fresh process."""
     code = (
-        "import exporter, exporter.cli, exporter.push_cli, exporter.fetch_cli\n"
-        "for name in ('build', 'push', 'fetch', 'load', 'load_recipe', 'write_card', 'finalize_manifest'):\n"
+        "import exporter, exporter.cli, exporter.cli.push, exporter.cli.fetch\n"
+        "for name in ('build', 'validate', 'push', 'fetch', 'load', 'load_recipe', 'write_card', 'finalize_manifest'):\n"
         "    first = getattr(exporter, name); second = getattr(exporter, name)\n"
         "    assert callable(first) and second is first and not isinstance(second, type(exporter)), name\n"
-        "import exporter.builder, exporter.publish, exporter.fetcher\n"
-        "assert exporter.build is exporter.builder.build and exporter.fetch is exporter.fetcher.fetch\n"
+        "import exporter.export.builder, exporter.publish.push, exporter.deploy.fetch, exporter.validators.parity\n"
+        "assert exporter.build is exporter.export.builder.build and exporter.fetch is exporter.deploy.fetch.fetch\n"
     )
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert process.returncode == 0, process.stderr

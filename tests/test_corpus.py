@@ -6,7 +6,7 @@ import re
 import unicodedata
 from collections import Counter
 
-from exporter.calibration import builtin_calibration_texts, builtin_validation_records
+from exporter.export.calibration import builtin_calibration_texts, builtin_validation_records
 
 
 def _normalised(text: str) -> str:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from test_fetch import built_artifact
 
 from exporter.cli import main
-from exporter.doctor import doctor
+from exporter.diagnostics.doctor import doctor
 
 
 def cpuinfo_flags() -> set[str]:

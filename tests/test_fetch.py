@@ -23,10 +23,11 @@ from hub_server import HubServer
 import exporter
 from exporter.cli import main
 from exporter.errors import BadInputError, CheckFailedError, ExternalError
-from exporter.fetcher import DOCUMENTATION_FILES, fetch_variant, load_line
-from exporter.host import HostProfile, choose_variant
-from exporter.manifest import read_manifest, sha256_file, write_manifest
-from exporter.quantize import detect_isa
+from exporter.deploy.fetch import DOCUMENTATION_FILES, fetch_variant, load_line
+from exporter.runtime.host import HostProfile
+from exporter.deploy.choice import choose_variant
+from exporter.artifact.manifest import read_manifest, sha256_file, write_manifest
+from exporter.runtime.host import detect_isa
 
 REPO_ID = "test-user/tiny-fetch"
 RECIPE = """\
@@ -56,7 +57,7 @@ _BUILT: dict[str, Path] = {}
 def built_artifact(tiny_model, tmp_path_factory) -> Path:
     """The tiny artifact, built and validated once per session (test_doctor uses it too). Read only."""
     if "artifact" not in _BUILT:
-        from exporter.builder import build
+        from exporter.export.builder import build
 
         workdir = tmp_path_factory.mktemp("fetch-artifact")
         recipe = write_recipe(workdir, RECIPE.format(model=tiny_model("bert")))
@@ -79,7 +80,7 @@ def hub(artifact, tmp_path_factory):
     """A module-scoped local Hub holding the artifact at REPO_ID (pushed with ``exporter.push``)."""
     from huggingface_hub.utils import reset_sessions
 
-    from exporter.publish import push
+    from exporter.publish.push import push
 
     with HubServer(root=tmp_path_factory.mktemp("fetch-hub"), token=HUB_TOKEN) as server, \
             pytest.MonkeyPatch.context() as monkeypatch:

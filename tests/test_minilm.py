@@ -10,8 +10,8 @@ import pytest
 from conftest import RECIPES, cosine, run_plain_runtime
 from sentence_transformers import SentenceTransformer
 
-from exporter.builder import build
-from exporter.manifest import list_files, sha256_file
+from exporter.export.builder import build
+from exporter.artifact.manifest import list_files, sha256_file
 
 TEXTS = ["backend choice check", "short text"]
 VARIED = TEXTS + ["a", "naïve café 😀 日本語のテキスト", "def f(x):\n    return x ** 2  # 42", "word " * 400]

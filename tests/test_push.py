@@ -21,10 +21,10 @@ from hub_fixtures import HUB_TOKEN
 from hub_server import HubServer
 from huggingface_hub import HfApi, ModelCard, constants, snapshot_download
 
-from exporter.builder import build
+from exporter.export.builder import build
 from exporter.cli import main
-from exporter.manifest import list_files, read_manifest, write_manifest
-from exporter.publish import PushResult, push
+from exporter.artifact.manifest import list_files, read_manifest, write_manifest
+from exporter.publish.push import PushResult, push
 
 TEXTS = ["a", "hello world", "a somewhat longer sentence with more tokens in it", "日本語 😀 123",
          "the quick brown fox", "jumps over the lazy dog", "x " * 100]

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from conftest import RECIPES, cosine, run_plain_runtime, write_recipe
 from sentence_transformers import SentenceTransformer
 
-from exporter.builder import build
-from exporter.calibration import builtin_validation_records
+from exporter.export.builder import build
+from exporter.export.calibration import builtin_validation_records
 from exporter.cli import main
 
 TEXTS = [r["text"] for r in builtin_validation_records()][::6]

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from conftest import RECIPES, write_recipe
 from junitparser import Failure, JUnitXml
 
-from exporter.builder import build
+from exporter.export.builder import build
 from exporter.cli import main
-from exporter.manifest import list_files, read_manifest, sha256_file, write_manifest
+from exporter.artifact.manifest import list_files, read_manifest, sha256_file, write_manifest
 from exporter.validators import Thresholds, default_thresholds, record_results, report_schema, validate
 from exporter.validators.checks import CHECK_NAMES
 from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE

@@ -13,7 +13,7 @@ from exporter.errors import BadInputError
 from exporter.validators.batching import mixed_length_pass, single_text_pass
 from exporter.validators.checks import CHECK_NAMES, Check, build_checks, failed_run_checks, measure
 from exporter.validators.report import ParityReport, VariantResult, format_value
-from exporter.validators.texts import builtin_texts, read_extra_texts
+from exporter.texts import builtin_texts, read_extra_texts
 from exporter.validators.thresholds import Thresholds, default_thresholds, effective_thresholds
 
 # --- thresholds ----------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from exporter import __version__
 from exporter.errors import BadInputError, ExternalError
-from exporter.manifest import read_manifest, variant_entry
+from exporter.artifact.manifest import read_manifest, variant_entry
 from exporter.progress import Progress, SilentProgress
 from exporter.validators.batching import EncodingPass, mixed_length_pass, single_text_pass, token_lengths
 from exporter.validators.checks import build_checks, failed_run_checks, measure
@@ -34,8 +34,8 @@ from exporter.validators.reference import (
     store_reference,
 )
 from exporter.validators.report import ParityReport, VariantResult
-from exporter.validators.runners import VariantRunner, load_tokenizer, make_runner, sequence_length
-from exporter.validators.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
+from exporter.runtime.runners import VariantRunner, load_tokenizer, make_runner, sequence_length
+from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
 from exporter.validators.thresholds import Thresholds, effective_thresholds
 
 ThresholdsFor = Callable[[dict[str, Any]], Thresholds]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.manifest import file_entry, read_manifest, write_manifest
+from exporter.artifact.manifest import file_entry, read_manifest, write_manifest
 from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE
 from exporter.validators.report import REPORT_NAME, ParityReport
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from exporter.errors import BadInputError
-from exporter.manifest import sha256_file
-from exporter.validators.texts import ValidationText, read_texts, write_texts
+from exporter.artifact.manifest import sha256_file
+from exporter.texts import ValidationText, read_texts, write_texts
 
 PARITY_DIR = "parity"
 TEXTS_FILE = f"{PARITY_DIR}/texts.jsonl"
@@ -38,7 +38,7 @@ def find_source(manifest: dict[str, Any], source_dir: Path | None) -> tuple[Path
     """The source model directory and how it was named: ``source_dir`` when given (it must be a model), else
     the manifest's ``source.location`` when it resolves here (``package:...``, an absolute path, or a Hub id
     already in the local cache). ``None`` when it does not resolve."""
-    from exporter.source import check_sentence_transformers_dir
+    from exporter.export.source import check_sentence_transformers_dir
 
     if source_dir is not None:
         directory = Path(source_dir).resolve()
@@ -56,7 +56,7 @@ def find_source(manifest: dict[str, Any], source_dir: Path | None) -> tuple[Path
 
 def _resolve_location(location: str, source: dict[str, Any]) -> Path | None:
     from exporter.recipe import ModelSource
-    from exporter.source import PACKAGE_PREFIX, resolve_source
+    from exporter.export.source import PACKAGE_PREFIX, resolve_source
 
     if location.startswith("hub:"):
         return _hub_cache(location[len("hub:"):], source.get("revision"))
@@ -82,7 +82,7 @@ def compute_reference(directory: Path, location: str, manifest: dict[str, Any], 
     """Encode ``texts`` with the torch model on CPU, as the artifacts were built from it: the manifest's
     max_seq_length (which carries a recipe override) and trust_remote_code apply."""
     from exporter.recipe import ModelSource
-    from exporter.source import load_sentence_transformer
+    from exporter.export.source import load_sentence_transformer
 
     source = manifest.get("source") or {}
     settings = ModelSource(

@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.host import COMPONENTS, REPORTED_FLAGS, HostProfile, install_hint, nvidia_present
+from exporter.runtime.packages import COMPONENTS, install_hint
+from exporter.runtime.host import REPORTED_FLAGS, HostProfile, nvidia_present
 from exporter.progress import Progress, SilentProgress
 
 BACKENDS = ("torch", "onnx", "openvino")
@@ -174,7 +175,7 @@ def package_status(name: str) -> dict[str, Any]:
 
 def gpu_status() -> dict[str, Any]:
     """NVIDIA driver, torch's view of CUDA, onnxruntime's CUDA provider, OpenVINO GPU devices."""
-    from exporter.host import nvidia_gpus
+    from exporter.runtime.host import nvidia_gpus
 
     info: dict[str, Any] = {"nvidia_driver": None, "gpus": list(nvidia_gpus()), "torch_cuda": None,
                             "torch_cuda_version": None, "torch_devices": [], "onnxruntime_cuda": False,
@@ -377,7 +378,7 @@ def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostP
 
 def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: dict[str, Any], loadable: bool) -> Smoke:
     from exporter.errors import ExporterError
-    from exporter.host import choose_variant
+    from exporter.deploy.choice import choose_variant
 
     try:
         variant = choose_variant(manifest, host, backend=name, graph=None if loadable else "sentence").variant
@@ -390,7 +391,7 @@ def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: dict
         variant = pool[0]
 
     def encode() -> str:
-        from exporter.validators.runners import load_tokenizer, make_runner, sequence_length
+        from exporter.runtime.runners import load_tokenizer, make_runner, sequence_length
 
         tokenizer = load_tokenizer(artifact)
         runner = make_runner(artifact, variant, tokenizer, sequence_length(artifact, manifest, tokenizer),
@@ -411,7 +412,7 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
     folder and smoke-tests that. Raises ``BadInputError`` for a ``model`` that is not an artifact folder;
     backend failures are in the report."""
     from exporter.errors import BadInputError
-    from exporter.manifest import read_manifest
+    from exporter.artifact.manifest import read_manifest
 
     started = time.perf_counter()
     progress = progress or SilentProgress()
@@ -443,7 +444,7 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
         choice = None
         if model is not None and manifest is not None:
             from exporter.errors import ExporterError
-            from exporter.host import choose_variant
+            from exporter.deploy.choice import choose_variant
 
             try:
                 choice = choose_variant(manifest, host).to_dict()
@@ -456,7 +457,7 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
 
 def _export_demo(scratch: Path) -> Path:
     """The demo model exported (onnx and openvino fp32, not validated) into ``scratch``."""
-    from exporter.builder import build
+    from exporter.export.builder import build
     from exporter.errors import ExporterError, ExternalError
 
     recipe = scratch / "demo.yaml"

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from exporter.errors import BadInputError
-from exporter.validators.texts import parse_jsonl
+from exporter.texts import parse_jsonl
 
 BUILTIN = "builtin"
 

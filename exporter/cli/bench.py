@@ -14,9 +14,8 @@ from typing import Any
 
 import click
 
-from exporter.bench import (DEFAULT_BATCH_SIZE, DEFAULT_LATENCY_TEXTS, DEFAULT_NUM_TEXTS, DEFAULT_ROUNDS,
-                             DEFAULT_WARMUP_ROUNDS)  # constants only: exporter.bench imports torch lazily
-from exporter.cli_support import EPILOG, handle_errors
+from exporter.diagnostics.bench import DEFAULT_BATCH_SIZE, DEFAULT_LATENCY_TEXTS, DEFAULT_NUM_TEXTS, DEFAULT_ROUNDS, DEFAULT_WARMUP_ROUNDS  # constants only: exporter.bench imports torch lazily
+from exporter.cli.common import EPILOG, handle_errors
 
 
 class RichBenchProgress:
@@ -88,7 +87,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
     """
     from rich.console import Console
 
-    from exporter.bench import SilentBenchProgress, bench
+    from exporter.diagnostics.bench import SilentBenchProgress, bench
 
     console = Console(stderr=True)
     if not console.is_terminal:  # a log file or a pipe: rich would fold the table at 80 columns

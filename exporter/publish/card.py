@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from exporter.manifest import file_entry, read_manifest, write_manifest
+from exporter.artifact.manifest import file_entry, read_manifest, write_manifest
 
 CARD_NAME = "README.md"
 TEMPLATE = "model_card.md"
@@ -105,8 +105,8 @@ def source_license(manifest: dict[str, Any]) -> str | None:
     source = manifest.get("source") or {}
     if isinstance(source.get("license"), str):
         return source["license"]
-    from exporter.package import local_source_dir
-    from exporter.package import source_license as read_license
+    from exporter.artifact.provenance import local_source_dir
+    from exporter.artifact.provenance import source_license as read_license
 
     directory = local_source_dir(manifest)
     return read_license(directory) if directory else None
@@ -242,7 +242,7 @@ def _environment(manifest: dict[str, Any]) -> dict[str, Any]:
     recorded = manifest.get("environment")
     if isinstance(recorded, dict) and isinstance(recorded.get("packages"), dict):
         return recorded
-    from exporter.package import environment
+    from exporter.artifact.provenance import environment
 
     return environment()
 
@@ -250,7 +250,7 @@ def _environment(manifest: dict[str, Any]) -> dict[str, Any]:
 def _install_line(manifest: dict[str, Any]) -> str:
     requirements = manifest.get("runtime_requirements")
     if not isinstance(requirements, dict) or not requirements:
-        from exporter.package import runtime_requirements
+        from exporter.artifact.provenance import runtime_requirements
 
         requirements = runtime_requirements({str(v.get("backend")) for v in manifest["variants"]})
     return " ".join(f'"{name}{spec}"' for name, spec in requirements.items()) or "sentence-transformers"

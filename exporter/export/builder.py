@@ -22,14 +22,15 @@ from typing import Any
 
 from exporter import __version__
 from exporter.errors import BadInputError
-from exporter.graphs import GraphSpec
-from exporter.layout import variant_file_name
-from exporter.manifest import MANIFEST_NAME, SCHEMA_VERSION, describe_files, read_manifest, write_manifest
-from exporter.package import finalize_manifest
+from exporter.export.graphs import GraphSpec
+from exporter.artifact.layout import variant_file_name
+from exporter.constants import MANIFEST_NAME
+from exporter.artifact.manifest import SCHEMA_VERSION, describe_files, read_manifest, write_manifest
+from exporter.artifact.provenance import finalize_manifest
 from exporter.progress import Progress, SilentProgress
 from exporter.recipe import LoadedRecipe, Variant, load_recipe
-from exporter.variants import VariantBuilder
-from exporter.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
+from exporter.export.variants import VariantBuilder
+from exporter.export.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
 
 # Weight files of the Transformer module: the exported graphs replace them in the artifact folder.
 TRANSFORMER_WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
@@ -168,7 +169,7 @@ def validate_staged(loaded: LoadedRecipe, folder: Path, source_dir: Path, progre
 
 def check_input_files(loaded: LoadedRecipe, variants: list[Variant]) -> None:
     """Read every file the recipe names before anything is written, so bad input costs nothing."""
-    from exporter.calibration import load_corpus
+    from exporter.export.calibration import load_corpus
 
     for index, variant in enumerate(loaded.recipe.variants):
         quantization = variant.resolved_quantization

@@ -1,64 +1,147 @@
-"""Graph optimisation, fp16 weights and int8 quantisation, for both backends.
+"""Everything ONNX: the torch → ONNX export, saving with external data, graph optimisation, fp16 weights
+and int8 quantisation.
 
-Each function takes the fp32 graph written by ``exporter.export`` and writes a new one; every variant keeps
-float32 inputs/outputs. ONNX Runtime's and NNCF's own tools do the work; this module only picks settings:
+Every variant starts from one of two fp32 ONNX graphs (``transformer`` or ``sentence``, see
+``exporter.export.graphs``), exported once per run and shared by all variants that need it (the OpenVINO
+backend converts the same graph, so both backends start from identical numerics). Each transformation takes
+a graph file and writes a new one; every variant keeps float32 inputs/outputs. ONNX Runtime's own tools do
+the work; this module only picks settings:
 
-* ONNX ``optimize``: O1 basic ONNX Runtime graph rewrites; O2 adds transformer fusions (attention,
-  LayerNorm, GELU) from ``onnxruntime.transformers``; O3 adds the GELU approximation (changes numerics).
-* ONNX fp16: weights stored as float16 and cast back to float32 in the graph. CPUs compute in float32 (ONNX
+* ``optimize``: O1 basic ONNX Runtime graph rewrites; O2 adds transformer fusions (attention, LayerNorm,
+  GELU) from ``onnxruntime.transformers``; O3 adds the GELU approximation (changes numerics).
+* fp16: weights stored as float16 and cast back to float32 in the graph. CPUs compute in float32 (ONNX
   Runtime folds the casts at load), so the file halves at fp32 speed and near-fp32 accuracy.
-* ONNX int8 ``dynamic``: weights int8, activations quantised per batch at run time; the ISA decides whether
+* int8 ``dynamic``: weights int8, activations quantised per batch at run time; the ISA decides whether
   weights use the reduced 7-bit range (AVX2/AVX-512 without VNNI can saturate otherwise).
-* ONNX int8 ``static``: QDQ graph calibrated on texts.
-* OpenVINO fp16: IR with fp16-compressed weights. int8 ``static``: NNCF post-training quantisation calibrated
-  on texts; ``weight_only``: NNCF int8 weight compression.
+* int8 ``static``: QDQ graph calibrated on texts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import platform
-import tempfile
 import re
+import shutil
+import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-ISAS = ("arm64", "avx2", "avx512", "avx512_vnni")
+from exporter.export.graphs import (
+    SENTENCE_OUTPUT,
+    TRANSFORMER_OUTPUT,
+    GraphSpec,
+    SentenceGraph,
+    TransformerGraph,
+    graph_inputs,
+    sample_inputs,
+)
+
+ONNX_OPSET = 17
+# Protobuf cannot hold a model of 2 GiB or more: larger weights go to a single external data file.
+EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
 
 
-def detect_isa() -> str:
-    """The best int8 instruction set of this host, for ``isa: auto``."""
-    machine = platform.machine().lower()
-    if machine in ("arm64", "aarch64"):
-        return "arm64"
-    flags = _cpu_flags()
-    if "avx512_vnni" in flags or "avx512vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags:
-        return "avx512"
-    return "avx2"
+def export_onnx_graph(model, graph: str, path: Path) -> GraphSpec:
+    """Export ``graph`` ("transformer" or "sentence") of a sentence-transformers model to fp32 ONNX at ``path``.
+
+    Batch and sequence axes are dynamic. Weights go to ``<file>_data`` beside the model when they would
+    not fit in one protobuf (2 GiB).
+    """
+    import onnx
+    import torch
+
+    input_names = graph_inputs(model)
+    if graph == "transformer":
+        module, output = TransformerGraph(model, input_names), TRANSFORMER_OUTPUT
+        output_axes = {0: "batch_size", 1: "sequence_length"}
+    else:
+        module, output = SentenceGraph(model, input_names), SENTENCE_OUTPUT
+        output_axes = {0: "batch_size"}
+    module.eval()
+    dynamic_axes = {name: {0: "batch_size", 1: "sequence_length"} for name in input_names}
+    dynamic_axes[output] = output_axes
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="onnx-export-") as scratch:
+        # Export into a scratch folder: for huge models torch scatters one file per tensor there.
+        raw_path = Path(scratch) / "model.onnx"
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                sample_inputs(model, input_names),
+                str(raw_path),
+                input_names=list(input_names),
+                output_names=[output],
+                dynamic_axes=dynamic_axes,
+                opset_version=ONNX_OPSET,
+                do_constant_folding=True,
+                dynamo=False,  # the TorchScript exporter handles dynamic axes of HF encoders reliably
+            )
+        proto = onnx.load(str(raw_path), load_external_data=True)
+        save_onnx(proto, path)
+    return GraphSpec(inputs=input_names, output=output)
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+def save_onnx(proto, path: Path, external_data_threshold: int | None = None) -> list[Path]:
+    """Save an ONNX model, with its weights in ``<name>_data`` when they are too large for protobuf
+    (``EXTERNAL_DATA_THRESHOLD`` unless given). Returns the files written.
+    """
+    import onnx
+
+    if external_data_threshold is None:
+        external_data_threshold = EXTERNAL_DATA_THRESHOLD
+    weights_size = sum(_tensor_nbytes(tensor) for tensor in proto.graph.initializer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if weights_size >= external_data_threshold:
+        data_name = f"{path.name}_data"
+        onnx.save_model(
+            proto,
+            str(path),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_name,
+            size_threshold=1024,
+        )
+        return [path, path.parent / data_name]
+    onnx.save_model(proto, str(path))
+    return [path]
+
+
+def _tensor_nbytes(tensor) -> int:
+    import onnx
+
+    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return next((int(entry.value) for entry in tensor.external_data if entry.key == "length"), 0)
+    if tensor.raw_data:
+        return len(tensor.raw_data)
+    itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    return int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
+
+
+def onnx_files(path: Path) -> list[Path]:
+    """The ONNX file and its external data file, if it has one."""
+    data = path.parent / f"{path.name}_data"
+    return [path, data] if data.exists() else [path]
+
+
+def copy_onnx(source: Path, target: Path) -> list[Path]:
+    """Copy an ONNX model (and its external data, keeping the reference valid) to ``target``."""
+    import onnx
+
+    if not (source.parent / f"{source.name}_data").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        return [target]
+    proto = onnx.load(str(source), load_external_data=True)
+    return save_onnx(proto, target, external_data_threshold=0)
 
 
 def matching_nodes(node_names: Iterable[str], patterns: list[str]) -> list[str]:
     """Node names that fully match any of the regular expressions."""
     compiled = [re.compile(pattern) for pattern in patterns]
     return [name for name in node_names if any(regex.fullmatch(name) for regex in compiled)]
-
-
-# --- ONNX -------------------------------------------------------------------------------------------
 
 
 def optimize_onnx(source: Path, target: Path, level: str, model_type: str, num_heads: int, hidden_size: int) -> None:
@@ -180,43 +263,6 @@ def _has_external_data(path: Path) -> bool:
 
 
 def _save_onnx_model(model, target: Path) -> None:
-    from exporter.export import save_onnx
-
     save_onnx(model, target)
 
 
-# --- OpenVINO ---------------------------------------------------------------------------------------
-
-
-def _quiet_nncf():
-    import logging
-
-    import nncf
-
-    logging.getLogger("nncf").setLevel(logging.WARNING)  # its INFO lines list every node it skips
-    return nncf
-
-
-def quantize_openvino_static(ov_model, feeds: list[dict[str, np.ndarray]], exclude: list[str],
-                             smooth_quant: bool):
-    """NNCF post-training int8 quantisation of an OpenVINO model, calibrated on ``feeds``."""
-    nncf = _quiet_nncf()
-
-    advanced = None
-    if not smooth_quant:
-        advanced = nncf.AdvancedQuantizationParameters(
-            smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1)
-        )
-    ignored = nncf.IgnoredScope(patterns=exclude, validate=False) if exclude else None
-    return nncf.quantize(
-        ov_model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
-        ignored_scope=ignored, advanced_parameters=advanced,
-    )
-
-
-def compress_openvino_weights(ov_model, exclude: list[str]):
-    """NNCF int8 weight-only compression (activations stay float32)."""
-    nncf = _quiet_nncf()
-
-    ignored = nncf.IgnoredScope(patterns=exclude, validate=False) if exclude else None
-    return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored)

@@ -35,7 +35,8 @@ from typing import Any, TypeVar
 from exporter import __version__
 from exporter.errors import BadInputError, CheckFailedError, ExporterError, ExternalError
 from exporter.hub import check_endpoint, first_line, http_status, redact
-from exporter.manifest import MANIFEST_NAME, list_files, read_manifest
+from exporter.constants import MANIFEST_NAME
+from exporter.artifact.manifest import list_files, read_manifest
 from exporter.progress import Progress, SilentProgress
 
 # Delays (seconds) before each retry of a failed Hub call; len() + 1 attempts in all.
@@ -340,8 +341,8 @@ def push(
     token, or a repo that cannot be written; ``ExternalError`` when the Hub cannot be reached or keeps
     failing after retries.
     """
-    from exporter.card import CARD_NAME, write_card
-    from exporter.package import finalize_manifest
+    from exporter.publish.card import CARD_NAME, write_card
+    from exporter.artifact.provenance import finalize_manifest
 
     progress = progress or SilentProgress()
     root = Path(folder)

@@ -1,38 +1,13 @@
-"""The ``exporter`` command: parses arguments, calls the Python API, renders results.
-
-Errors are ``ExporterError`` subclasses carrying their exit code (see ``exporter.errors``); they are
-printed as one line on stderr, never as a traceback.
-"""
+"""``exporter run``: build (and optionally push) the artifacts a recipe declares."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 
-from exporter import __version__
-from exporter.cli_support import EPILOG, handle_errors, progress_for, stderr_console
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
+from exporter.cli.common import EPILOG, handle_errors, print_json, progress_for, stderr_console
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="exporter")
-def main() -> None:
-    """Export sentence-embedding models to ONNX Runtime and OpenVINO, from a YAML recipe.
-
-    \b
-    Quick start:
-      exporter recipe check recipes/minilm-openvino.yaml   # validate a recipe
-      exporter run recipes/minilm-openvino.yaml            # build artifacts/minilm-openvino/
-
-    The command is `exporter`, not `export`: `export` is a shell builtin.
-    """
-
-
-@main.command(epilog=EPILOG)
+@click.command("run", epilog=EPILOG)
 @click.argument("recipe", type=click.Path(dir_okay=True, path_type=str))
 @click.option("-o", "--output", type=click.Path(path_type=str), help="Artifact folder (default: the recipe's output: or artifacts/<name>), relative to the working directory.")
 @click.option("--variant", "variants", multiple=True, metavar="NAME", help="Build only this variant (repeatable).")
@@ -43,7 +18,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
-def run(recipe: str, output: str | None, variants: tuple[str, ...], no_validate: bool, push_after: bool,
+def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_validate: bool, push_after: bool,
         token: str | None, endpoint: str | None, as_json: bool, quiet: bool) -> None:
     """Build the artifacts RECIPE declares, validate them against the torch model, and place them.
 
@@ -58,7 +33,7 @@ def run(recipe: str, output: str | None, variants: tuple[str, ...], no_validate:
       exporter run recipes/minilm-onnx.yaml --output /tmp/minilm --json
       exporter run recipes/minilm-onnx.yaml --push      # needs publish.repo_id in the recipe
     """
-    from exporter.builder import build
+    from exporter.export.builder import build
     from exporter.errors import BadInputError, CheckFailedError
 
     if push_after and no_validate:
@@ -71,10 +46,10 @@ def run(recipe: str, output: str | None, variants: tuple[str, ...], no_validate:
         _render_build(result)
     if result.report is not None and not result.report.passed:
         if as_json:
-            _print_json(summary)
+            print_json(summary)
         raise CheckFailedError("parity validation failed: " + "; ".join(result.report.failures()))
     if push_after:
-        from exporter.publish import push
+        from exporter.publish.push import push
 
         pushed = push(result.output, token=token, endpoint=endpoint, progress=progress)
         summary["push"] = pushed.to_dict()
@@ -82,7 +57,7 @@ def run(recipe: str, output: str | None, variants: tuple[str, ...], no_validate:
             for line in pushed.lines():
                 click.echo(line, err=True)
     if as_json:
-        _print_json(summary)
+        print_json(summary)
 
 
 def _parity_cell(parity: dict | None) -> str:
@@ -105,40 +80,3 @@ def _render_build(result) -> None:
                       _parity_cell(variant.get("parity")))
     console.print(table)
     console.print(f"Done in {result.seconds:.1f} s.")
-
-
-@main.group(epilog=EPILOG)
-def recipe() -> None:
-    """Inspect and check recipe files."""
-
-
-@recipe.command("schema")
-def recipe_schema() -> None:
-    """Print the JSON Schema of a recipe file (every key, its type, default and meaning)."""
-    from exporter.recipe import recipe_json_schema
-
-    _print_json(recipe_json_schema())
-
-
-@recipe.command("check", epilog=EPILOG)
-@click.argument("file", type=click.Path(path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="Print the validated recipe, with defaults filled in, as JSON.")
-@handle_errors
-def recipe_check(file: str, as_json: bool) -> None:
-    """Validate FILE without exporting: schema, variant names, and the model path."""
-    from exporter.recipe import load_recipe
-    from exporter.source import check_sentence_transformers_dir, resolve_source
-
-    loaded = load_recipe(file)
-    if loaded.recipe.model.path:
-        source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
-        check_sentence_transformers_dir(source.directory, str(loaded.path))
-    names = [v.resolved_name for v in loaded.recipe.variants]
-    if as_json:
-        _print_json({"recipe": loaded.recipe.model_dump(mode="json"), "variants": names})
-    else:
-        click.echo(f"{file}: ok ({len(names)} variant{'s' if len(names) != 1 else ''}: {', '.join(names)})")
-from exporter.bench_cli import bench_command; main.add_command(bench_command)  # noqa: E402
-from exporter.validators.cli import validate_command; main.add_command(validate_command)  # noqa: E402
-from exporter.push_cli import push_command; main.add_command(push_command)  # noqa: E402
-from exporter.fetch_cli import doctor_command, fetch_command; main.add_command(fetch_command); main.add_command(doctor_command)  # noqa: E402

@@ -10,7 +10,7 @@ import json
 
 import click
 
-from exporter.cli_support import EPILOG, handle_errors, progress_for
+from exporter.cli.common import EPILOG, handle_errors, progress_for
 
 
 @click.command("push", epilog=EPILOG)
@@ -43,7 +43,7 @@ def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, c
       exporter push artifacts/minilm-onnx --repo-id my-org/minilm --create-pr
       exporter push artifacts/minilm-onnx --repo-id my-org/minilm --tag v1.0 --json
     """
-    from exporter.publish import push
+    from exporter.publish.push import push
 
     bars_were_disabled = _disable_hub_progress_bars()
     try:

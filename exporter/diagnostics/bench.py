@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter.errors import BadInputError, ExporterError, ExternalError, first_line
-from exporter.manifest import file_entry, read_manifest, variant_entry, write_manifest
-from exporter.validators.texts import builtin_texts, parse_jsonl
+from exporter.artifact.manifest import file_entry, read_manifest, variant_entry, write_manifest
+from exporter.texts import builtin_texts, parse_jsonl
 
 BENCH_NAME = "bench.json"
 BENCH_SCHEMA_VERSION = 1
@@ -286,7 +286,7 @@ def resolve_reference(manifest: dict[str, Any], source_dir: str | Path | None) -
     recipe's ``model.path`` (``package:`` or a path relative to the working directory); ``hub:<id>`` only
     from the local Hugging Face cache: a benchmark never downloads.
     """
-    from exporter.source import check_sentence_transformers_dir, resolve_source
+    from exporter.export.source import check_sentence_transformers_dir, resolve_source
 
     if source_dir is not None:
         directory = Path(source_dir).expanduser().resolve()
@@ -631,7 +631,7 @@ def measure_memory(target: Target, threads: int, texts: list[str], batch_size: i
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[name] = str(threads)
     request = json.dumps({"target": asdict(target), "threads": threads, "texts": texts, "batch_size": batch_size})
-    code = "import sys; from exporter.bench import _memory_child; sys.exit(_memory_child())"
+    code = "import sys; from exporter.diagnostics.bench import _memory_child; sys.exit(_memory_child())"
     try:
         completed = subprocess.run([sys.executable, "-c", code], input=request, capture_output=True, text=True,
                                    env=env, timeout=MEMORY_TIMEOUT_S)

@@ -1,12 +1,10 @@
-"""What every ``exporter`` subcommand shares: the exit-code epilog, the error handler, stderr output.
-
-Kept apart from ``exporter.cli`` (which imports the subcommand modules to register them) so that those
-modules can use it without a circular import; imports nothing heavy.
-"""
+"""What every ``exporter`` subcommand shares: the exit-code epilog, the error handler, shared options,
+JSON on stdout and rich output on stderr. Imports nothing heavy."""
 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -47,3 +45,8 @@ def progress_for(quiet: bool):
     from exporter.progress import RichProgress, SilentProgress
 
     return SilentProgress() if quiet else RichProgress(stderr_console())
+
+
+def print_json(data: Any) -> None:
+    """One machine-readable result on stdout."""
+    click.echo(json.dumps(data, indent=2, default=str))

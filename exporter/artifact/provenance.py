@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from exporter.manifest import read_manifest, sha256_file, write_manifest
+from exporter.artifact.manifest import read_manifest, sha256_file, write_manifest
 
 # What loading a variant needs: distribution -> the backend it is needed for (None: always).
 REQUIREMENT_PACKAGES: dict[str, str | None] = {
@@ -79,7 +79,7 @@ def local_source_dir(manifest: dict[str, Any]) -> Path | None:
             directory = Path(snapshot_download(location[4:], revision=source.get("revision"), local_files_only=True))
         elif location.startswith("package:"):
             from exporter.recipe import ModelSource
-            from exporter.source import resolve_source
+            from exporter.export.source import resolve_source
 
             directory = resolve_source(ModelSource(id=source.get("id"), path=location), Path.cwd()).directory
         else:

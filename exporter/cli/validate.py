@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from exporter.cli_support import EPILOG, handle_errors, progress_for, stderr_console
+from exporter.cli.common import EPILOG, handle_errors, progress_for, stderr_console
 
 
 @click.command("validate", epilog=EPILOG)

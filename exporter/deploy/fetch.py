@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from exporter.errors import BadInputError, CheckFailedError, ExporterError, ExternalError
-from exporter.host import Choice, HostProfile, choose_variant
-from exporter.manifest import MANIFEST_NAME, read_manifest, sha256_file
+from exporter.deploy.choice import Choice, choose_variant
+from exporter.runtime.host import HostProfile
+from exporter.constants import MANIFEST_NAME
+from exporter.artifact.manifest import read_manifest, sha256_file
 from exporter.progress import Progress, SilentProgress
 
 DOCUMENTATION_FILES = frozenset({"README.md", "bench.json", "parity_report.json"})

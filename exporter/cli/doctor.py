@@ -1,0 +1,49 @@
+"""``exporter doctor``: what this host can run, with the fix for what it cannot."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from exporter.cli.common import EPILOG, handle_errors, progress_for
+
+
+@click.command("doctor", epilog=EPILOG)
+@click.option("--model", metavar="DIR", help="An artifact folder: smoke-test each backend on its best validated variant.")
+@click.option("--quick", is_flag=True, help="Skip the demo model (without --model, the demo model is exported to a temporary folder, ~15 s, and each backend encodes with it): tiny in-memory graphs only.")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "onnx", "openvino"]),
+              help="Exit 3 when this backend is unusable here (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@handle_errors
+def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+    """Report what this host can run: runtimes and versions, CPU features, GPU/CUDA, and a smoke test per
+    backend (torch, onnx, openvino): load a model, encode two texts, check the shape.
+
+    The model is the artifact folder given with --model (its best validated variant per backend) or, by
+    default, the demo model (all-MiniLM-L6-v2 from the demo extra) exported to a temporary folder.
+
+    A backend is ok, partial (its runtime works but sentence-transformers cannot load it: only graph:
+    sentence variants run) or unusable, with the reason and the package that fixes it.
+
+    \b
+    Examples:
+      exporter doctor
+      exporter doctor --quick                              # runtimes only, no model (~10 s)
+      exporter doctor --model artifacts/minilm-onnx --json
+      exporter doctor --backend onnx --backend openvino    # exit 3 unless both work
+    """
+    from exporter.diagnostics.doctor import doctor
+    from exporter.errors import ExternalError
+
+    report = doctor(model, demo=not quick, progress=progress_for(quiet or as_json))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    broken = [report.backends[name] for name in dict.fromkeys(backends) if not report.backends[name].usable]
+    if broken:
+        raise ExternalError("; ".join(f"backend {status.name} is unusable here: {status.reason}"
+                                      + (f" (fix: {status.fix})" if status.fix else "") for status in broken))

@@ -1,0 +1,29 @@
+"""Names and defaults that every stage shares, defined once."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, get_args
+
+# Each Literal is the one list of its values: recipes validate against it, every stage iterates over it.
+Backend = Literal["onnx", "openvino"]
+Precision = Literal["fp32", "fp16", "int8"]
+Graph = Literal["transformer", "sentence"]
+Optimize = Literal["none", "O1", "O2", "O3"]
+Method = Literal["dynamic", "static", "weight_only"]
+# int8 instruction sets a quantised ONNX graph can be built for ("auto": this host's).
+Isa = Literal["arm64", "avx2", "avx512", "avx512_vnni"]
+
+BACKENDS: tuple[str, ...] = get_args(Backend)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+GRAPHS: tuple[str, ...] = get_args(Graph)
+OPTIMIZE_LEVELS: tuple[str, ...] = get_args(Optimize)
+ISAS: tuple[str, ...] = get_args(Isa)
+METHODS: dict[str, tuple[str, ...]] = {"onnx": ("dynamic", "static"), "openvino": ("static", "weight_only")}
+DEFAULT_METHOD = {"onnx": "dynamic", "openvino": "static"}
+
+# Hub repo ids: ORG/NAME.
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEFAULT_REVISION = "main"
+
+MANIFEST_NAME = "manifest.json"

@@ -1,0 +1,307 @@
+"""Which variant of an artifact suits a host.
+
+``choose_variant(manifest, profile, ...)`` is a pure function of the manifest and a profile, so the choice
+for any host (AVX2-only, VNNI, ARM, CUDA...) is tested by writing the profile down, with no runtime faked.
+
+How ``auto`` chooses, in order:
+
+1. Only variants whose validation passed (``parity.passed`` true in the manifest) are candidates, then the
+   constraints (``backend``, ``precision``, ``graph``, ``min_cosine`` on ``parity.cosine_min``).
+2. A variant whose runtime is not installed is excluded: ``onnx`` needs onnxruntime, ``openvino`` needs
+   openvino; ``graph: transformer`` also needs sentence-transformers and its optimum backend (optimum-onnx,
+   optimum-intel), which load it.
+3. Each remaining variant gets a fit for this host: ``good``, ``check`` (works, but this host's numerics or
+   kernels differ from where it was validated: run ``exporter fetch --check`` once) or ``poor`` (known to
+   misbehave here). Poor: an ONNX int8 graph quantised without the reduced 7-bit weight range
+   (``quantization.isa`` ``avx512_vnni`` / ``arm64``, or ``static``) on an x86 CPU without VNNI, where the
+   uint8 x int8 kernels can saturate; an unsupported CPU architecture. Check: OpenVINO int8 on ARM, unknown
+   CPUs. OpenVINO fp32/fp16 on ARM is good (the reason still says to run ``--check``).
+4. Ranking: fit, then ``graph: transformer`` before ``graph: sentence`` (what sentence-transformers loads),
+   then variants that run on the GPU (ONNX fp32/fp16 with onnxruntime's CUDAExecutionProvider on an NVIDIA
+   host; int8 ONNX graphs run on the CPU there), then speed, then ``parity.cosine_min``, then the name.
+   Speed is the manifest's bench numbers (``bench.ratio_to_torch``, else ``bench.throughput``) when every
+   CPU candidate has them (they were measured on the build host), else an estimate from the precision and
+   this CPU: int8 x2.0 with VNNI / AMX / ARM dot-product, x1.3 without, fp16 x0.95 (half the file, fp32
+   compute on CPUs), fp32 x1.0; on the GPU fp16 x4.0, fp32 x3.0.
+
+Nothing here imports a runtime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
+from exporter.errors import BadInputError, CheckFailedError, ExternalError
+from exporter.runtime.host import HostProfile
+from exporter.runtime.packages import install_hint
+
+RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino"}
+LOADER_OF = {"onnx": "optimum-onnx", "openvino": "optimum-intel"}
+FITS = ("good", "check", "poor")
+
+
+@dataclass
+class Candidate:
+    """One variant as this host sees it. ``excluded`` says why it cannot be chosen (``exclusion`` is the kind:
+    ``validation``, ``constraint`` or ``runtime``); otherwise ``fit``, ``device`` and ``speed`` rank it."""
+
+    name: str
+    backend: str
+    precision: str
+    graph: str
+    validated: bool
+    cosine_min: float | None
+    fit: str = "good"
+    device: str = "cpu"
+    speed: float = 1.0
+    speed_source: str = "estimate"
+    notes: list[str] = field(default_factory=list)
+    excluded: str | None = None
+    exclusion: str | None = None
+
+    def rank_key(self) -> tuple:
+        return (FITS.index(self.fit), 0 if self.graph == "transformer" else 1, 0 if self.device == "cuda" else 1,
+                -self.speed, -(self.cosine_min if self.cosine_min is not None else -2.0), self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Choice:
+    """The chosen variant (its manifest entry), where it runs, and one line saying why."""
+
+    variant: dict[str, Any]
+    device: str
+    reason: str
+    candidates: list[Candidate]
+    auto: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.variant["name"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.name, "device": self.device, "auto": self.auto, "reason": self.reason,
+                "candidates": [candidate.to_dict() for candidate in self.candidates]}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def assess(variant: dict[str, Any], host: HostProfile) -> Candidate:
+    """How ``variant`` would run on ``host``: runtime present, fit, device, estimated speed."""
+    backend, precision = str(variant.get("backend")), str(variant.get("precision", "fp32"))
+    graph = str(variant.get("graph", "transformer"))
+    parity = variant.get("parity") if isinstance(variant.get("parity"), dict) else {}
+    candidate = Candidate(name=str(variant["name"]), backend=backend, precision=precision, graph=graph,
+                          validated=parity.get("passed") is True, cosine_min=_number(parity.get("cosine_min")))
+    if backend not in BACKENDS:
+        candidate.excluded, candidate.exclusion = f"unknown backend {backend!r}", "constraint"
+        return candidate
+    needed = [RUNTIME_OF[backend]] + (["sentence-transformers", LOADER_OF[backend]] if graph == "transformer" else [])
+    missing = [component for component in needed if not host.has(component)]
+    if missing:
+        fixes = sorted({install_hint(component) for component in missing})
+        candidate.excluded = f"needs {', '.join(missing)} ({'; '.join(fixes)})"
+        candidate.exclusion = "runtime"
+    quantization = variant.get("quantization") if isinstance(variant.get("quantization"), dict) else {}
+    if backend == "onnx" and precision in ("fp32", "fp16") and host.onnx_cuda:
+        candidate.device = "cuda"
+    _judge_fit(candidate, quantization, host)
+    candidate.speed = _estimate_speed(candidate, host)
+    return candidate
+
+
+def _judge_fit(candidate: Candidate, quantization: dict[str, Any], host: HostProfile) -> None:
+    def demote(fit: str, note: str) -> None:
+        if FITS.index(fit) > FITS.index(candidate.fit):
+            candidate.fit = fit
+        candidate.notes.append(note)
+
+    if host.arch not in ("x86_64", "arm64"):
+        if candidate.backend == "openvino":
+            demote("poor", f"OpenVINO runs on x86-64 and ARM64 CPUs, not {host.arch}")
+        else:
+            demote("check", f"untested CPU architecture {host.arch}")
+    if candidate.backend == "onnx" and candidate.precision == "int8":
+        method = quantization.get("method", "dynamic")
+        isa = quantization.get("isa")
+        full_range = method == "static" or isa in ("avx512_vnni", "arm64")
+        if host.onnx_cuda:
+            candidate.notes.append("int8 ONNX runs on the CPU (CUDA has no kernels for its integer ops)")
+        if host.arch == "x86_64" and not (host.vnni or host.amx) and full_range:
+            what = f"quantised for {isa}" if method == "dynamic" else "statically quantised (uint8 x int8)"
+            demote("poor", f"{what} without the reduced weight range: this CPU has no VNNI, so its uint8 x int8 "
+                           "kernels can saturate and the numerics differ from validation")
+        elif host.arch == "x86_64" and method == "dynamic" and isa in ("avx2", "avx512") and host.vnni:
+            candidate.notes.append(f"reduced-range weights for {isa}: works here, a build with isa avx512_vnni "
+                                   "would be slightly more accurate")
+    if candidate.backend == "openvino" and host.arch == "arm64":
+        if candidate.precision == "int8":
+            demote("check", "OpenVINO's ARM CPU plugin lacks int8 kernels for many ops: run --check")
+        else:
+            candidate.notes.append("OpenVINO on ARM: run --check once on this host")
+
+
+def _estimate_speed(candidate: Candidate, host: HostProfile) -> float:
+    if candidate.device == "cuda":
+        return 4.0 if candidate.precision == "fp16" else 3.0
+    if candidate.precision == "int8":
+        return 2.0 if host.int8_accelerated else 1.3
+    return 0.95 if candidate.precision == "fp16" else 1.0
+
+
+def _check_constraint(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        raise BadInputError(f"--{name} {value!r}: expected one of {', '.join(allowed)}")
+
+
+def choose_variant(
+    manifest: dict[str, Any],
+    host: HostProfile,
+    *,
+    variant: str | None = "auto",
+    backend: str | None = None,
+    precision: str | None = None,
+    graph: str | None = None,
+    min_cosine: float | None = None,
+) -> Choice:
+    """The variant of ``manifest`` to use on ``host`` (see the module docstring for how ``auto`` ranks).
+
+    ``variant`` names one explicitly (then the constraints must be unset): it must exist, not have failed
+    validation, and have its runtime installed. Raises ``BadInputError`` for an unknown name or constraint
+    value, or when the constraints leave nothing; ``CheckFailedError`` when no variant passed validation
+    (or the named one failed it); ``ExternalError`` when the runtimes the remaining variants need are missing.
+    """
+    _check_constraint("backend", backend, BACKENDS)
+    _check_constraint("precision", precision, PRECISIONS)
+    _check_constraint("graph", graph, GRAPHS)
+    if min_cosine is not None and not -1.0 <= min_cosine <= 1.0:
+        raise BadInputError(f"--min-cosine {min_cosine}: expected a number between -1 and 1")
+    variants = [v for v in manifest["variants"] if isinstance(v, dict)]
+    if not variants:
+        raise BadInputError("the manifest lists no variants")
+    candidates = [assess(v, host) for v in variants]
+    by_name = {str(v["name"]): v for v in variants}
+    if variant not in (None, "", "auto"):
+        return _explicit(variant, by_name, candidates, host, (backend, precision, graph, min_cosine))
+
+    for candidate in candidates:
+        if candidate.excluded and candidate.exclusion == "runtime":
+            continue
+        reason = _constraint_miss(candidate, backend, precision, graph, min_cosine)
+        if not candidate.validated:
+            parity = by_name[candidate.name].get("parity")
+            candidate.excluded = "failed validation" if isinstance(parity, dict) else "not validated"
+            candidate.exclusion = "validation"
+        elif reason:
+            candidate.excluded, candidate.exclusion = reason, "constraint"
+    # A variant lacking its runtime but also failing validation or a constraint is reported for those.
+    for candidate in candidates:
+        if candidate.exclusion == "runtime":
+            if not candidate.validated:
+                candidate.exclusion = "validation"
+                candidate.excluded = "not validated; " + str(candidate.excluded)
+            elif reason := _constraint_miss(candidate, backend, precision, graph, min_cosine):
+                candidate.exclusion, candidate.excluded = "constraint", reason
+
+    eligible = [c for c in candidates if c.excluded is None]
+    if not eligible:
+        raise _nothing_left(candidates)
+    cpu_side = [c for c in eligible if c.device == "cpu"]
+    _apply_bench(cpu_side, by_name)
+    eligible.sort(key=Candidate.rank_key)
+    best = eligible[0]
+    candidates.sort(key=lambda c: (c.excluded is not None, c.rank_key()))
+    return Choice(variant=by_name[best.name], device=best.device, reason=_reason(best, eligible, candidates, host),
+                  candidates=candidates)
+
+
+def _constraint_miss(candidate: Candidate, backend, precision, graph, min_cosine) -> str | None:
+    if backend is not None and candidate.backend != backend:
+        return f"backend {candidate.backend}, not {backend}"
+    if precision is not None and candidate.precision != precision:
+        return f"precision {candidate.precision}, not {precision}"
+    if graph is not None and candidate.graph != graph:
+        return f"graph: {candidate.graph}, not {graph}"
+    if min_cosine is not None:
+        if candidate.cosine_min is None:
+            return "no parity cosine_min recorded"
+        if candidate.cosine_min < min_cosine:
+            return f"cosine_min {candidate.cosine_min:.4f} < {min_cosine}"
+    return None
+
+
+def _apply_bench(candidates: list[Candidate], by_name: dict[str, dict[str, Any]]) -> None:
+    """Use the manifest's bench numbers as the speed when every CPU candidate has them."""
+    if not candidates:
+        return
+    benches = [by_name[c.name].get("bench") if isinstance(by_name[c.name].get("bench"), dict) else {} for c in candidates]
+    for key in ("ratio_to_torch", "throughput"):
+        values = [_number(bench.get(key)) for bench in benches]
+        if all(value is not None and value > 0 for value in values):
+            for candidate, value in zip(candidates, values):
+                candidate.speed, candidate.speed_source = float(value), f"bench {key}"
+            return
+
+
+def _speed_text(candidate: Candidate) -> str:
+    if candidate.speed_source == "bench ratio_to_torch":
+        return f"{candidate.speed:.2f}x torch in the manifest's bench"
+    if candidate.speed_source == "bench throughput":
+        return f"{candidate.speed:.1f} texts/s in the manifest's bench"
+    return f"estimated x{candidate.speed:g} for {candidate.precision} on {'this GPU' if candidate.device == 'cuda' else 'this CPU'}"
+
+
+def _reason(best: Candidate, eligible: list[Candidate], candidates: list[Candidate], host: HostProfile) -> str:
+    cosine = f"cosine_min {best.cosine_min:.5f}" if best.cosine_min is not None else "validated"
+    parts = [f"{best.backend} {best.precision} (graph: {best.graph}) on {best.device}",
+             f"validated ({cosine})", _speed_text(best)]
+    if best.fit != "good":
+        parts.append(f"fit: {best.fit}")
+    parts.extend(best.notes)
+    others = [c for c in eligible if c is not best]
+    summary = f"best of {len(eligible)} usable validated variant{'s' if len(eligible) != 1 else ''}"
+    demoted = [c for c in others if c.fit != "good"]
+    if demoted:
+        summary += "; demoted: " + "; ".join(f"{c.name} ({c.fit}: {c.notes[0] if c.notes else c.fit})" for c in demoted[:2])
+    excluded = [c for c in candidates if c.excluded]
+    if excluded:
+        summary += "; excluded: " + ", ".join(f"{c.name} ({c.excluded})" for c in excluded[:3]) + (
+            f" and {len(excluded) - 3} more" if len(excluded) > 3 else "")
+    return f"{best.name} for this host ({host.summary()}): " + ", ".join(parts) + f"; {summary}"
+
+
+def _nothing_left(candidates: list[Candidate]) -> Exception:
+    kinds = {c.exclusion for c in candidates}
+    listing = "; ".join(f"{c.name}: {c.excluded}" for c in candidates)
+    if "runtime" in kinds:
+        return ExternalError(f"no usable variant: {listing}")
+    if kinds == {"validation"}:
+        return CheckFailedError(f"no variant passed validation ({listing}); validate the artifact first")
+    return BadInputError(f"no variant matches: {listing}")
+
+
+def _explicit(name: str, by_name: dict[str, dict[str, Any]], candidates: list[Candidate], host: HostProfile,
+              constraints: tuple) -> Choice:
+    if any(value is not None for value in constraints):
+        raise BadInputError("--variant NAME chooses one variant: leave out --backend/--precision/--graph/--min-cosine "
+                            "(or use --variant auto)")
+    if name not in by_name:
+        raise BadInputError(f"no variant {name!r} in the manifest (variants: {', '.join(by_name)})")
+    candidate = next(c for c in candidates if c.name == name)
+    parity = by_name[name].get("parity")
+    if isinstance(parity, dict) and parity.get("passed") is not True:
+        raise CheckFailedError(f"variant {name} failed validation; refusing to fetch it (see parity in manifest.json)")
+    if candidate.exclusion == "runtime":
+        raise ExternalError(f"variant {name} cannot run here: {candidate.excluded}")
+    notes = ([] if candidate.validated else ["NOT validated"]) + candidate.notes
+    reason = (f"{name} as asked: {candidate.backend} {candidate.precision} (graph: {candidate.graph}) on "
+              f"{candidate.device}, fit for this host ({host.summary()}): {candidate.fit}"
+              + (f"; {'; '.join(notes)}" if notes else ""))
+    return Choice(variant=by_name[name], device=candidate.device, reason=reason, candidates=candidates, auto=False)
+

@@ -1,0 +1,91 @@
+"""Everything OpenVINO: converting the fp32 ONNX graph to IR, saving it (fp32 or fp16-compressed weights),
+and NNCF int8 quantisation (``static``: post-training quantisation calibrated on texts; ``weight_only``:
+int8 weight compression).
+
+IR is converted from the same fp32 ONNX graph the ONNX backend uses, so both backends start from identical
+numerics. Auto-named ops are renamed by graph position so that builds are byte-identical.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+OPENVINO_RUNTIME_OPTIONS = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def read_onnx_as_openvino(onnx_path: Path):
+    """Convert an ONNX graph to an in-memory OpenVINO model with reproducible op names."""
+    import openvino as ov
+
+    ov_model = ov.convert_model(str(onnx_path))
+    _name_unnamed_ops_by_position(ov_model)
+    return ov_model
+
+
+def save_openvino(ov_model, xml_path: Path, compress_to_fp16: bool = False,
+                  runtime_options: dict[str, str] | None = None) -> list[Path]:
+    """Write OpenVINO IR (``.xml`` + ``.bin``); fp32 weights unless ``compress_to_fp16``.
+
+    ``runtime_options`` are stored in the IR, and OpenVINO applies them when it compiles the model. The
+    default pins f32 inference precision: without it, CPUs with AMX run fp32 models in bf16 and embeddings
+    drift.
+    """
+    import openvino as ov
+
+    _name_unnamed_ops_by_position(ov_model)  # again: NNCF adds auto-named ops too
+    options = OPENVINO_RUNTIME_OPTIONS if runtime_options is None else runtime_options
+    for key, value in options.items():
+        ov_model.set_rt_info(value, ["runtime_options", key])
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov_model, str(xml_path), compress_to_fp16=compress_to_fp16)
+    return [xml_path, xml_path.with_suffix(".bin")]
+
+
+def _name_unnamed_ops_by_position(ov_model) -> None:
+    """Give auto-named ops (``Constant_4079``, ``Range_32``) names from their position in the graph.
+
+    OpenVINO numbers unnamed ops with a process-wide counter, so a second conversion in the same process
+    would write a different .xml for the same model; position-based names keep builds byte-identical.
+    """
+    for index, op in enumerate(ov_model.get_ordered_ops()):
+        if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*_\d+", op.get_friendly_name()):
+            op.set_friendly_name(f"{op.get_type_name()}_{index}")
+
+
+
+
+def _quiet_nncf():
+    import logging
+
+    import nncf
+
+    logging.getLogger("nncf").setLevel(logging.WARNING)  # its INFO lines list every node it skips
+    return nncf
+
+
+def quantize_openvino_static(ov_model, feeds: list[dict[str, np.ndarray]], exclude: list[str],
+                             smooth_quant: bool):
+    """NNCF post-training int8 quantisation of an OpenVINO model, calibrated on ``feeds``."""
+    nncf = _quiet_nncf()
+
+    advanced = None
+    if not smooth_quant:
+        advanced = nncf.AdvancedQuantizationParameters(
+            smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1)
+        )
+    ignored = nncf.IgnoredScope(patterns=exclude, validate=False) if exclude else None
+    return nncf.quantize(
+        ov_model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
+        ignored_scope=ignored, advanced_parameters=advanced,
+    )
+
+
+def compress_openvino_weights(ov_model, exclude: list[str]):
+    """NNCF int8 weight-only compression (activations stay float32)."""
+    nncf = _quiet_nncf()
+
+    ignored = nncf.IgnoredScope(patterns=exclude, validate=False) if exclude else None
+    return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored)
