@@ -1,4 +1,4 @@
-"""Pytest fixtures for the local Hub server (``hub_server.py``).
+"""Pytest fixtures for the local Hub server (the ``hub_server`` package).
 
 Use from a conftest with ``from hub_fixtures import hub_server, hub_endpoint  # noqa: F401`` (or
 ``pytest_plugins = ["hub_fixtures"]``):

@@ -19,8 +19,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from exporter import __version__
+from exporter.artifact import model_folder
+from exporter.artifact.manifest import Manifest, Variant, read_manifest
 from exporter.errors import BadInputError, ExternalError
-from exporter.artifact.manifest import read_manifest, variant_entry
 from exporter.progress import Progress, SilentProgress
 from exporter.validators.batching import EncodingPass, mixed_length_pass, single_text_pass, token_lengths
 from exporter.validators.checks import build_checks, failed_run_checks, measure
@@ -28,17 +29,16 @@ from exporter.validators.reference import (
     TEXTS_FILE,
     Reference,
     compute_reference,
-    find_source,
     has_stored_reference,
     load_stored_reference,
     store_reference,
 )
 from exporter.validators.report import ParityReport, VariantResult
-from exporter.runtime.runners import VariantRunner, load_tokenizer, make_runner, sequence_length
+from exporter.runtime.runners import RunSpec, VariantRunner, load_runner, load_tokenizer
 from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
 from exporter.validators.thresholds import Thresholds, effective_thresholds
 
-ThresholdsFor = Callable[[dict[str, Any]], Thresholds]
+ThresholdsFor = Callable[[Variant], Thresholds]
 
 
 def validate(
@@ -70,23 +70,23 @@ def validate(
     if not folder.is_dir():
         raise BadInputError(f"{folder}: artifact folder not found" if not folder.exists() else f"{folder}: not a folder")
     manifest = read_manifest(folder)
-    if not manifest["variants"]:
+    if not manifest.variants:
         raise BadInputError(f"{folder}/manifest.json: no variants to validate")
-    thresholds = {v["name"]: _thresholds(v, thresholds_for) for v in manifest["variants"]}
+    thresholds = {v.name: _thresholds(v, thresholds_for) for v in manifest.variants}
     reference = _reference(folder, manifest, source_dir, extra_texts_file, write_reference, progress)
 
-    tokenizer, max_length, passes = _passes(folder, manifest, reference)
+    max_length, passes = _passes(folder, manifest, reference)
     texts = [t.text for t in reference.texts]
-    trust_remote_code = _trust_remote_code(manifest)
+    trust_remote_code = manifest.source.trust_remote_code
 
     results = []
-    for variant in manifest["variants"]:
-        with progress.step(f"Validating {variant['name']} ({variant.get('backend')}, graph: {variant.get('graph')})"):
-            results.append(validate_variant(folder, variant, reference, passes, tokenizer, max_length,
-                                            thresholds[variant["name"]], trust_remote_code))
+    for variant in manifest.variants:
+        with progress.step(f"Validating {variant.name} ({variant.backend}, graph: {variant.graph})"):
+            results.append(validate_variant(folder, manifest, variant, reference, passes, thresholds[variant.name],
+                                            trust_remote_code))
     return ParityReport(
         folder=str(folder),
-        recipe=(manifest.get("recipe") or {}).get("name"),
+        recipe=manifest.recipe.name if manifest.recipe is not None else None,
         reference=reference.kind,
         source=reference.location,
         max_seq_length=max_length,
@@ -106,11 +106,10 @@ def validate(
 
 def validate_variant(
     folder: Path,
-    variant: dict[str, Any],
+    manifest: Manifest,
+    variant: Variant,
     reference: Reference,
     passes: list[EncodingPass],
-    tokenizer,
-    max_length: int,
     thresholds: Thresholds,
     trust_remote_code: bool = False,
 ) -> VariantResult:
@@ -119,21 +118,26 @@ def validate_variant(
     started = time.perf_counter()
     texts = [t.text for t in reference.texts]
     try:
-        runner = make_runner(folder, variant, tokenizer, max_length, trust_remote_code)
+        spec = RunSpec.for_variant(folder, manifest, variant, trust_remote_code=trust_remote_code)
+        runner = load_runner(spec)
         metrics = {p.batch_size: measure(encode_pass(runner, texts, p), reference.embeddings[p.indices]) for p in passes}
         checks = build_checks(metrics, thresholds)
     except BadInputError:
         raise
     except ImportError as error:  # the runtime itself is missing: not the artifact's fault
-        raise ExternalError(f"variant {variant['name']}: the {variant.get('backend')} runtime cannot start: {error}") from None
+        raise ExternalError(f"variant {variant.name}: the {variant.backend} runtime cannot start: {error}") from None
+    except ExternalError as error:  # loading failed: the artifact is broken unless the runtime is missing
+        if isinstance(error.__context__, ImportError):
+            raise
+        checks = failed_run_checks(str(error), thresholds)
     except Exception as error:  # noqa: BLE001 - a variant that cannot load or run is a broken artifact
         checks = failed_run_checks(_one_line(error), thresholds)
     return VariantResult(
-        name=variant["name"],
-        backend=str(variant.get("backend")),
-        precision=str(variant.get("precision")),
-        graph=str(variant.get("graph")),
-        file_name=str(variant.get("file_name")),
+        name=variant.name,
+        backend=variant.backend,
+        precision=variant.precision,
+        graph=variant.graph,
+        file_name=variant.file_name,
         thresholds=thresholds.model_dump(),
         checks=checks,
         seconds=time.perf_counter() - started,
@@ -144,14 +148,14 @@ def encode_pass(runner: VariantRunner, texts: list[str], encoding: EncodingPass)
     """Encode the pass's batches; rows come back in ascending text order (``encoding.indices``)."""
     rows: dict[int, np.ndarray] = {}
     for batch in encoding.batches:
-        output = np.asarray(runner.encode([texts[i] for i in batch]))
+        output = np.asarray(runner.encode([texts[i] for i in batch], batch_size=max(1, len(batch))))
         if output.ndim != 2 or output.shape[0] != len(batch):
             raise ValueError(f"expected [{len(batch)}, dim] embeddings for a batch of {len(batch)}, got {list(output.shape)}")
         rows.update(zip(batch, output))
     return np.stack([rows[i] for i in encoding.indices])
 
 
-def check_stored(folder: Path, variant: dict[str, Any] | str) -> VariantResult:
+def check_stored(folder: Path, variant: Variant | str) -> VariantResult:
     """Run one variant (a manifest entry or a name) on the stored validation texts on this host and compare
     with the stored reference embeddings (``parity/``), against the variant's ``validation_thresholds``.
 
@@ -160,33 +164,31 @@ def check_stored(folder: Path, variant: dict[str, Any] | str) -> VariantResult:
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
-    entry = variant_entry(manifest, variant) if isinstance(variant, str) else variant
+    entry = manifest.variant(variant) if isinstance(variant, str) else variant
     if not has_stored_reference(folder):
         raise BadInputError(f"{folder}: no stored reference ({TEXTS_FILE} and parity/reference.npy) to check against")
     reference = load_stored_reference(folder, manifest)
-    tokenizer, max_length, passes = _passes(folder, manifest, reference)
-    return validate_variant(folder, entry, reference, passes, tokenizer, max_length, _thresholds(entry, None),
-                            _trust_remote_code(manifest))
+    max_length, passes = _passes(folder, manifest, reference)
+    return validate_variant(folder, manifest, entry, reference, passes, _thresholds(entry, None),
+                            manifest.source.trust_remote_code)
 
 
-def _passes(folder: Path, manifest: dict[str, Any], reference: Reference) -> tuple[Any, int, list[EncodingPass]]:
-    """The tokenizer, the sequence length and the two runs (batch 1, mixed-length batches) over the texts."""
+def _passes(folder: Path, manifest: Manifest, reference: Reference) -> tuple[int, list[EncodingPass]]:
+    """The sequence length and the two runs (batch 1, mixed-length batches) over the texts."""
     tokenizer = load_tokenizer(folder)
-    max_length = sequence_length(folder, manifest, tokenizer)
+    max_length = model_folder.max_seq_length(folder, manifest) or int(tokenizer.model_max_length)
+    if not 0 < max_length < 1_000_000:
+        raise BadInputError(f"{folder}: cannot tell the model's max_seq_length (sentence_bert_config.json, manifest)")
     lengths = token_lengths(tokenizer, [t.text for t in reference.texts], max_length)
-    return tokenizer, max_length, [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
+    return max_length, [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
 
 
-def _trust_remote_code(manifest: dict[str, Any]) -> bool:
-    return bool((manifest.get("source") or {}).get("trust_remote_code", False))
-
-
-def _thresholds(variant: dict[str, Any], thresholds_for: ThresholdsFor | None) -> Thresholds:
-    name, precision = variant["name"], variant.get("precision", "fp32")
+def _thresholds(variant: Variant, thresholds_for: ThresholdsFor | None) -> Thresholds:
+    name, precision = variant.name, variant.precision
     if thresholds_for is not None:
         explicit = thresholds_for(variant)
     else:
-        raw = variant.get("validation_thresholds")
+        raw = variant.validation_thresholds
         try:
             explicit = Thresholds.model_validate(raw) if raw is not None else None
         except ValidationError as error:
@@ -201,7 +203,7 @@ def _thresholds(variant: dict[str, Any], thresholds_for: ThresholdsFor | None) -
 
 def _reference(
     folder: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     source_dir: Path | None,
     extra_texts_file: Path | None,
     write_reference: bool,
@@ -212,9 +214,9 @@ def _reference(
     Extra texts: ``extra_texts_file``, else those of an earlier run (kept in ``parity/texts.jsonl``).
     """
     extra = read_extra_texts(extra_texts_file) if extra_texts_file is not None else None
-    found = find_source(manifest, source_dir)
-    if found is None:
-        location = (manifest.get("source") or {}).get("location")
+    found = model_folder.find_source_model(manifest, source_dir)
+    if found.directory is None:
+        location = manifest.source.location
         if not has_stored_reference(folder):
             raise BadInputError(
                 f"{folder}: the source model ({location or 'not recorded'}) cannot be found here and there is no "
@@ -226,7 +228,7 @@ def _reference(
                 f"texts); pass --source DIR"
             )
         return load_stored_reference(folder, manifest)
-    directory, location = found
+    directory, location = found.directory, found.location
     texts = builtin_texts() + (extra if extra is not None else _stored_extra_texts(folder))
     with progress.step(f"Encoding {len(texts)} texts with the torch model ({location})"):
         reference = compute_reference(directory, location, manifest, texts)

@@ -27,12 +27,11 @@ def recipe_schema() -> None:
 def recipe_check(file: str, as_json: bool) -> None:
     """Validate FILE without exporting: schema, variant names, and the model path."""
     from exporter.recipe import load_recipe
-    from exporter.export.source import check_sentence_transformers_dir, resolve_source
+    from exporter.export.source import resolve_source
 
     loaded = load_recipe(file)
     if loaded.recipe.model.path:
-        source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
-        check_sentence_transformers_dir(source.directory, str(loaded.path))
+        resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)  # the path must be a usable model
     names = [v.resolved_name for v in loaded.recipe.variants]
     if as_json:
         print_json({"recipe": loaded.recipe.model_dump(mode="json"), "variants": names})

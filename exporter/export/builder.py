@@ -25,11 +25,15 @@ from exporter.errors import BadInputError
 from exporter.export.graphs import GraphSpec
 from exporter.artifact.layout import variant_file_name
 from exporter.constants import MANIFEST_NAME
-from exporter.artifact.manifest import SCHEMA_VERSION, describe_files, read_manifest, write_manifest
+from exporter.artifact.integrity import describe_files
+from exporter.artifact.model_folder import transformer_module_path
+from exporter.artifact.manifest import (SCHEMA_VERSION, FileEntry, Manifest, RecipeRecord, SourceRecord, Tool,
+                                      read_manifest, write_manifest)
+from exporter.artifact.manifest import Variant as ManifestVariant
 from exporter.artifact.provenance import finalize_manifest
 from exporter.progress import Progress, SilentProgress
 from exporter.recipe import LoadedRecipe, Variant, load_recipe
-from exporter.export.variants import VariantBuilder
+from exporter.export.variants import BuiltFiles, VariantBuilder
 from exporter.export.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
 
 # Weight files of the Transformer module: the exported graphs replace them in the artifact folder.
@@ -46,7 +50,7 @@ class BuiltVariant:
     files: list[str]
     spec: GraphSpec
     seconds: float
-    details: dict[str, Any] = field(default_factory=dict)
+    built: BuiltFiles
 
 
 @dataclass
@@ -54,7 +58,7 @@ class BuildResult:
     """What ``build`` produced."""
 
     output: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     seconds: float
     variants: list[BuiltVariant] = field(default_factory=list)
     report: Any = None  # exporter.validators.ParityReport, or None when validation was skipped
@@ -62,16 +66,16 @@ class BuildResult:
     def summary(self) -> dict[str, Any]:
         return {
             "output": str(self.output),
-            "recipe": self.manifest["recipe"]["name"],
+            "recipe": self.manifest.recipe_name,
             "seconds": round(self.seconds, 2),
             "validated": self.report is not None,
             "passed": self.report.passed if self.report is not None else None,
             "failures": self.report.failures() if self.report is not None else [],
             "variants": [
-                {"name": v["name"], "backend": v["backend"], "precision": v["precision"], "graph": v["graph"],
-                 "file_name": v["file_name"], "size": sum(f["size"] for f in v["files"]),
-                 "parity": v.get("parity")}
-                for v in self.manifest["variants"]
+                {"name": v.name, "backend": v.backend, "precision": v.precision, "graph": v.graph,
+                 "file_name": v.file_name, "size": v.size,
+                 "parity": v.parity.to_json_dict() if v.parity is not None else None}
+                for v in self.manifest.variants
             ],
         }
 
@@ -187,18 +191,13 @@ def write_shared_files(model, folder: Path) -> None:
     of the Transformer module, which the exported graphs replace. Dense layers keep their weights: the
     sentence-transformers backends run every module after the Transformer in torch."""
     model.save(str(folder), create_model_card=False)
-    transformer_dir = folder / _transformer_path(folder)
+    transformer_dir = folder / transformer_module_path(folder)
     for pattern in TRANSFORMER_WEIGHT_PATTERNS:
         for path in transformer_dir.glob(pattern):
             path.unlink()
     readme = folder / "README.md"
     if readme.exists():
         readme.unlink()
-
-
-def _transformer_path(folder: Path) -> str:
-    modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    return next((m.get("path", "") for m in modules if m.get("type", "").endswith(".Transformer")), "")
 
 
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
@@ -219,51 +218,59 @@ def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Pa
                 files=[path.relative_to(folder).as_posix() for path in result.files],
                 spec=result.spec,
                 seconds=time.perf_counter() - started,
-                details=result.details,
+                built=result,
             ))
     return built
 
 
 def make_manifest(
     loaded: LoadedRecipe, source: ResolvedSource, model, built: list[BuiltVariant], folder: Path
-) -> dict[str, Any]:
+) -> Manifest:
     shared, per_variant = describe_files(folder, {b.variant.resolved_name: b.files for b in built})
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": {"name": "embedding-exporter", "version": __version__},
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "recipe": {
-            "name": loaded.recipe.name,
-            "file": loaded.path.name,
-            "sha256": hashlib.sha256(loaded.text.encode("utf-8")).hexdigest(),
-            "text": loaded.text,
-        },
-        "source": {
-            "id": source.id,
-            "revision": source.revision,
-            "location": source.location,
-            "max_seq_length": model.max_seq_length,
-            "dimension": embedding_dimension(model),
-            "trust_remote_code": loaded.recipe.model.trust_remote_code,
-        },
-        "publish": loaded.recipe.publish.model_dump(exclude_none=True) if loaded.recipe.publish else {},
-        "shared_files": shared,
-        "variants": [
-            {
-                "name": b.variant.resolved_name,
-                "backend": b.variant.backend,
-                "precision": b.variant.precision,
-                "graph": b.variant.graph,
-                "file_name": b.file_name,
-                "inputs": list(b.spec.inputs),
-                "output": b.spec.output,
-                **b.details,
-                "validation_thresholds": variant_thresholds(loaded, b.variant).model_dump(),
-                "files": per_variant[b.variant.resolved_name],
-            }
-            for b in built
-        ],
-    }
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        tool=Tool(name="embedding-exporter", version=__version__),
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        recipe=RecipeRecord(
+            name=loaded.recipe.name,
+            file=loaded.path.name,
+            sha256=hashlib.sha256(loaded.text.encode("utf-8")).hexdigest(),
+            text=loaded.text,
+        ),
+        source=SourceRecord(
+            id=source.id,
+            revision=source.revision,
+            location=source.location,
+            max_seq_length=model.max_seq_length,
+            dimension=embedding_dimension(model),
+            trust_remote_code=loaded.recipe.model.trust_remote_code,
+        ),
+        publish=loaded.recipe.publish.model_dump(exclude_none=True) if loaded.recipe.publish else {},
+        shared_files=shared,
+        variants=[_variant_record(loaded, b, per_variant[b.variant.resolved_name]) for b in built],
+    )
+
+
+def _variant_record(loaded: LoadedRecipe, built: BuiltVariant, files: list[FileEntry]) -> ManifestVariant:
+    record = ManifestVariant(
+        name=built.variant.resolved_name,
+        backend=built.variant.backend,
+        precision=built.variant.precision,
+        graph=built.variant.graph,
+        file_name=built.file_name,
+        inputs=list(built.spec.inputs),
+        output=built.spec.output,
+        optimize=built.built.optimize,
+        quantization=built.built.quantization,
+        files=files,
+    )
+    # Recorded only where they apply, as before: the JSON keeps the keys it always had.
+    if built.built.calibration is not None:
+        record.calibration = built.built.calibration
+    if built.built.runtime_options:
+        record.runtime_options = dict(built.built.runtime_options)
+    record.validation_thresholds = variant_thresholds(loaded, built.variant).model_dump()
+    return record
 
 
 def variant_thresholds(loaded: LoadedRecipe, variant: Variant):

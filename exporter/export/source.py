@@ -12,10 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter.artifact.model_folder import PACKAGE_PREFIX, check_sentence_transformers_dir
 from exporter.errors import BadInputError, ExternalError
 from exporter.recipe import ModelSource
 
-PACKAGE_PREFIX = "package:"
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def resolve_source(source: ModelSource, base_dir: Path, recipe_file: Path | None
     where = f"{recipe_file}: model.path" if recipe_file else "model.path"
     if source.path:
         if source.path.startswith(PACKAGE_PREFIX):
-            directory = _package_resource(source.path[len(PACKAGE_PREFIX) :], where)
+            directory = package_resource(source.path[len(PACKAGE_PREFIX) :], where)
         else:
             directory = (base_dir / source.path).resolve()
             if not directory.exists():
@@ -48,15 +48,7 @@ def resolve_source(source: ModelSource, base_dir: Path, recipe_file: Path | None
     return ResolvedSource(directory=directory, id=source.id, revision=source.revision, location=location)
 
 
-def check_sentence_transformers_dir(directory: Path, where: str) -> None:
-    """A sentence-transformers model has modules.json; a plain transformers model at least config.json."""
-    if not (directory / "modules.json").is_file() and not (directory / "config.json").is_file():
-        raise BadInputError(
-            f"{where}: {directory} is not a sentence-transformers model (no modules.json or config.json)"
-        )
-
-
-def _package_resource(spec: str, where: str) -> Path:
+def package_resource(spec: str, where: str) -> Path:
     module, _, resource = spec.partition("/")
     if not module:
         raise BadInputError(f"{where}: expected package:<module>/<resource>, got {PACKAGE_PREFIX}{spec!r}")

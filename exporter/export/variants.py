@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from exporter.artifact.manifest import CalibrationRecord, QuantizationRecord
 from exporter.export.calibration import CalibrationTexts, calibration_texts
 from exporter.export.openvino_backend import OPENVINO_RUNTIME_OPTIONS, read_onnx_as_openvino, save_openvino
 from exporter.export.onnx_backend import copy_onnx, export_onnx_graph, onnx_files
@@ -27,11 +28,14 @@ from exporter.recipe import Calibration, Variant
 
 @dataclass
 class BuiltFiles:
-    """A variant's files (absolute paths) and the settings the manifest records."""
+    """A variant's files (absolute paths) and how they were made, as the manifest records it."""
 
     files: list[Path]
     spec: GraphSpec
-    details: dict[str, Any] = field(default_factory=dict)
+    optimize: str = "none"
+    quantization: QuantizationRecord | None = None
+    calibration: CalibrationRecord | None = None
+    runtime_options: dict[str, str] = field(default_factory=dict)
 
 
 class VariantBuilder:
@@ -86,29 +90,32 @@ class VariantBuilder:
         """Write ``variant`` to ``target`` (its model file inside the staging folder)."""
         source, spec = self.fp32_graph(variant.graph, variant.optimize)
         quantization = variant.resolved_quantization
-        details: dict[str, Any] = {"optimize": variant.optimize, "quantization": None}
+        record = None
         calibration = None
+        if quantization:
+            record = QuantizationRecord(**quantization.model_dump(exclude_none=True, exclude={"calibration"}))
+            if quantization.isa == "auto":
+                record.isa = detect_isa()
+                record.isa_requested = "auto"
         if quantization and quantization.method == "static":
             calibration = self.calibration(quantization.calibration)
-            details["calibration"] = {
-                "corpus": calibration.corpus, "corpus_sha256": calibration.corpus_sha256,
-                "corpus_size": calibration.corpus_size, "samples": calibration.samples, "seed": calibration.seed,
-            }
-        if quantization:
-            recorded = quantization.model_dump(exclude_none=True, exclude={"calibration"})
-            if quantization.isa == "auto":
-                recorded["isa"] = detect_isa()
-                recorded["isa_requested"] = "auto"
-            details["quantization"] = recorded
         if variant.backend == "onnx":
-            files = self._build_onnx(variant, source, spec, target, details, calibration)
+            files = self._build_onnx(variant, source, spec, target, record, calibration)
+            runtime_options: dict[str, str] = {}
         else:
             files = self._build_openvino(variant, source, spec, target, calibration)
-            details["runtime_options"] = dict(OPENVINO_RUNTIME_OPTIONS)
-        return BuiltFiles(files=files, spec=spec, details=details)
+            runtime_options = dict(OPENVINO_RUNTIME_OPTIONS)
+        return BuiltFiles(
+            files=files, spec=spec, optimize=variant.optimize, quantization=record,
+            calibration=CalibrationRecord(
+                corpus=calibration.corpus, corpus_sha256=calibration.corpus_sha256,
+                corpus_size=calibration.corpus_size, samples=calibration.samples, seed=calibration.seed,
+            ) if calibration is not None else None,
+            runtime_options=runtime_options,
+        )
 
     def _build_onnx(self, variant: Variant, source: Path, spec: GraphSpec, target: Path,
-                    details: dict[str, Any], calibration: CalibrationTexts | None) -> list[Path]:
+                    record: QuantizationRecord | None, calibration: CalibrationTexts | None) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         if variant.precision == "fp32":
             return copy_onnx(source, target)
@@ -117,7 +124,7 @@ class VariantBuilder:
             return onnx_files(target)
         quantization = variant.resolved_quantization
         if quantization.method == "dynamic":
-            quantize_onnx_dynamic(source, target, details["quantization"]["isa"], quantization.per_channel,
+            quantize_onnx_dynamic(source, target, record.isa, quantization.per_channel,
                                   quantization.exclude)
         else:
             feeds = self.calibration_feeds(calibration.texts, spec)

@@ -1,42 +1,110 @@
 """The one table of the packages this tool cares about: what to import to find each, which distributions
-provide it, and the pip command that installs it. Host profiles, doctor, the manifest's runtime
-requirements and environment, the model card and bench all read versions through it.
+provide it, the pip command that installs it, and what it is needed for. Host profiles, doctor, the
+manifest's runtime requirements and environment, the model card and bench all read it.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import platform
+import re
+from dataclasses import dataclass
+from typing import Any
 
-# component -> (module to find, distributions that provide it, pip install fix)
-COMPONENTS: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "onnxruntime": ("onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml",
-                                    "onnxruntime-silicon"), "pip install onnxruntime"),
-    "openvino": ("openvino", ("openvino",), "pip install openvino"),
-    "sentence-transformers": ("sentence_transformers", ("sentence-transformers",), "pip install sentence-transformers"),
-    "optimum-onnx": ("optimum.onnxruntime", ("optimum-onnx", "optimum"), 'pip install "sentence-transformers[onnx]"'),
-    "optimum-intel": ("optimum.intel", ("optimum-intel",), 'pip install "sentence-transformers[openvino]"'),
-    "torch": ("torch", ("torch",), "pip install torch"),
-    "transformers": ("transformers", ("transformers",), "pip install transformers"),
-    "optimum": ("optimum", ("optimum",), "pip install optimum"),
-    "nncf": ("nncf", ("nncf",), "pip install nncf"),
-}
+
+@dataclass(frozen=True)
+class Package:
+    """One package: its name (as the tables show it), the module to find, the distributions that provide it,
+    the command that installs it, and the backend that needs it to load a variant ("all": every variant)."""
+
+    name: str
+    module: str
+    distributions: tuple[str, ...]
+    install: str
+    needed_for: str | None = None
+    in_environment: bool = True  # reported in the manifest's environment (the card's versions table)
+
+
+PACKAGES: tuple[Package, ...] = (
+    Package("torch", "torch", ("torch",), "pip install torch==2.13.0"),
+    Package("transformers", "transformers", ("transformers",), "pip install transformers"),
+    Package("sentence-transformers", "sentence_transformers", ("sentence-transformers",),
+            "pip install sentence-transformers", needed_for="all"),
+    Package("optimum", "optimum", ("optimum",), "pip install optimum", needed_for="all"),
+    Package("optimum-onnx", "optimum.onnxruntime", ("optimum-onnx", "optimum"), 'pip install "sentence-transformers[onnx]"'),
+    Package("optimum-intel", "optimum.intel", ("optimum-intel",), 'pip install "sentence-transformers[openvino]"'),
+    Package("onnx", "onnx", ("onnx",), "pip install onnx"),
+    Package("onnxruntime", "onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino",
+                                           "onnxruntime-directml", "onnxruntime-silicon"),
+            "pip install onnxruntime", needed_for="onnx"),
+    Package("openvino", "openvino", ("openvino",), "pip install openvino", needed_for="openvino"),
+    Package("nncf", "nncf", ("nncf",), "pip install nncf"),
+    Package("huggingface-hub", "huggingface_hub", ("huggingface-hub",), "pip install huggingface-hub"),
+    Package("numpy", "numpy", ("numpy",), "pip install numpy", in_environment=False),
+)
+BY_NAME: dict[str, Package] = {package.name: package for package in PACKAGES}
+# The components a host profile records (what decides which variant can run here).
+COMPONENTS: tuple[str, ...] = ("onnxruntime", "openvino", "sentence-transformers", "optimum-onnx", "optimum-intel",
+                               "torch", "transformers", "optimum", "nncf")
+
+
+def distribution_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def installed_version(name: str) -> str | None:
+    """The installed version of a package of the table (its first installed distribution), else None."""
+    package = BY_NAME.get(name)
+    for distribution in package.distributions if package else (name,):
+        version = distribution_version(distribution)
+        if version:
+            return version
+    return None
+
 
 def component_version(name: str) -> str | None:
-    """The installed version of a component of ``COMPONENTS`` (None when its module cannot be found)."""
-    module, distributions, _ = COMPONENTS[name]
+    """The version of a package whose module can be found (None when it cannot; "unknown" without metadata)."""
+    package = BY_NAME[name]
     try:
-        if importlib.util.find_spec(module) is None:
+        if importlib.util.find_spec(package.module) is None:
             return None
     except (ImportError, ValueError):  # a parent package missing, or a module set to None in sys.modules
         return None
-    for distribution in distributions:
-        try:
-            return importlib.metadata.version(distribution)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return "unknown"
+    return installed_version(name) or "unknown"
 
 
-def install_hint(component: str) -> str:
-    return COMPONENTS[component][2] if component in COMPONENTS else f"pip install {component}"
+def install_hint(name: str) -> str:
+    return BY_NAME[name].install if name in BY_NAME else f"pip install {name}"
+
+
+def minimum_requirement(version: str) -> str:
+    """``"1.31.1"`` -> ``">=1.31"`` (major.minor of the version the artifacts were built with)."""
+    parts = re.findall(r"\d+", version)[:2]
+    return ">=" + ".".join(parts or [version])
+
+
+def runtime_requirements(backends: set[str]) -> dict[str, str]:
+    """What loading the given backends' variants needs, as ``">=X.Y"`` of the installed versions."""
+    requirements = {}
+    for package in PACKAGES:
+        version = installed_version(package.name)
+        if version and package.needed_for is not None and (package.needed_for == "all" or package.needed_for in backends):
+            requirements[package.name] = minimum_requirement(version)
+    return requirements
+
+
+def environment() -> dict[str, Any]:
+    """The exact versions of the toolchain (what the card's versions table shows)."""
+    packages = {package.name: installed_version(package.name) for package in PACKAGES if package.in_environment}
+    return {"python": platform.python_version(), "packages": {k: v for k, v in packages.items() if v}}
+
+
+def versions(names: tuple[str, ...] | None = None) -> dict[str, str | None]:
+    """Installed versions of ``names`` (default: every package of the table, plus this tool)."""
+    found = {name: installed_version(name) for name in (names or tuple(BY_NAME))}
+    found["embedding-exporter"] = distribution_version("embedding-exporter")
+    return found

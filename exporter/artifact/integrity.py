@@ -1,0 +1,82 @@
+"""Integrity of an artifact folder: checksums, the listing of its files, and writing files atomically.
+
+Every file of a folder except manifest.json is listed in the manifest with its sha256 and size; fetch and
+push accept a file only when both match. Files are written to a temporary name beside their target and
+renamed into place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from exporter.artifact.manifest import FileEntry
+from exporter.constants import MANIFEST_NAME
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_entry(root: Path, relative: str) -> FileEntry:
+    """The manifest entry of ``root``/``relative``: its path, sha256 and size."""
+    path = Path(root) / relative
+    return FileEntry(path=relative, sha256=sha256_file(path), size=path.stat().st_size)
+
+
+def list_files(root: Path) -> list[str]:
+    """Every file under ``root`` except the manifest, as sorted POSIX relative paths."""
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in Path(root).rglob("*")
+        if path.is_file() and path.relative_to(root).as_posix() != MANIFEST_NAME
+    )
+
+
+def describe_files(root: Path, variant_files: dict[str, list[str]]) -> tuple[list[FileEntry], dict[str, list[FileEntry]]]:
+    """Split the folder's files into shared files and each variant's own files, with checksums."""
+    owned = {relative for files in variant_files.values() for relative in files}
+    shared = [file_entry(root, relative) for relative in list_files(root) if relative not in owned]
+    per_variant = {name: [file_entry(root, relative) for relative in sorted(files)]
+                   for name, files in variant_files.items()}
+    return shared, per_variant
+
+
+def mismatch(path: Path, entry: FileEntry) -> str | None:
+    """Why ``path`` is not the file ``entry`` describes (missing, size, then sha256), or None when it is."""
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size != entry.size:
+        return f"size {size} bytes, {MANIFEST_NAME} says {entry.size}"
+    digest = sha256_file(path)
+    if digest != entry.sha256:
+        return f"sha256 {digest[:16]}..., {MANIFEST_NAME} says {entry.sha256[:16]}..."
+    return None
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))

@@ -1,0 +1,162 @@
+"""Facts about a sentence-transformers model folder (a source model or an artifact folder), read once here:
+where its Transformer module lives, its ``sentence_bert_config.json`` settings, its weights and license, and
+where the source model of an artifact can be found on this machine.
+
+Nothing here imports torch or transformers, and nothing downloads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exporter.artifact.integrity import sha256_file
+from exporter.artifact.manifest import Manifest
+from exporter.errors import BadInputError
+
+PACKAGE_PREFIX = "package:"
+HUB_PREFIX = "hub:"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def check_sentence_transformers_dir(directory: Path, where: str) -> None:
+    """A sentence-transformers model has modules.json; a plain transformers model at least config.json."""
+    if not (directory / "modules.json").is_file() and not (directory / "config.json").is_file():
+        raise BadInputError(
+            f"{where}: {directory} is not a sentence-transformers model (no modules.json or config.json)"
+        )
+
+
+def modules(folder: Path) -> list[dict[str, Any]]:
+    """The entries of ``modules.json`` (``[]`` when absent or unreadable)."""
+    try:
+        data = json.loads((Path(folder) / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return []
+    return [entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else []
+
+
+def transformer_module_path(folder: Path) -> str:
+    """The Transformer module's folder relative to ``folder`` (``""`` for the usual layout)."""
+    return next((str(m.get("path", "")) for m in modules(folder) if str(m.get("type", "")).endswith(".Transformer")), "")
+
+
+def sentence_bert_config(folder: Path) -> dict[str, Any]:
+    """The Transformer module's ``sentence_bert_config.json`` (``{}`` when absent); ``BadInputError`` when malformed."""
+    path = Path(folder) / transformer_module_path(folder) / "sentence_bert_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadInputError(f"{path}: malformed: {error}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def max_seq_length(folder: Path, manifest: Manifest | None = None) -> int | None:
+    """As sentence-transformers reads it: ``sentence_bert_config.json``'s ``max_seq_length``, else the manifest's
+    ``source.max_seq_length`` (sentence-transformers 5.7+ keeps it in the tokenizer config instead)."""
+    candidates = (sentence_bert_config(folder).get("max_seq_length"),
+                  manifest.source.max_seq_length if manifest is not None else None)
+    for value in candidates:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 1_000_000:
+            return value
+    return None
+
+
+def do_lower_case(folder: Path) -> bool:
+    return bool(sentence_bert_config(folder).get("do_lower_case", False))
+
+
+# --- the source model -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """Where an artifact's source model is on this machine (``directory`` None: not here, ``reason`` says why)."""
+
+    directory: Path | None
+    location: str
+    reason: str | None = None
+
+
+def find_source_model(manifest: Manifest, source_dir: str | Path | None = None) -> SourceModel:
+    """The source model of ``manifest``'s artifact on this machine; never downloads.
+
+    ``source_dir`` (when given) must be a model folder (``BadInputError`` otherwise). Else the manifest's
+    ``source.location``: ``package:<module>/<dir>`` in an installed package, ``hub:<id>`` only when it is in
+    the local Hugging Face cache, or an absolute path. A relative path was relative to the recipe file,
+    which the artifact does not know the place of: not found.
+    """
+    if source_dir is not None:
+        directory = Path(source_dir).expanduser().resolve()
+        if not directory.is_dir():
+            raise BadInputError(f"source_dir {source_dir}: not a folder")
+        check_sentence_transformers_dir(directory, "source_dir")
+        return SourceModel(directory, str(directory))
+    location = manifest.source.location or ""
+    if not location:
+        return SourceModel(None, "", "the manifest names no source model (source.location)")
+    try:
+        if location.startswith(HUB_PREFIX):
+            from huggingface_hub import snapshot_download
+
+            directory = Path(snapshot_download(location[len(HUB_PREFIX):], revision=manifest.source.revision,
+                                               local_files_only=True))
+        elif location.startswith(PACKAGE_PREFIX):
+            from exporter.export.source import package_resource
+
+            directory = package_resource(location[len(PACKAGE_PREFIX):], "source.location")
+        elif Path(location).expanduser().is_absolute():
+            directory = Path(location).expanduser()
+        else:
+            return SourceModel(None, location, f"{location} is relative to the recipe file it was built from")
+        if not directory.is_dir():
+            return SourceModel(None, location, f"{location}: no such folder here")
+        check_sentence_transformers_dir(directory, location)
+    except Exception as error:  # noqa: BLE001 - not cached, package missing, not a model: not available here
+        from exporter.errors import first_line
+
+        return SourceModel(None, location, f"{location}: {first_line(error)}")
+    return SourceModel(directory.resolve(), location)
+
+
+def source_weights(source_dir: Path) -> tuple[str, str] | None:
+    """(file name relative to the source directory, sha256) of the single weight file, or None."""
+    transformer_dir = source_dir / transformer_module_path(source_dir)
+    for directory in dict.fromkeys((transformer_dir, source_dir)):
+        for name in WEIGHT_FILES:
+            path = directory / name
+            if path.is_file():
+                return path.relative_to(source_dir).as_posix(), sha256_file(path)
+    return None
+
+
+def source_license(source_dir: Path) -> str | None:
+    """The ``license`` of the source model's README front matter (a string), or None."""
+    readme = source_dir / "README.md"
+    if not readme.is_file():
+        return None
+    try:
+        from huggingface_hub.repocard import metadata_load
+
+        metadata = metadata_load(readme) or {}
+    except Exception:  # noqa: BLE001 - malformed front matter: no license known
+        return None
+    value = metadata.get("license")
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else None
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def torch_weights_size(directory: Path) -> int | None:
+    """Bytes of the weights torch loads: safetensors (else .bin) of each module folder in modules.json."""
+    folders = sorted({str(m.get("path", "")) for m in modules(directory)}) or [""]
+    total = 0
+    for relative in folders:
+        module_dir = directory / relative
+        files = sorted(module_dir.glob("*.safetensors")) or sorted(module_dir.glob("pytorch_model*.bin"))
+        total += sum(path.stat().st_size for path in files if path.is_file())
+    return total or None

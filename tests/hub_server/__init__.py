@@ -1,0 +1,161 @@
+"""A local, file-backed stand-in for the Hugging Face Hub HTTP API, for tests.
+
+It answers the endpoints that the real ``huggingface_hub`` client (written against 0.36.2) calls for
+repository creation, commits (regular files, LFS files through the "basic" LFS transfer, deletions,
+pull requests), refs (branches, tags, ``refs/pr/N``), file listings and downloads, so the project's push
+code can be exercised end to end without a network.
+
+Run it by hand
+--------------
+::
+
+    python tests/hub_server --root /tmp/hub --port 8080 --token hf_xxx
+    cd tests && python -m hub_server --root /tmp/hub --port 8080 --token hf_xxx    # the same
+
+prints ``http://127.0.0.1:8080`` and serves until Ctrl-C. Point the client at it with
+``HF_ENDPOINT=http://127.0.0.1:8080`` (exported *before* Python starts) and/or ``endpoint=...``, and
+authenticate with ``token="hf_xxx"`` (the user is ``--username``, default ``test-user``). Repos, commits,
+refs and blobs persist under ``--root`` as JSON and content-addressed blob files, so restarting the server
+on the same root shows the same repositories.
+
+From Python::
+
+    with HubServer(root=tmp_path, token="hf_test_token") as server:
+        api = HfApi(endpoint=server.url, token="hf_test_token")
+        server.fail_next("POST", r"/commit/", times=1)            # next commit answers 503
+        server.fail_next("POST", r"/commit/", after=True)         # commit lands, client still sees 503
+        server.requests                                           # [(method, path), ...]
+
+Client traps (huggingface_hub 0.36.2, verified against its source)
+------------------------------------------------------------------
+* ``HF_ENDPOINT`` is read once, when ``huggingface_hub.constants`` is imported. ``HfApi(endpoint=...)``,
+  ``hf_hub_download(endpoint=...)`` and ``snapshot_download(endpoint=...)`` take the endpoint per call, but
+  ``CommitInfo`` parses the commit URL with ``RepoUrl(...)`` against ``constants.ENDPOINT``. This server
+  answers ``commitUrl = <the URL the client used>/<repo_id>/commit/<sha>`` (the real Hub's shape), so
+  ``create_commit`` / ``upload_*`` raise ``ValueError: Unable to retrieve user and repo ID`` unless
+  ``constants.ENDPOINT`` equals the server URL. This happens for no-op commits (the client builds the
+  URL itself from ``HfApi.endpoint``) *and* for real commits, after the commit has landed (measured).
+  No ``commitUrl`` shape works both with and without the patch, hence the patch. Setting the environment
+  variable after import does nothing: patch ``constants.ENDPOINT``. Also patch
+  ``constants.HUGGINGFACE_CO_URL_TEMPLATE`` *and* ``file_download.HUGGINGFACE_CO_URL_TEMPLATE`` (imported
+  by name): ``hf_hub_url`` only swaps in ``endpoint=`` when the template starts with
+  ``constants.ENDPOINT``, so patching ``ENDPOINT`` alone sends downloads to https://huggingface.co.
+  The module-level helpers (``huggingface_hub.upload_file`` ...) are bound to an ``HfApi()`` created at
+  import, with its own ``endpoint``. ``hub_fixtures.patch_hf_endpoint`` does all of this.
+* ``HF_HUB_OFFLINE=1`` (also read at import) makes every request of the client raise, even to 127.0.0.1.
+  The fixture turns it off and resets the client's cached HTTP sessions.
+* No-op commits: in pre-upload, the server reports each existing file's ``oid`` (git blob sha1 for
+  regular files, sha256 for LFS files, as the client computes ``_local_oid``). When every added file is
+  unchanged, the client makes no commit call and returns the current head from ``repo_info``.
+* Xet: ``hf_xet`` is installed, so the client offers ``transfers=["basic", "multipart", "xet"]`` in the
+  LFS batch call. It only uploads through xet if the server answers ``"transfer": "xet"``; this server
+  answers ``"basic"``. Downloads only use xet when ``X-Xet-Hash`` is in the headers, which this server never
+  sends. ``HF_HUB_DISABLE_XET`` is not needed.
+* Errors map to exception classes through the ``X-Error-Code`` header (``RepoNotFound``,
+  ``RevisionNotFound``, ``EntryNotFound``, ``GatedRepo``). The client maps a bare 401 to
+  ``RepositoryNotFoundError`` only for ``https://`` URLs, so this server always sends ``X-Error-Code``.
+  A wrong token gets 401 with ``X-Error-Message``/``{"error": "Invalid credentials in Authorization
+  header"}``, which the client raises as a plain ``HfHubHTTPError``.
+* The client retries LFS upload PUTs on 5xx (``http_backoff``: 1 s, then 2 s, ...) but never retries
+  the commit POST.
+
+Simplifications: one user (``username``) owns every namespace; the LFS/regular choice uses fixed
+``.gitattributes``-style patterns, a 10 MiB size limit and a NUL-byte check on the sample, not the repo's
+own ``.gitattributes``; ``shouldIgnore`` is always false; listings are not paginated.
+
+Layout
+------
+A package split along the server's layers; each module imports only modules listed before it
+(``httpd`` names ``HubServer`` in annotations only, under ``TYPE_CHECKING``), so each one imports
+on its own:
+
+* ``common``: constants, LFS rules and small helpers (hashes, timestamps, front matter, repo ids).
+* ``errors``: ``HubResponse``, ``json_response``, ``HubError`` and its shortcuts.
+* ``storage``: ``FileEntry``, ``Commit``, ``RepoState`` and ``HubStorage`` (repos, commits, refs, blobs on disk).
+* ``faults``: ``FaultRule``, ``FaultInjector`` and ``RequestRecord`` (fault injection, request log).
+* ``request``: ``RequestBody``, ``HubRequest``, ``Route`` and the route path regex fragments.
+* ``app``: ``HubApp``, one method per Hub endpoint.
+* ``httpd``: the ``ThreadingHTTPServer`` subclass and the request handler.
+* ``server``: ``HubServer``, the public API.
+* ``cli``: ``main``, the command line; ``__main__`` runs it for ``python tests/hub_server`` and
+  ``python -m hub_server``.
+
+This ``__init__`` re-exports the public names of these modules, so ``from hub_server import HubServer``
+(and every other public name of the former single-file ``tests/hub_server.py``) keeps working.
+"""
+
+from __future__ import annotations
+
+from .app import HubApp
+from .cli import main
+from .common import (
+    DEFAULT_BRANCH,
+    DEFAULT_USERNAME,
+    INVALID_CREDENTIALS,
+    LFS_PATTERNS,
+    LFS_SIZE_THRESHOLD,
+    URL_KIND_TO_REPO_TYPE,
+    default_gitattributes,
+    git_blob_oid,
+    is_valid_repo_id,
+    lfs_pointer,
+    matches_lfs_pattern,
+    parse_front_matter,
+    should_use_lfs,
+    url_prefix,
+    utc_now_iso,
+)
+from .errors import (
+    HubError,
+    HubResponse,
+    bad_request,
+    entry_not_found,
+    json_response,
+    repo_not_found,
+    revision_not_found,
+    unauthenticated,
+)
+from .faults import FaultInjector, FaultRule, RequestRecord
+from .request import HubRequest, RequestBody, Route, RouteHandler
+from .server import HubServer
+from .storage import Commit, FileEntry, HubStorage, RepoState
+
+__all__ = [
+    "DEFAULT_BRANCH",
+    "DEFAULT_USERNAME",
+    "INVALID_CREDENTIALS",
+    "LFS_PATTERNS",
+    "LFS_SIZE_THRESHOLD",
+    "URL_KIND_TO_REPO_TYPE",
+    "default_gitattributes",
+    "git_blob_oid",
+    "is_valid_repo_id",
+    "lfs_pointer",
+    "matches_lfs_pattern",
+    "parse_front_matter",
+    "should_use_lfs",
+    "url_prefix",
+    "utc_now_iso",
+    "HubError",
+    "HubResponse",
+    "bad_request",
+    "entry_not_found",
+    "json_response",
+    "repo_not_found",
+    "revision_not_found",
+    "unauthenticated",
+    "Commit",
+    "FileEntry",
+    "HubStorage",
+    "RepoState",
+    "FaultInjector",
+    "FaultRule",
+    "RequestRecord",
+    "HubRequest",
+    "RequestBody",
+    "Route",
+    "RouteHandler",
+    "HubApp",
+    "HubServer",
+    "main",
+]
