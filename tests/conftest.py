@@ -51,15 +51,27 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def run_plain_runtime(folder: Path, variant: dict, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
-    """Run a graph: sentence variant with plain onnxruntime / OpenVINO on the tokenizer's outputs."""
+def run_plain_runtime(folder: Path, variant, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
+    """Run a graph: sentence variant (a manifest ``Variant``) with plain onnxruntime / OpenVINO on the tokenizer's
+    outputs, compiled with the numerics settings the manifest records (OpenVINO's inference precision)."""
     encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
-    feeds = {name: encoded[name].astype(np.int64) for name in variant["inputs"]}
-    path = str(folder / variant["file_name"])
-    if variant["backend"] == "onnx":
+    feeds = {name: encoded[name].astype(np.int64) for name in variant.inputs}
+    path = str(folder / variant.file_name)
+    if variant.backend == "onnx":
         import onnxruntime as ort
 
         return ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
     import openvino as ov
 
-    return ov.Core().compile_model(path, "CPU")(feeds)[0]
+    compiled = ov.Core().compile_model(path, "CPU", dict(variant.runtime_options))
+    assert compiled.get_property("INFERENCE_PRECISION_HINT").to_string() == variant.runtime_options["INFERENCE_PRECISION_HINT"]
+    return compiled(feeds)[0]
+
+
+def st_model_kwargs(variant) -> dict:
+    """``model_kwargs`` that load a graph: transformer variant in sentence-transformers as the card says: its
+    file, and for OpenVINO the recorded inference precision (bf16-capable CPUs default to bf16)."""
+    kwargs = {"file_name": variant.file_name}
+    if variant.backend == "openvino":
+        kwargs["ov_config"] = dict(variant.runtime_options)
+    return kwargs

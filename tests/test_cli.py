@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import RECIPES, write_recipe
 
-from exporter.export.builder import build
+from exporter import build
 from exporter.cli import main
 
 GOOD_VARIANTS = "variants:\n  - {backend: onnx}\n"
@@ -234,5 +234,5 @@ def test_same_recipe_builds_byte_identical_model_files(workdir, tiny_model):
                           "  - {backend: openvino, precision: int8, quantization: {calibration: {samples: 12}}}\n")
     first = build(recipe, output="one", validate=False).manifest
     second = build(recipe, output="two", validate=False).manifest
-    assert [v["files"] for v in first["variants"]] == [v["files"] for v in second["variants"]]
-    assert first["shared_files"] == second["shared_files"]
+    assert [v.files for v in first.variants] == [v.files for v in second.variants]
+    assert first.shared_files == second.shared_files

@@ -7,11 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import RECIPES, cosine, run_plain_runtime
+from conftest import RECIPES, cosine, run_plain_runtime, st_model_kwargs
 from sentence_transformers import SentenceTransformer
 
-from exporter.export.builder import build
-from exporter.artifact.manifest import list_files, sha256_file
+from exporter import build
+from exporter import read_manifest
+from exporter.artifact.integrity import list_files, sha256_file
 
 TEXTS = ["backend choice check", "short text"]
 VARIED = TEXTS + ["a", "naïve café 😀 日本語のテキスト", "def f(x):\n    return x ** 2  # 42", "word " * 400]
@@ -49,13 +50,13 @@ def test_every_file_is_in_the_manifest_with_its_checksum(built):
 
 
 def test_transformer_variants_load_in_sentence_transformers(built, reference):
-    manifest = json.loads((built / "manifest.json").read_text())
+    manifest = read_manifest(built)
     expected = reference.encode(VARIED)
-    transformer_variants = [v for v in manifest["variants"] if v["graph"] == "transformer" and v["precision"] == "fp32"]
+    transformer_variants = [v for v in manifest.variants if v.graph == "transformer" and v.precision == "fp32"]
     assert transformer_variants
     for variant in transformer_variants:
-        model = SentenceTransformer(str(built), backend=variant["backend"],
-                                    model_kwargs={"file_name": variant["file_name"]})
+        model = SentenceTransformer(str(built), backend=variant.backend,
+                                    model_kwargs=st_model_kwargs(variant))
         embeddings = model.encode(TEXTS)
         assert embeddings.shape == (2, 384) and embeddings.dtype == np.float32
         assert cosine(embeddings, expected[:2]).min() >= 0.9999
@@ -63,43 +64,45 @@ def test_transformer_variants_load_in_sentence_transformers(built, reference):
 
 
 def test_reduced_precision_variants_load_and_stay_close(built, reference):
-    manifest = json.loads((built / "manifest.json").read_text())
+    manifest = read_manifest(built)
     expected = reference.encode(TEXTS)
     minimum = {"fp16": 0.999, "int8": 0.95}
-    for variant in manifest["variants"]:
-        if variant["precision"] in minimum:
-            model = SentenceTransformer(str(built), backend=variant["backend"],
-                                        model_kwargs={"file_name": variant["file_name"]})
+    for variant in manifest.variants:
+        if variant.precision in minimum:
+            model = SentenceTransformer(str(built), backend=variant.backend,
+                                        model_kwargs=st_model_kwargs(variant))
             embeddings = model.encode(TEXTS)
             assert embeddings.shape == (2, 384) and embeddings.dtype == np.float32
-            assert cosine(embeddings, expected).min() >= minimum[variant["precision"]], variant["name"]
-            assert variant["parity"]["passed"] is True
+            assert cosine(embeddings, expected).min() >= minimum[variant.precision], variant.name
+            assert variant.parity.passed is True
 
 
 def test_sentence_variants_run_in_the_plain_runtime(built, reference):
-    manifest = json.loads((built / "manifest.json").read_text())
+    manifest = read_manifest(built)
     expected = reference.encode(VARIED)
-    sentence_variants = [v for v in manifest["variants"] if v["graph"] == "sentence"]
+    sentence_variants = [v for v in manifest.variants if v.graph == "sentence"]
     assert sentence_variants
     for variant in sentence_variants:
-        assert variant["output"] == "sentence_embedding"
+        assert variant.output == "sentence_embedding"
         embeddings = run_plain_runtime(built, variant, reference.tokenizer, VARIED, reference.max_seq_length)
         assert embeddings.shape == (len(VARIED), 384) and embeddings.dtype == np.float32
         assert cosine(embeddings, expected).min() >= 0.9999
 
 
 def test_default_file_choice_never_lands_on_the_sentence_graph(built, tmp_path, reference):
-    manifest = json.loads((built / "manifest.json").read_text())
-    backend = manifest["variants"][0]["backend"]
+    manifest = read_manifest(built)
+    backend = manifest.variants[0].backend
     # Without file_name, sentence-transformers picks the plain transformer graph...
-    model = SentenceTransformer(str(built), backend=backend)
+    pinned = {"ov_config": dict(manifest.variants[0].runtime_options)} if backend == "openvino" else None
+    model = SentenceTransformer(str(built), backend=backend, model_kwargs=pinned)
     assert cosine(model.encode(TEXTS), reference.encode(TEXTS)).min() >= 0.9999
     # ...and with only the sentence graph present it finds no default file at all (it would try to export).
     sentence_only = tmp_path / "sentence-only"
     shutil.copytree(built, sentence_only)
-    for variant in manifest["variants"]:
-        if variant["graph"] == "transformer":
-            for entry in variant["files"]:
-                (sentence_only / entry["path"]).unlink()
-    with pytest.raises(Exception):
+    for variant in manifest.variants:
+        if variant.graph == "transformer":
+            for entry in variant.files:
+                (sentence_only / entry.path).unlink()
+    # sentence-transformers then tries to export the torch weights, which the artifact does not ship.
+    with pytest.raises(OSError, match="no file named .*model.safetensors"):
         SentenceTransformer(str(sentence_only), backend=backend)

@@ -10,10 +10,10 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from conftest import RECIPES, cosine, run_plain_runtime, write_recipe
+from conftest import RECIPES, cosine, run_plain_runtime, st_model_kwargs, write_recipe
 from sentence_transformers import SentenceTransformer
 
-from exporter.export.builder import build
+from exporter import build
 from exporter.export.calibration import builtin_validation_records
 from exporter.cli import main
 
@@ -48,25 +48,25 @@ def kinds(tmp_path_factory, tiny_model):
 
 
 def _encode(folder, variant, reference):
-    if variant["graph"] == "sentence":
+    if variant.graph == "sentence":
         return run_plain_runtime(folder, variant, reference.tokenizer, TEXTS, reference.max_seq_length)
-    model = SentenceTransformer(str(folder), backend=variant["backend"], model_kwargs={"file_name": variant["file_name"]})
+    model = SentenceTransformer(str(folder), backend=variant.backend, model_kwargs=st_model_kwargs(variant))
     return model.encode(TEXTS)
 
 
 def test_every_kind_loads_and_stays_close_to_torch(kinds):
     result, reference = kinds
     expected = reference.encode(TEXTS)
-    assert len(result.manifest["variants"]) == 10
-    for variant in result.manifest["variants"]:
+    assert len(result.manifest.variants) == 10
+    for variant in result.manifest.variants:
         got = _encode(result.output, variant, reference)
-        assert got.dtype == np.float32 and got.shape == expected.shape, variant["name"]
-        assert cosine(got, expected).min() >= MIN_COSINE[variant["precision"]], variant["name"]
+        assert got.dtype == np.float32 and got.shape == expected.shape, variant.name
+        assert cosine(got, expected).min() >= MIN_COSINE[variant.precision], variant.name
 
 
 def test_names_and_files_are_derived_from_settings(kinds):
     result, _ = kinds
-    files = {v["name"]: v["file_name"] for v in result.manifest["variants"]}
+    files = {v.name: v.file_name for v in result.manifest.variants}
     assert files["onnx-fp32"] == "onnx/model.onnx"
     assert files["onnx-fp32-O2"] == "onnx/model_fp32_O2.onnx"
     assert files["onnx-int8-dynamic-avx2"] == "onnx/model_int8_dynamic_avx2.onnx"
@@ -87,7 +87,7 @@ def _ov_const_types(xml_path) -> set[str]:
 
 def test_weight_precisions(kinds):
     result, _ = kinds
-    by_name = {v["name"]: v for v in result.manifest["variants"]}
+    by_name = {v.name: v for v in result.manifest.variants}
     folder = result.output
     assert _onnx_weight_types(folder / "onnx/model.onnx") == {onnx.TensorProto.FLOAT}
     assert _onnx_weight_types(folder / "onnx/model_fp16.onnx") == {onnx.TensorProto.FLOAT16}
@@ -96,7 +96,7 @@ def test_weight_precisions(kinds):
     assert "f16" in _ov_const_types(folder / "openvino/openvino_model_fp16_sentence.xml")
 
     def size(name):
-        return sum(f["size"] for f in by_name[name]["files"])
+        return sum(f.size for f in by_name[name].files)
 
     assert 0.4 < size("onnx-fp16") / size("onnx-fp32") < 0.6
     assert 0.4 < size("openvino-fp16-sentence") / size("openvino-fp32") < 0.6
@@ -104,31 +104,31 @@ def test_weight_precisions(kinds):
 
 def test_openvino_int8_graphs_are_quantised(kinds):
     result, _ = kinds
-    by_name = {v["name"]: v for v in result.manifest["variants"]}
-    static = ET.parse(result.output / by_name["openvino-int8-static"]["file_name"]).getroot()
+    by_name = {v.name: v for v in result.manifest.variants}
+    static = ET.parse(result.output / by_name["openvino-int8-static"].file_name).getroot()
     assert any(layer.get("type") == "FakeQuantize" for layer in static.iter("layer"))
-    weight_only = _ov_const_types(result.output / by_name["openvino-int8-weight-only-sentence"]["file_name"])
+    weight_only = _ov_const_types(result.output / by_name["openvino-int8-weight-only-sentence"].file_name)
     assert weight_only & {"i8", "u8"}
 
 
 def test_manifest_records_settings(kinds):
     result, _ = kinds
-    by_name = {v["name"]: v for v in result.manifest["variants"]}
+    by_name = {v.name: v for v in result.manifest.variants}
     dynamic = by_name["onnx-int8-dynamic-avx2"]
-    assert dynamic["quantization"] == {"method": "dynamic", "isa": "avx2", "per_channel": True, "exclude": []}
+    assert dynamic.quantization.to_json_dict() == {"method": "dynamic", "isa": "avx2", "per_channel": True, "exclude": []}
     static = by_name["openvino-int8-static"]
-    assert static["calibration"]["corpus"] == "builtin"
-    assert static["calibration"]["samples"] == 16 and static["calibration"]["seed"] == 3
-    assert len(static["calibration"]["corpus_sha256"]) == 64
-    assert static["quantization"]["exclude"] == [".*output/dense/MatMul.*"]
-    assert static["runtime_options"] == {"INFERENCE_PRECISION_HINT": "f32"}
-    local = by_name["onnx-int8-static"]["calibration"]
-    assert local["corpus"] == "calib.txt" and local["corpus_size"] == 30 and local["samples"] == 8
-    auto = by_name["onnx-int8-O1-dynamic-sentence"]["quantization"]
-    assert auto["isa_requested"] == "auto" and auto["isa"] in ("arm64", "avx2", "avx512", "avx512_vnni")
-    assert by_name["onnx-fp32-O2"]["optimize"] == "O2"
-    assert by_name["openvino-fp32"]["validation_thresholds"]["cosine_min"] == 0.9999
-    assert by_name["onnx-int8-dynamic-avx2"]["validation_thresholds"]["cosine_min"] == 0.95
+    assert static.calibration.corpus == "builtin"
+    assert static.calibration.samples == 16 and static.calibration.seed == 3
+    assert len(static.calibration.corpus_sha256) == 64
+    assert static.quantization.exclude == [".*output/dense/MatMul.*"]
+    assert static.runtime_options == {"INFERENCE_PRECISION_HINT": "f32"}
+    local = by_name["onnx-int8-static"].calibration
+    assert local.corpus == "calib.txt" and local.corpus_size == 30 and local.samples == 8
+    auto = by_name["onnx-int8-O1-dynamic-sentence"].quantization
+    assert auto.isa_requested == "auto" and auto.isa in ("arm64", "avx2", "avx512", "avx512_vnni")
+    assert by_name["onnx-fp32-O2"].optimize == "O2"
+    assert by_name["openvino-fp32"].validation_thresholds["cosine_min"] == 0.9999
+    assert by_name["onnx-int8-dynamic-avx2"].validation_thresholds["cosine_min"] == 0.95
 
 
 BAD_COMBINATIONS = {
@@ -173,12 +173,14 @@ def test_missing_calibration_file_is_bad_input(tmp_path, monkeypatch, tiny_model
 
 def test_minilm_onnx_int8_recipe(tmp_path, minilm_dir):
     result = build(RECIPES / "minilm-onnx-int8.yaml", output=tmp_path / "out")
+    assert result.report.passed, result.report.failures()  # the shipped recipe passes its own gate
+    assert all(variant.parity.passed for variant in result.manifest.variants)
     reference = SentenceTransformer(str(minilm_dir), device="cpu")
     expected = reference.encode(TEXTS)
-    for variant in result.manifest["variants"]:
+    for variant in result.manifest.variants:
         got = _encode(result.output, variant, reference)
         assert got.shape == (len(TEXTS), 384)
-        assert cosine(got, expected).mean() >= 0.99, variant["name"]
-        assert variant["quantization"]["isa"] == "avx512_vnni"
+        assert cosine(got, expected).mean() >= 0.99, variant.name
+        assert variant.quantization.isa == "avx512_vnni"
     manifest = json.loads((result.output / "manifest.json").read_text())
-    assert manifest == result.manifest
+    assert manifest == result.manifest.to_json_dict()

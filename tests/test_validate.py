@@ -20,9 +20,11 @@ from click.testing import CliRunner
 from conftest import RECIPES, write_recipe
 from junitparser import Failure, JUnitXml
 
-from exporter.export.builder import build
+from exporter import build, read_manifest
 from exporter.cli import main
-from exporter.artifact.manifest import list_files, read_manifest, sha256_file, write_manifest
+
+from exporter.artifact.integrity import list_files, sha256_file
+from exporter.artifact.manifest import write_manifest
 from exporter.validators import Thresholds, default_thresholds, record_results, report_schema, validate
 from exporter.validators.checks import CHECK_NAMES
 from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE
@@ -101,18 +103,18 @@ def test_shipped_recipe_passes_with_defaults(minilm):
 def test_results_are_recorded_in_the_manifest(minilm):
     folder, report, _ = minilm
     manifest = read_manifest(folder)
-    assert manifest["validation"] == {"passed": True, "reference": "source", "report": "parity_report.json"}
-    for entry in manifest["variants"]:
-        parity = entry["parity"]
+    assert manifest.validation.to_json_dict() == {"passed": True, "reference": "source", "report": "parity_report.json"}
+    for entry in manifest.variants:
+        parity = entry.parity.to_json_dict()
         assert parity["passed"] is True and set(parity) == {"passed", *HEADLINE}
-        assert parity["cosine_min"] == report.variant(entry["name"]).check("cosine_min").measured
-    listed = {e["path"]: e for e in manifest["shared_files"]}
-    for variant in manifest["variants"]:
-        listed.update({e["path"]: e for e in variant["files"]})
+        assert parity["cosine_min"] == report.variant(entry.name).check("cosine_min").measured
+    listed = {e.path: e for e in manifest.shared_files}
+    for variant in manifest.variants:
+        listed.update({e.path: e for e in variant.files})
     assert {TEXTS_FILE, REFERENCE_FILE, "parity_report.json"} <= set(listed)
     assert sorted(listed) == list_files(folder)  # every file except manifest.json, with its checksum
     for relative, entry in listed.items():
-        assert entry["sha256"] == sha256_file(folder / relative)
+        assert entry.sha256 == sha256_file(folder / relative)
     reference = np.load(folder / REFERENCE_FILE)
     assert reference.dtype == np.float32 and reference.shape == (362, 384)
     stored = json.loads((folder / "parity_report.json").read_text())
@@ -124,7 +126,7 @@ def test_stored_reference_gives_the_same_verdicts(minilm, tmp_path):
     deploy = copy_artifacts(folder, tmp_path / "deploy")
 
     def unresolvable(manifest):
-        manifest["source"]["location"] = "package:no_such_package_installed_here/model"
+        manifest.source.location = "package:no_such_package_installed_here/model"
 
     edit_manifest(deploy, unresolvable)
     result = invoke(deploy, "--json", "--quiet")
@@ -140,13 +142,13 @@ def test_stored_reference_gives_the_same_verdicts(minilm, tmp_path):
                 assert check["measured"] == pytest.approx(original["measured"], abs=1e-6), check["name"]
             else:
                 assert check["measured"] == original["measured"], check["name"]
-    assert read_manifest(deploy)["validation"]["reference"] == "stored"
+    assert read_manifest(deploy).validation.reference == "stored"
 
 
 def test_an_altered_stored_reference_is_refused(minilm, tmp_path):
     folder, _, _ = minilm
     deploy = copy_artifacts(folder, tmp_path / "deploy")
-    edit_manifest(deploy, lambda m: m["source"].update(location="/nowhere/model"))
+    edit_manifest(deploy, lambda m: setattr(m.source, "location", "/nowhere/model"))
     reference = np.load(deploy / REFERENCE_FILE)
     np.save(deploy / REFERENCE_FILE, reference * 1.01)
     result = invoke(deploy, "--quiet")
@@ -190,7 +192,7 @@ def zero_weights(path: Path, node_fragment: str = "/layer.1/", op_types: tuple[s
 def test_zeroed_layer_fails_the_variant_that_has_it(minilm, tmp_path):
     folder = copy_artifacts(minilm[0], tmp_path / "artifacts")
     # Validate against the stored reference (no torch run): the deploy-host situation, and faster.
-    edit_manifest(folder, lambda m: m["source"].update(location="/nowhere/model"))
+    edit_manifest(folder, lambda m: setattr(m.source, "location", "/nowhere/model"))
     assert zero_weights(folder / "onnx" / "model.onnx") == 6  # q, k, v, attention output, intermediate, output
     result = invoke(folder, "--json", "--quiet")
     assert result.exit_code == 1, result.stderr
@@ -203,7 +205,7 @@ def test_zeroed_layer_fails_the_variant_that_has_it(minilm, tmp_path):
     assert lines and all(line.startswith("parity: variant onnx-fp32: ") for line in lines)
     assert any(line.startswith("parity: variant onnx-fp32: cosine_min 0.") and line.endswith(" < required 0.9999")
                for line in lines)
-    assert read_manifest(folder)["validation"]["passed"] is False
+    assert read_manifest(folder).validation.passed is False
 
 
 def test_pooling_swapped_in_the_artifact_fails_the_transformer_variants(tiny_artifacts, tmp_path):
@@ -231,8 +233,8 @@ def test_impossible_thresholds_fail_naming_variant_and_check(tiny_artifacts, tmp
                    for line in report.failures())
 
     def demand_perfect_ranking(manifest):
-        for variant in manifest["variants"]:
-            variant["validation_thresholds"] = {"spearman": 1.0}
+        for variant in manifest.variants:
+            variant.validation_thresholds = {"spearman": 1.0}
 
     edit_manifest(folder, demand_perfect_ranking)
     result = invoke(folder, "--quiet")
@@ -310,7 +312,7 @@ def test_cli_writes_junit_and_markdown(tiny_artifacts, tmp_path):
     assert JUnitXml.fromfile(str(tmp_path / "parity.xml")).tests == 4 * len(CHECK_NAMES)
     assert (tmp_path / "parity.md").read_text().count("| check |") == 4
     manifest = read_manifest(folder)  # OpenVINO and ONNX loading left no unlisted file behind
-    listed = [e["path"] for e in manifest["shared_files"]] + [e["path"] for v in manifest["variants"] for e in v["files"]]
+    listed = [e.path for e in manifest.shared_files] + [e.path for v in manifest.variants for e in v.files]
     assert sorted(listed) == list_files(folder)
 
 
@@ -358,20 +360,20 @@ def test_malformed_manifest_is_bad_input(tiny_artifacts, tmp_path):
 
 def test_invalid_thresholds_in_the_manifest_are_bad_input(tiny_artifacts, tmp_path):
     folder = copy_artifacts(tiny_artifacts("bert", "mean", False, True, ONNX), tmp_path / "artifacts")
-    edit_manifest(folder, lambda m: m["variants"][0].update(validation_thresholds={"cosine_min": 1.1}))
+    edit_manifest(folder, lambda m: setattr(m.variants[0], "validation_thresholds", {"cosine_min": 1.1}))
     _assert_bad_input(invoke(folder), "onnx-fp32", "validation_thresholds.cosine_min")
 
 
 def test_no_source_and_no_stored_reference_is_bad_input(tiny_artifacts, tmp_path):
     folder = copy_artifacts(tiny_artifacts("bert", "mean", False, True, ONNX), tmp_path / "artifacts")
-    edit_manifest(folder, lambda m: m["source"].update(location="relative/model"))
+    edit_manifest(folder, lambda m: setattr(m.source, "location", "relative/model"))
     _assert_bad_input(invoke(folder), "cannot be found here", "--source")
     assert not (folder / "parity").exists()
 
 
 def test_extra_texts_without_the_source_model_are_bad_input(tiny_artifacts, tiny_model, tmp_path):
     folder = copy_artifacts(tiny_artifacts("bert", "mean", False, True, ONNX), tmp_path / "artifacts")
-    edit_manifest(folder, lambda m: m["source"].update(location="relative/model"))
+    edit_manifest(folder, lambda m: setattr(m.source, "location", "relative/model"))
     # An explicit --source works where the manifest's location does not resolve (and stores the reference)...
     assert invoke(folder, "--source", tiny_model("bert", "mean"), "--quiet").exit_code == 0
     # ...after which the stored reference covers its own texts only.

@@ -47,6 +47,7 @@ def validate(
     extra_texts_file: Path | None = None,
     thresholds_for: ThresholdsFor | None = None,
     write_reference: bool = True,
+    record: bool = False,
     progress: Progress | None = None,
 ) -> ParityReport:
     """Validate every variant of the artifact folder against the torch model; returns the report.
@@ -59,6 +60,8 @@ def validate(
     gives a manifest variant's thresholds (explicit keys override the precision's defaults); by default
     they come from the variant's ``validation_thresholds`` in the manifest. ``write_reference`` stores the
     texts and torch embeddings in ``parity/`` when the reference was computed from the source model.
+    ``record`` writes the results into the folder (``record_results``: parity_report.json and the verdicts in
+    manifest.json); a folder that cannot be written keeps its old record and ``report.record_error`` says why.
 
     Raises ``BadInputError`` for a missing folder, a missing or malformed manifest, bad thresholds or texts,
     and when neither the source model nor a stored reference is available. Threshold failures are not
@@ -84,7 +87,7 @@ def validate(
         with progress.step(f"Validating {variant.name} ({variant.backend}, graph: {variant.graph})"):
             results.append(validate_variant(folder, manifest, variant, reference, passes, thresholds[variant.name],
                                             trust_remote_code))
-    return ParityReport(
+    report = ParityReport(
         folder=str(folder),
         recipe=manifest.recipe.name if manifest.recipe is not None else None,
         reference=reference.kind,
@@ -102,6 +105,14 @@ def validate(
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         tool_version=__version__,
     )
+    if record:
+        from exporter.validators.record import record_results
+
+        try:
+            record_results(folder, report)
+        except OSError as error:
+            report.record_error = f"{type(error).__name__}: {error}"
+    return report
 
 
 def validate_variant(
@@ -220,12 +231,12 @@ def _reference(
         if not has_stored_reference(folder):
             raise BadInputError(
                 f"{folder}: the source model ({location or 'not recorded'}) cannot be found here and there is no "
-                f"stored reference ({TEXTS_FILE}); pass --source DIR"
+                f"stored reference ({TEXTS_FILE}); pass source_dir"
             )
         if extra is not None:
             raise BadInputError(
                 f"{extra_texts_file}: extra texts need the source model (the stored reference covers only its own "
-                f"texts); pass --source DIR"
+                f"texts); pass source_dir"
             )
         return load_stored_reference(folder, manifest)
     directory, location = found.directory, found.location

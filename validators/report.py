@@ -61,6 +61,7 @@ class ParityReport:
     seconds: float = 0.0
     created_at: str = ""
     tool_version: str = ""
+    record_error: str | None = None  # validate(record=True) could not write the results into the folder
 
     @property
     def passed(self) -> bool:

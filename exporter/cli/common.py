@@ -1,19 +1,38 @@
-"""What every ``exporter`` subcommand shares: the exit-code epilog, the error handler, shared options,
-JSON on stdout and rich output on stderr. Imports nothing heavy."""
+"""What every ``exporter`` subcommand shares: the exit-code epilog, the error handler, the shared options
+(declared once here), JSON on stdout and rich output on stderr. Imports nothing heavy."""
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import json
+import os
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
-from exporter.errors import ExporterError
+from exporter.errors import ExporterError, first_line
 
-EPILOG = "Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime)."
+EPILOG = ("Exit codes: 0 success, 1 a check failed, 2 bad input, 3 external failure (network, Hub, runtime), "
+          "4 internal error (a bug: the message names the log file with the traceback).")
+INTERNAL_ERROR_EXIT = 4
+
+# --- shared options ------------------------------------------------------------------------------
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print one machine-readable result on stdout (progress and logs go to stderr).")
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+token_option = click.option("--token", metavar="TOKEN",
+                            help="Hub token (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
+endpoint_option = click.option("--endpoint", metavar="URL",
+                               help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
+
+
+# --- output --------------------------------------------------------------------------------------
 
 
 def stderr_console():
@@ -21,23 +40,6 @@ def stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
-
-
-def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ``ExporterError`` into a one-line message and its exit code; Ctrl-C into exit 130."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ExporterError as error:
-            click.echo(f"error: {error}", err=True)
-            sys.exit(error.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted: nothing was placed", err=True)
-            sys.exit(130)
-
-    return wrapper
 
 
 def progress_for(quiet: bool):
@@ -50,3 +52,94 @@ def progress_for(quiet: bool):
 def print_json(data: Any) -> None:
     """One machine-readable result on stdout."""
     click.echo(json.dumps(data, indent=2, default=str))
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def log_dir() -> Path:
+    """Where internal-error tracebacks go: ``$EXPORTER_LOG_DIR``, else the user's cache folder."""
+    configured = os.environ.get("EXPORTER_LOG_DIR")
+    if configured:
+        return Path(configured)
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "embedding-exporter" / "logs"
+
+
+def _redact(text: str) -> str:
+    """Tokens never reach a log: HF_TOKEN's value and anything shaped like a Hub token are starred out."""
+    import re
+
+    token = os.environ.get("HF_TOKEN")
+    if token and len(token) >= 8:
+        text = text.replace(token, "***")
+    return re.sub(r"\bhf_[A-Za-z0-9]{8,}\b", "hf_***", text)
+
+
+def write_traceback(error: BaseException) -> Path | None:
+    """Write ``error``'s traceback (tokens redacted) to a new log file; its path, or None when not writable."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    text = _redact("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    try:
+        folder = log_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"exporter-{stamp}-{os.getpid()}.log"
+        path.write_text(" ".join(sys.argv) + "\n\n" + _redact(text), encoding="utf-8")
+    except OSError:
+        return None
+    return path
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One line on stderr and the exit code for every failure: ``ExporterError`` by its own code, Ctrl-C 130,
+    anything else (a bug of ours) 4, with the traceback in a log file the line names."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ExporterError as error:
+            click.echo(f"error: {error}", err=True)
+            sys.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was placed", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as error:  # noqa: BLE001 - a bug: one line, the traceback in a file
+            log = write_traceback(error)
+            where = f"traceback in {log}" if log else "no log file could be written"
+            click.echo(f"internal error: {type(error).__name__}: {_redact(first_line(error))} ({where}; "
+                       "please report it)", err=True)
+            sys.exit(INTERNAL_ERROR_EXIT)
+
+    return wrapper
+
+
+def reword_errors(command: Callable[..., Any] | None = None, **flags: str) -> Any:
+    """Decorator: library messages name parameters (``source_dir``); the CLI shows its flags (``--source``).
+
+    ``@reword_errors(source_dir="--source")`` rewrites each parameter name, as a whole word, in the message
+    of an ``ExporterError`` raised by the command, keeping its type and fields. Recipe errors are left as
+    they are: they name recipe keys, which may share a parameter's name."""
+    import re
+
+    from exporter.errors import RecipeError
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except ExporterError as error:
+                if isinstance(error, RecipeError):
+                    raise
+                message = str(error)
+                for parameter, flag in flags.items():
+                    message = re.sub(rf"\b{re.escape(parameter)}\b=?", flag, message)
+                error.args = (message,)
+                raise
+
+        return wrapper
+
+    return decorate(command) if command is not None else decorate

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from exporter.cli.common import EPILOG, handle_errors, print_json, progress_for, stderr_console
+from exporter.cli.common import (EPILOG, endpoint_option, handle_errors, json_option, print_json, progress_for,
+                                 quiet_option, reword_errors, stderr_console, token_option)
+
+if TYPE_CHECKING:
+    from exporter.artifact.manifest import Parity
+    from exporter.export.builder import BuildResult
 
 
 @click.command("run", epilog=EPILOG)
@@ -13,13 +20,14 @@ from exporter.cli.common import EPILOG, handle_errors, print_json, progress_for,
 @click.option("--variant", "variants", multiple=True, metavar="NAME", help="Build only this variant (repeatable).")
 @click.option("--no-validate", is_flag=True, help="Skip parity validation (variants stay unvalidated and cannot be pushed).")
 @click.option("--push", "push_after", is_flag=True, help="Push to the Hub afterwards, with the recipe's publish: settings.")
-@click.option("--token", envvar="HF_TOKEN", show_envvar=True, help="Hub token for --push (default: HF_TOKEN or the huggingface_hub login).")
-@click.option("--endpoint", help="Hub endpoint for --push (default: HF_ENDPOINT or https://huggingface.co).")
-@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@token_option
+@endpoint_option
+@json_option
+@quiet_option
 @handle_errors
+@reword_errors(output="--output", variants="--variant", validate="--no-validate", push="--push")
 def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_validate: bool, push_after: bool,
-        token: str | None, endpoint: str | None, as_json: bool, quiet: bool) -> None:
+                token: str | None, endpoint: str | None, as_json: bool, quiet: bool) -> None:
     """Build the artifacts RECIPE declares, validate them against the torch model, and place them.
 
     The folder is built beside the target and moved into place only when the run has finished: an
@@ -33,50 +41,41 @@ def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_v
       exporter run recipes/minilm-onnx.yaml --output /tmp/minilm --json
       exporter run recipes/minilm-onnx.yaml --push      # needs publish.repo_id in the recipe
     """
-    from exporter.export.builder import build
-    from exporter.errors import BadInputError, CheckFailedError
+    from exporter.errors import BadInputError, ParityFailedError
+    from exporter.pipeline import run_recipe
 
     if push_after and no_validate:
         raise BadInputError("--push needs validation: unvalidated variants cannot be published (drop --no-validate)")
-    progress = progress_for(quiet or as_json)
-    result = build(recipe, output=output, variants=list(variants) or None, progress=progress,
-                   validate=not no_validate)
-    summary = result.summary()
+    result = run_recipe(recipe, output=output, variants=list(variants) or None, validate=not no_validate,
+                        push=push_after, token=token, endpoint=endpoint, progress=progress_for(quiet or as_json))
     if not quiet and not as_json:
-        _render_build(result)
-    if result.report is not None and not result.report.passed:
-        if as_json:
-            print_json(summary)
-        raise CheckFailedError("parity validation failed: " + "; ".join(result.report.failures()))
-    if push_after:
-        from exporter.publish.push import push
-
-        pushed = push(result.output, token=token, endpoint=endpoint, progress=progress)
-        summary["push"] = pushed.to_dict()
-        if not as_json and not quiet:
-            for line in pushed.lines():
+        _render_build(result.build)
+        if result.push is not None:
+            for line in result.push.lines():
                 click.echo(line, err=True)
     if as_json:
-        print_json(summary)
+        print_json(result.summary())
+    if not result.passed:
+        failures = result.build.report.failures()
+        raise ParityFailedError("parity validation failed: " + "; ".join(failures)
+                                + ("; nothing was pushed" if push_after else ""), failures)
 
 
-def _parity_cell(parity: dict | None) -> str:
-    if not parity:
+def _parity_cell(parity: Parity | None) -> str:
+    if parity is None:
         return "not validated"
-    verdict = "[green]pass[/green]" if parity.get("passed") else "[red]FAIL[/red]"
-    cosine = parity.get("cosine_min")
-    return f"{verdict} cos≥{cosine:.4f}" if isinstance(cosine, (int, float)) else verdict
+    verdict = "[green]pass[/green]" if parity.passed else "[red]FAIL[/red]"
+    return f"{verdict} cos≥{parity.cosine_min:.4f}" if parity.cosine_min is not None else verdict
 
 
-def _render_build(result) -> None:
+def _render_build(result: BuildResult) -> None:
     from rich.table import Table
 
     console = stderr_console()
-    table = Table(title=f"{result.manifest['recipe']['name']} → {result.output}")
+    table = Table(title=f"{result.manifest.recipe_name} → {result.output}")
     for column in ("variant", "file_name", "size", "parity"):
         table.add_column(column, justify="right" if column == "size" else "left", overflow="fold")
-    for variant in result.summary()["variants"]:
-        table.add_row(variant["name"], variant["file_name"], f"{variant['size'] / 1e6:.1f} MB",
-                      _parity_cell(variant.get("parity")))
+    for variant in result.manifest.variants:
+        table.add_row(variant.name, variant.file_name, f"{variant.size / 1e6:.1f} MB", _parity_cell(variant.parity))
     console.print(table)
     console.print(f"Done in {result.seconds:.1f} s.")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from exporter.cli.common import EPILOG, handle_errors, progress_for, stderr_console
+from exporter.cli.common import (EPILOG, handle_errors, json_option, progress_for, quiet_option, reword_errors,
+                                 stderr_console)
 
 
 @click.command("validate", epilog=EPILOG)
@@ -21,13 +22,14 @@ from exporter.cli.common import EPILOG, handle_errors, progress_for, stderr_cons
                    "when that is not available here, the stored reference in parity/).")
 @click.option("--texts", "texts", type=click.Path(path_type=Path), metavar="FILE",
               help="Extra validation texts: .txt (one per line) or .jsonl (a \"text\" field per line).")
-@click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON on stdout.")
+@json_option
 @click.option("--junit", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Write a JUnit XML report (a testcase per variant and check).")
 @click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress and no tables; failures are still printed.")
+@quiet_option
 @handle_errors
+@reword_errors(source_dir="--source", extra_texts_file="--texts")
 def validate_command(
     artifact_dir: Path, source: Path | None, texts: Path | None, as_json: bool,
     junit: Path | None, markdown: Path | None, quiet: bool,
@@ -45,16 +47,13 @@ def validate_command(
     Example (CI):
       exporter validate artifacts/minilm-openvino --junit parity.xml --markdown parity.md
     """
-    from exporter.errors import BadInputError, CheckFailedError
-    from exporter.validators.record import record_results
-    from exporter.validators.parity import validate
+    from exporter.errors import BadInputError, ParityFailedError
+    from exporter import validate
 
     progress = progress_for(quiet or as_json)
-    report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, progress=progress)
-    try:
-        record_results(artifact_dir, report)
-    except OSError as error:
-        click.echo(f"warning: results not recorded in {artifact_dir}: {error}", err=True)
+    report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, record=True, progress=progress)
+    if report.record_error:
+        click.echo(f"warning: results not recorded in {artifact_dir}: {report.record_error}", err=True)
     for path, text in ((junit, report.to_junit() if junit else ""), (markdown, report.to_markdown() if markdown else "")):
         if path is not None:
             try:
@@ -70,8 +69,8 @@ def validate_command(
         click.echo(f"parity: {line}", err=True)
     if not report.passed:
         failed_variants = sum(not v.passed for v in report.variants)
-        raise CheckFailedError(f"parity failed: {len(failures)} check(s) in {failed_variants} of "
-                               f"{len(report.variants)} variant(s) below threshold")
+        raise ParityFailedError(f"parity failed: {len(failures)} check(s) in {failed_variants} of "
+                                f"{len(report.variants)} variant(s) below threshold", failures)
 
 
 def render_report(report) -> None:

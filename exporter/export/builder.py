@@ -81,7 +81,7 @@ class BuildResult:
 
 
 def resolve_output(loaded: LoadedRecipe, output: str | Path | None) -> Path:
-    """``--output``, else the recipe's ``output:``, else ``artifacts/<name>``; relative to the working directory."""
+    """``output``, else the recipe's ``output:``, else ``artifacts/<name>``; relative to the working directory."""
     chosen = Path(output) if output is not None else Path(loaded.recipe.output or Path("artifacts") / loaded.recipe.name)
     return (Path.cwd() / chosen).resolve() if not chosen.is_absolute() else chosen
 
@@ -89,17 +89,17 @@ def resolve_output(loaded: LoadedRecipe, output: str | Path | None) -> Path:
 def check_output(target: Path) -> None:
     """The target may be absent, an empty folder or a previous artifact folder; nothing else is replaced."""
     if target.is_file() or (target.exists() and not target.is_dir()):
-        raise BadInputError(f"--output {target}: is a file, expected a folder")
+        raise BadInputError(f"output {target}: is a file, expected a folder")
     if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
         raise BadInputError(
-            f"--output {target}: exists and is not an artifact folder (no {MANIFEST_NAME}); refusing to replace it"
+            f"output {target}: exists and is not an artifact folder (no {MANIFEST_NAME}); refusing to replace it"
         )
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise BadInputError(f"--output {target}: {parent} is a file, expected a folder")
+                raise BadInputError(f"output {target}: {parent} is a file, expected a folder")
             if not os.access(parent, os.W_OK):
-                raise BadInputError(f"--output {target}: {parent} is not writable")
+                raise BadInputError(f"output {target}: {parent} is not writable")
             break
 
 

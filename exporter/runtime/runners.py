@@ -221,7 +221,7 @@ class PlainRunner:
             compiled = ov.Core().compile_model(path, "CPU", config)
             request = compiled.create_infer_request()
             self.settings.update(config)
-            self.settings["compiled_inference_precision"] = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+            self.settings["compiled_inference_precision"] = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
             self.settings["compiled_num_threads"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
             self._run = lambda feeds: request.infer(feeds)[self.output].copy()
         else:

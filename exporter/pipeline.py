@@ -1,0 +1,68 @@
+"""``run_recipe``: the whole pipeline for one recipe, as ``exporter run`` does it: build (export every
+variant, validate them against the torch model, place the folder), then push when asked and validation
+passed. A failed validation is not an exception: the folder is placed, marked failed, and not pushed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from exporter.errors import BadInputError
+from exporter.progress import Progress, SilentProgress
+
+if TYPE_CHECKING:
+    from exporter.export.builder import BuildResult
+    from exporter.publish.push import PushResult
+    from exporter.recipe import LoadedRecipe
+
+
+@dataclass
+class RunResult:
+    """What a run built and, with ``push=True``, what it published (None when validation failed)."""
+
+    build: BuildResult
+    push: PushResult | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Validation passed (or was skipped)."""
+        return self.build.report is None or self.build.report.passed
+
+    def summary(self) -> dict[str, Any]:
+        summary = self.build.summary()
+        if self.push is not None:
+            summary["push"] = self.push.to_dict()
+        return summary
+
+
+def run_recipe(
+    recipe: str | os.PathLike | LoadedRecipe,
+    *,
+    output: str | Path | None = None,
+    variants: list[str] | None = None,
+    validate: bool = True,
+    push: bool = False,
+    token: str | None = None,
+    endpoint: str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Build the recipe's artifacts (see ``exporter.build``) and, with ``push``, publish them with the recipe's
+    ``publish:`` settings (see ``exporter.push``; ``token`` and ``endpoint`` as there).
+
+    Raises ``BadInputError`` for ``push`` without ``validate`` (unvalidated variants cannot be published),
+    and whatever ``build`` and ``push`` raise.
+    """
+    from exporter.export.builder import build
+
+    if push and not validate:
+        raise BadInputError("push=True needs validate=True: unvalidated variants cannot be published")
+    progress = progress or SilentProgress()
+    built = build(recipe, output=output, variants=variants, progress=progress, validate=validate)
+    result = RunResult(build=built)
+    if push and result.passed:
+        from exporter.publish.push import push as push_folder
+
+        result.push = push_folder(built.output, token=token, endpoint=endpoint, progress=progress)
+    return result
