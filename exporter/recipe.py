@@ -48,7 +48,7 @@ class ModelSource(_Strict):
     trust_remote_code: bool = Field(False, description="Allow custom model code from the source. Explicit opt-in only.")
 
     @model_validator(mode="after")
-    def _id_or_path(self) -> "ModelSource":
+    def _id_or_path(self) -> ModelSource:
         if not self.id and not self.path:
             raise ValueError("model needs `id` (a Hub id) or `path` (a local directory or package:...)")
         return self
@@ -88,7 +88,7 @@ class Quantization(_Strict):
     )
     smooth_quant: bool | None = Field(None, description="openvino static only: NNCF SmoothQuant (default true).")
 
-    def resolved(self, backend: str) -> "Quantization":
+    def resolved(self, backend: str) -> Quantization:
         """A copy with every default for ``backend`` filled in."""
         method = self.method or DEFAULT_METHOD[backend]
         static = method == "static"
@@ -155,7 +155,7 @@ class Variant(_Strict):
     validation: VariantValidation | None = Field(None, description="Parity thresholds for this variant.")
 
     @model_validator(mode="after")
-    def _valid_combination(self) -> "Variant":
+    def _valid_combination(self) -> Variant:
         if self.optimize != "none" and self.backend != "onnx":
             raise _LocatedError(("optimize",), "only for backend onnx (OpenVINO optimises at load time)")
         if self.quantization is None:
@@ -225,7 +225,7 @@ class Recipe(_Strict):
     publish: Publish | None = Field(None, description="Defaults for pushing to the Hugging Face Hub.")
 
     @model_validator(mode="after")
-    def _unique_variants(self) -> "Recipe":
+    def _unique_variants(self) -> Recipe:
         names: dict[str, int] = {}
         builds: dict[tuple[Any, ...], int] = {}
         for index, variant in enumerate(self.variants):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests
+from hub_fixtures import HUB_TOKEN  # the hub_server and hub_endpoint fixtures come from conftest.py
+from hub_server import HubServer
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,
@@ -23,9 +26,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-
-from hub_fixtures import HUB_TOKEN, hub_endpoint, hub_server  # noqa: F401 - fixtures used by name
-from hub_server import HubServer
 
 README = "---\nlicense: apache-2.0\nlibrary_name: sentence-transformers\ntags:\n- sentence-similarity\n---\n# Model\n"
 BIG_SIZE = 11 * 1024 * 1024

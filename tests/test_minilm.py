@@ -10,8 +10,7 @@ import pytest
 from conftest import RECIPES, cosine, run_plain_runtime, st_model_kwargs
 from sentence_transformers import SentenceTransformer
 
-from exporter import build
-from exporter import read_manifest
+from exporter import build, read_manifest
 from exporter.artifact.integrity import list_files, sha256_file
 
 TEXTS = ["backend choice check", "short text"]

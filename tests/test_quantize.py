@@ -14,8 +14,8 @@ from conftest import RECIPES, cosine, run_plain_runtime, st_model_kwargs, write_
 from sentence_transformers import SentenceTransformer
 
 from exporter import build
-from exporter.export.calibration import builtin_validation_records
 from exporter.cli import main
+from exporter.export.calibration import builtin_validation_records
 
 TEXTS = [r["text"] for r in builtin_validation_records()][::6]
 

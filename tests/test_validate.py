@@ -21,10 +21,9 @@ from conftest import RECIPES, write_recipe
 from junitparser import Failure, JUnitXml
 
 from exporter import build, read_manifest
-from exporter.cli import main
-
 from exporter.artifact.integrity import list_files, sha256_file
 from exporter.artifact.manifest import write_manifest
+from exporter.cli import main
 from exporter.validators import Thresholds, default_thresholds, record_results, report_schema, validate
 from exporter.validators.checks import CHECK_NAMES
 from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE
@@ -241,7 +240,7 @@ def test_impossible_thresholds_fail_naming_variant_and_check(tiny_artifacts, tmp
     assert result.exit_code == 1, result.stderr
     failures = [line for line in result.stderr.splitlines() if line.startswith("parity: ")]
     assert len(failures) == 2
-    for line, name in zip(failures, ["onnx-fp32", "onnx-fp32-sentence"]):
+    for line, name in zip(failures, ["onnx-fp32", "onnx-fp32-sentence"], strict=True):
         assert line.startswith(f"parity: variant {name}: spearman 0.") and line.endswith(" < required 1")
     assert result.stderr.strip().splitlines()[-1].startswith("error: parity failed: 2 check(s) in 2 of 2 variant(s)")
 

@@ -13,7 +13,6 @@ import datetime as _dt
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
@@ -21,8 +20,10 @@ from pydantic import ValidationError
 from exporter import __version__
 from exporter.artifact import model_folder
 from exporter.artifact.manifest import Manifest, Variant, read_manifest
-from exporter.errors import BadInputError, ExternalError
+from exporter.errors import BadInputError, ExternalError, first_line
 from exporter.progress import Progress, SilentProgress
+from exporter.runtime.runners import RunSpec, VariantRunner, load_runner, load_tokenizer
+from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
 from exporter.validators.batching import EncodingPass, mixed_length_pass, single_text_pass, token_lengths
 from exporter.validators.checks import build_checks, failed_run_checks, measure
 from exporter.validators.reference import (
@@ -34,8 +35,6 @@ from exporter.validators.reference import (
     store_reference,
 )
 from exporter.validators.report import ParityReport, VariantResult
-from exporter.runtime.runners import RunSpec, VariantRunner, load_runner, load_tokenizer
-from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
 from exporter.validators.thresholds import Thresholds, effective_thresholds
 
 ThresholdsFor = Callable[[Variant], Thresholds]
@@ -162,7 +161,7 @@ def encode_pass(runner: VariantRunner, texts: list[str], encoding: EncodingPass)
         output = np.asarray(runner.encode([texts[i] for i in batch], batch_size=max(1, len(batch))))
         if output.ndim != 2 or output.shape[0] != len(batch):
             raise ValueError(f"expected [{len(batch)}, dim] embeddings for a batch of {len(batch)}, got {list(output.shape)}")
-        rows.update(zip(batch, output))
+        rows.update(zip(batch, output, strict=True))
     return np.stack([rows[i] for i in encoding.indices])
 
 
@@ -257,6 +256,4 @@ def _stored_extra_texts(folder: Path) -> list[ValidationText]:
 
 
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    text = text if len(text) <= 300 else text[:297] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return f"{type(error).__name__}: {first_line(error)}"

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from exporter.errors import BadInputError
 from exporter.artifact.integrity import sha256_file
 from exporter.artifact.manifest import Manifest
+from exporter.errors import BadInputError
 from exporter.texts import ValidationText, read_texts, write_texts
 
 PARITY_DIR = "parity"

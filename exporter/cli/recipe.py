@@ -26,8 +26,8 @@ def recipe_schema() -> None:
 @handle_errors
 def recipe_check(file: str, as_json: bool) -> None:
     """Validate FILE without exporting: schema, variant names, and the model path."""
-    from exporter.recipe import load_recipe
     from exporter.export.source import resolve_source
+    from exporter.recipe import load_recipe
 
     loaded = load_recipe(file)
     if loaded.recipe.model.path:

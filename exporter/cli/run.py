@@ -6,8 +6,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from exporter.cli.common import (EPILOG, endpoint_option, handle_errors, json_option, print_json, progress_for,
-                                 quiet_option, reword_errors, stderr_console, token_option)
+from exporter.cli.common import (
+    EPILOG,
+    endpoint_option,
+    handle_errors,
+    json_option,
+    print_json,
+    progress_for,
+    quiet_option,
+    reword_errors,
+    stderr_console,
+    token_option,
+)
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Parity

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import click
 
-from exporter.cli.common import (EPILOG, handle_errors, json_option, progress_for, quiet_option, reword_errors,
-                                 stderr_console)
+from exporter.cli.common import (
+    EPILOG,
+    handle_errors,
+    json_option,
+    progress_for,
+    quiet_option,
+    reword_errors,
+    stderr_console,
+)
 
 
 @click.command("validate", epilog=EPILOG)
@@ -47,8 +54,8 @@ def validate_command(
     Example (CI):
       exporter validate artifacts/minilm-openvino --junit parity.xml --markdown parity.md
     """
-    from exporter.errors import BadInputError, ParityFailedError
     from exporter import validate
+    from exporter.errors import BadInputError, ParityFailedError
 
     progress = progress_for(quiet or as_json)
     report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, record=True, progress=progress)

@@ -1,40 +1,44 @@
 """``build``: turn a recipe into an artifact folder, atomically.
 
 Steps: load the recipe → check the output path → resolve and load the source model → write the
-sentence-transformers files → export each variant → write manifest.json → move the folder into place.
-Everything is built in a hidden folder beside the target and renamed into place only when the whole run
-has finished, so a crash or Ctrl-C leaves the previous folder as it was and no half folder.
+sentence-transformers files → export each variant → write manifest.json → validate → move the folder into
+place (``exporter.export.staging``: a crash or Ctrl-C leaves the previous folder as it was and no half
+folder).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
-import os
-import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from exporter import __version__
+from exporter.artifact.integrity import describe_files
+from exporter.artifact.layout import variant_file_name
+from exporter.artifact.manifest import (
+    SCHEMA_VERSION,
+    FileEntry,
+    Manifest,
+    RecipeRecord,
+    SourceRecord,
+    Tool,
+    read_manifest,
+    write_manifest,
+)
+from exporter.artifact.manifest import Variant as ManifestVariant
+from exporter.artifact.model_folder import transformer_module_path
+from exporter.artifact.provenance import finalize_manifest
 from exporter.errors import BadInputError
 from exporter.export.graphs import GraphSpec
-from exporter.artifact.layout import variant_file_name
-from exporter.constants import MANIFEST_NAME
-from exporter.artifact.integrity import describe_files
-from exporter.artifact.model_folder import transformer_module_path
-from exporter.artifact.manifest import (SCHEMA_VERSION, FileEntry, Manifest, RecipeRecord, SourceRecord, Tool,
-                                      read_manifest, write_manifest)
-from exporter.artifact.manifest import Variant as ManifestVariant
-from exporter.artifact.provenance import finalize_manifest
+from exporter.export.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
+from exporter.export.staging import check_output, staging_for
+from exporter.export.variants import BuiltFiles, VariantBuilder
 from exporter.progress import Progress, SilentProgress
 from exporter.recipe import LoadedRecipe, Variant, load_recipe
-from exporter.export.variants import BuiltFiles, VariantBuilder
-from exporter.export.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
 
 # Weight files of the Transformer module: the exported graphs replace them in the artifact folder.
 TRANSFORMER_WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
@@ -86,23 +90,6 @@ def resolve_output(loaded: LoadedRecipe, output: str | Path | None) -> Path:
     return (Path.cwd() / chosen).resolve() if not chosen.is_absolute() else chosen
 
 
-def check_output(target: Path) -> None:
-    """The target may be absent, an empty folder or a previous artifact folder; nothing else is replaced."""
-    if target.is_file() or (target.exists() and not target.is_dir()):
-        raise BadInputError(f"output {target}: is a file, expected a folder")
-    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
-        raise BadInputError(
-            f"output {target}: exists and is not an artifact folder (no {MANIFEST_NAME}); refusing to replace it"
-        )
-    for parent in target.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise BadInputError(f"output {target}: {parent} is a file, expected a folder")
-            if not os.access(parent, os.W_OK):
-                raise BadInputError(f"output {target}: {parent} is not writable")
-            break
-
-
 def build(
     recipe: str | Path | LoadedRecipe,
     output: str | Path | None = None,
@@ -129,30 +116,16 @@ def build(
     with progress.step(f"Loading {source.location}"):
         model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
 
-    created = [parent for parent in reversed(target.parents) if not parent.exists()]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    placed = False
-    try:
-        staging.mkdir()
+    with staging_for(target) as staging:
         with progress.step("Writing sentence-transformers files"):
-            write_shared_files(model, staging)
-        built = export_variants(model, selected, staging, loaded.base_dir, progress)
-        manifest = make_manifest(loaded, source, model, built, staging)
-        write_manifest(staging, manifest)
-        manifest = finalize_manifest(staging, source_dir=source.directory)
-        report = validate_staged(loaded, staging, source.directory, progress) if validate else None
+            write_shared_files(model, staging.folder)
+        built = export_variants(model, selected, staging.folder, loaded.base_dir, progress)
+        write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder))
+        manifest = finalize_manifest(staging.folder, source_dir=source.directory)
+        report = validate_staged(loaded, staging.folder, source.directory, progress) if validate else None
         if report is not None:
-            manifest = read_manifest(staging)
-        place(staging, target)
-        placed = True
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-        if not placed:  # leave no empty folders behind either
-            for parent in reversed(created):
-                if parent.exists() and not any(parent.iterdir()):
-                    parent.rmdir()
+            manifest = read_manifest(staging.folder)
+        staging.place()
     if report is not None:
         report.folder = str(target)
     return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started, variants=built,
@@ -280,18 +253,3 @@ def variant_thresholds(loaded: LoadedRecipe, variant: Variant):
     recipe_level = loaded.recipe.validation.thresholds if loaded.recipe.validation else None
     variant_level = variant.validation.thresholds if variant.validation else None
     return effective_thresholds(variant.precision, recipe_level, variant_level)
-
-
-def place(staging: Path, target: Path) -> None:
-    """Move the finished folder into place, replacing a previous artifact folder in two renames."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(target, retired)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)

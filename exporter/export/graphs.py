@@ -47,7 +47,7 @@ class _PipelineGraph(torch.nn.Module):
         self.output_key = output_key
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        features = dict(zip(self.input_names, inputs))
+        features = dict(zip(self.input_names, inputs, strict=True))
         for stage in self.stages:
             features = stage(features)
         return features[self.output_key]

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.artifact.model_folder import PACKAGE_PREFIX, check_sentence_transformers_dir
-from exporter.errors import BadInputError, ExternalError
+from exporter.errors import BadInputError, ExternalError, first_line
 from exporter.recipe import ModelSource
-
 
 
 @dataclass(frozen=True)
@@ -101,8 +100,8 @@ def load_sentence_transformer(directory: Path, source: ModelSource, for_export: 
             model_kwargs=model_kwargs,
         )
     except Exception as error:  # noqa: BLE001 - any failure here means the directory is not a usable model
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise BadInputError(f"model.path: {directory} could not be loaded by sentence-transformers: {first_line}")
+        raise BadInputError(f"model.path: {directory} could not be loaded by sentence-transformers: "
+                            f"{first_line(error)}") from None
     if source.max_seq_length:
         model.max_seq_length = source.max_seq_length
     model.eval()

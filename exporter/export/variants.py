@@ -10,20 +10,31 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from exporter.artifact.manifest import CalibrationRecord, QuantizationRecord
 from exporter.export.calibration import CalibrationTexts, calibration_texts
-from exporter.export.openvino_backend import OPENVINO_RUNTIME_OPTIONS, read_onnx_as_openvino, save_openvino
-from exporter.export.onnx_backend import copy_onnx, export_onnx_graph, onnx_files
 from exporter.export.graphs import GraphSpec, tokenize
+from exporter.export.onnx_backend import (
+    copy_onnx,
+    export_onnx_graph,
+    onnx_files,
+    onnx_fp16_weights,
+    optimize_onnx,
+    quantize_onnx_dynamic,
+    quantize_onnx_static,
+)
+from exporter.export.openvino_backend import (
+    OPENVINO_RUNTIME_OPTIONS,
+    compress_openvino_weights,
+    quantize_openvino_static,
+    read_onnx_as_openvino,
+    save_openvino,
+)
 from exporter.progress import Progress
-from exporter.export.openvino_backend import compress_openvino_weights, quantize_openvino_static
-from exporter.runtime.host import detect_isa
-from exporter.export.onnx_backend import onnx_fp16_weights, optimize_onnx, quantize_onnx_dynamic, quantize_onnx_static
 from exporter.recipe import Calibration, Variant
+from exporter.runtime.host import detect_isa
 
 
 @dataclass

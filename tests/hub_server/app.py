@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 import secrets
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import yaml
@@ -59,8 +59,8 @@ class HubApp:
         self._lfs_secret = secrets.token_bytes(32)
         self.routes = self._build_routes()
 
-    def _build_routes(self) -> List[Route]:
-        table: List[Tuple[Tuple[str, ...], str, RouteHandler]] = [
+    def _build_routes(self) -> list[Route]:
+        table: list[tuple[tuple[str, ...], str, RouteHandler]] = [
             (("GET",), r"^/api/whoami-v2$", self.whoami),
             (("POST",), r"^/api/repos/create$", self.create_repo),
             (("DELETE",), r"^/api/repos/delete$", self.delete_repo),
@@ -97,21 +97,21 @@ class HubApp:
     # -- shared lookups ----------------------------------------------------------------------------
 
     @staticmethod
-    def _repo_key(params: Dict[str, str]) -> Tuple[str, str]:
+    def _repo_key(params: dict[str, str]) -> tuple[str, str]:
         repo_type = URL_KIND_TO_REPO_TYPE[params["kind"]] if params.get("kind") else "model"
         repo_id = f"{params['ns']}/{params['name']}"
         if not is_valid_repo_id(repo_id):
             raise repo_not_found(repo_id)
         return repo_type, repo_id
 
-    def _visible_repo(self, request: HubRequest, params: Dict[str, str]) -> RepoState:
+    def _visible_repo(self, request: HubRequest, params: dict[str, str]) -> RepoState:
         """The repo named by the route, hidden (404 RepoNotFound) when private and unauthenticated."""
         repo = self.storage.get_repo(*self._repo_key(params))
         if repo is None or (repo.private and not request.authenticated):
             raise repo_not_found(self._repo_key(params)[1])
         return repo
 
-    def _writable_repo(self, request: HubRequest, params: Dict[str, str]) -> RepoState:
+    def _writable_repo(self, request: HubRequest, params: dict[str, str]) -> RepoState:
         if not request.authenticated:
             raise unauthenticated()
         return self._visible_repo(request, params)
@@ -121,7 +121,7 @@ class HubApp:
 
     # -- account and repos -------------------------------------------------------------------------
 
-    def whoami(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def whoami(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         if not request.authenticated:
             raise HubError(401, INVALID_CREDENTIALS)
         return json_response({
@@ -131,7 +131,7 @@ class HubApp:
             "auth": {"type": "access_token", "accessToken": {"displayName": "test token", "role": "write"}},
         })  # fmt: skip
 
-    def create_repo(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def create_repo(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         if not request.authenticated:
             raise unauthenticated()
         payload = request.json()
@@ -149,7 +149,7 @@ class HubApp:
             repo = self.storage.create_repo(repo_type, repo_id, bool(payload.get("private")), self.username)
         return json_response({"url": self._repo_url(request, repo), "name": repo_id, "id": repo_id})
 
-    def delete_repo(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def delete_repo(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         if not request.authenticated:
             raise unauthenticated()
         payload = request.json()
@@ -160,7 +160,7 @@ class HubApp:
         self.storage.delete_repo(repo)
         return json_response({})
 
-    def update_settings(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def update_settings(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         repo = self._writable_repo(request, params)
         payload = request.json()
         with self.storage.lock:
@@ -171,7 +171,7 @@ class HubApp:
             self.storage.save_repo(repo)
         return json_response({})
 
-    def validate_yaml(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def validate_yaml(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Check a README's front matter: 400 with ``errors`` if it is not a YAML mapping."""
         content = request.json().get("content", "")
         try:
@@ -182,14 +182,14 @@ class HubApp:
             return json_response({"errors": [{"message": "YAML metadata must be a mapping"}], "warnings": []}, 400)
         return json_response({"errors": [], "warnings": []})
 
-    def repo_info(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def repo_info(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Model/dataset/space info at a revision (``sha``, ``siblings``, ``cardData``...)."""
         repo = self._visible_repo(request, params)
         commit = self.storage.get_commit(repo, self.storage.resolve(repo, params.get("rev", DEFAULT_BRANCH)))
         with_blobs = request.flag("blobs")
         siblings = [self._sibling(path, entry, with_blobs) for path, entry in sorted(commit.tree.items())]
         card = self._card_data(commit)
-        info: Dict[str, Any] = {
+        info: dict[str, Any] = {
             "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
             "author": repo.repo_id.split("/")[0], "sha": commit.id, "lastModified": commit.date,
             "createdAt": repo.created_at, "private": repo.private, "gated": repo.gated, "disabled": False,
@@ -206,8 +206,8 @@ class HubApp:
         return json_response(info)
 
     @staticmethod
-    def _sibling(path: str, entry: FileEntry, with_blobs: bool) -> Dict[str, Any]:
-        sibling: Dict[str, Any] = {"rfilename": path}
+    def _sibling(path: str, entry: FileEntry, with_blobs: bool) -> dict[str, Any]:
+        sibling: dict[str, Any] = {"rfilename": path}
         if with_blobs:
             sibling.update({"size": entry.size, "blobId": entry.oid})
             if entry.lfs:
@@ -215,7 +215,7 @@ class HubApp:
                 sibling["lfs"] = {"sha256": entry.sha256, "size": entry.size, "pointerSize": pointer_size}
         return sibling
 
-    def _card_data(self, commit: Commit) -> Optional[Dict[str, Any]]:
+    def _card_data(self, commit: Commit) -> dict[str, Any] | None:
         entry = commit.tree.get("README.md")
         if entry is None:
             return None
@@ -227,7 +227,7 @@ class HubApp:
 
     # -- uploads -----------------------------------------------------------------------------------
 
-    def preupload(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def preupload(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Tell the client, per file, "lfs" or "regular" and the oid of the file already at the revision."""
         repo = self._writable_repo(request, params)
         tree = self.storage.get_commit(repo, self.storage.resolve(repo, params["rev"])).tree
@@ -241,7 +241,7 @@ class HubApp:
             files.append(answer)
         return json_response({"files": files})
 
-    def lfs_batch(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def lfs_batch(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Git LFS batch API (upload only): "basic" transfer, upload href on this server, unless present."""
         repo = self._writable_repo(request, params)
         payload = request.json()
@@ -255,7 +255,7 @@ class HubApp:
     def _git_url(self, request: HubRequest, repo: RepoState) -> str:
         return f"{self._repo_url(request, repo)}.git"
 
-    def _lfs_batch_object(self, request: HubRequest, obj: Dict[str, Any], verify_href: str) -> Dict[str, Any]:
+    def _lfs_batch_object(self, request: HubRequest, obj: dict[str, Any], verify_href: str) -> dict[str, Any]:
         oid, size = str(obj.get("oid", "")), int(obj.get("size", -1))
         if not _SHA256_RE.match(oid) or size < 0:
             return {"oid": oid, "size": size, "error": {"code": 422, "message": "Invalid oid or size"}}
@@ -269,7 +269,7 @@ class HubApp:
         """Upload hrefs are pre-signed (like S3 URLs): the client sends no token with the PUT."""
         return hmac.new(self._lfs_secret, f"{oid}:{size}".encode(), hashlib.sha256).hexdigest()
 
-    def lfs_put(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def lfs_put(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Receive an LFS object; its sha256 must equal the oid and its size the signed size."""
         oid, size = params["oid"], int(request.param("size", "-1") or -1)
         if not hmac.compare_digest(request.param("sig", "") or "", self._lfs_signature(oid, size)):
@@ -282,7 +282,7 @@ class HubApp:
                 raise bad_request(f"Size mismatch: expected {size}, received {received}")
         return HubResponse(200, {"ETag": f'"{oid}"'})
 
-    def lfs_verify(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def lfs_verify(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         self._visible_repo(request, params)
         payload = request.json()
         oid = str(payload.get("oid", ""))
@@ -292,7 +292,7 @@ class HubApp:
 
     # -- commits -----------------------------------------------------------------------------------
 
-    def commit(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def commit(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Apply an ndjson commit (header, file, lfsFile, deletedFile, deletedFolder) to a branch or PR."""
         repo = self._writable_repo(request, params)
         header, operations = self._parse_commit_payload(request.body.read_all())
@@ -308,7 +308,7 @@ class HubApp:
         return json_response(self._commit_answer(request, repo, commit, pr_num))
 
     @staticmethod
-    def _parse_commit_payload(raw: bytes) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    def _parse_commit_payload(raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         try:
             items = [json.loads(line) for line in raw.splitlines() if line.strip()]
         except ValueError as exc:
@@ -317,8 +317,8 @@ class HubApp:
         return (headers[0] if headers else {}), [item for item in items if item.get("key") != "header"]
 
     def _commit_base(
-        self, repo: RepoState, revision: str, parent_commit: Optional[str], create_pr: bool
-    ) -> Tuple[str, Optional[int]]:
+        self, repo: RepoState, revision: str, parent_commit: str | None, create_pr: bool
+    ) -> tuple[str, int | None]:
         """The parent commit id and, for a new PR, its number. Enforces ``parentCommit`` (412 if stale)."""
         head = self.storage.resolve(repo, revision)
         pr_match = _PR_REF_RE.match(revision)
@@ -334,7 +334,7 @@ class HubApp:
             raise HubError(412, "A commit has happened since. Please refresh and try again.")
         return head, None
 
-    def _move_ref(self, repo: RepoState, revision: str, new_pr: Optional[int], commit_id: str) -> None:
+    def _move_ref(self, repo: RepoState, revision: str, new_pr: int | None, commit_id: str) -> None:
         pr_match = _PR_REF_RE.match(revision)
         if new_pr is not None:
             repo.prs[new_pr] = commit_id
@@ -343,7 +343,7 @@ class HubApp:
         else:
             repo.branches[revision.removeprefix("refs/heads/")] = commit_id
 
-    def _apply_operations(self, tree: Dict[str, FileEntry], operations: List[Dict[str, Any]]) -> Dict[str, FileEntry]:
+    def _apply_operations(self, tree: dict[str, FileEntry], operations: list[dict[str, Any]]) -> dict[str, FileEntry]:
         for operation in operations:
             key, value = operation.get("key"), operation.get("value", {})
             path = str(value.get("path", "")).lstrip("/")
@@ -360,7 +360,7 @@ class HubApp:
                 raise bad_request(f"Unknown commit operation: {key}")
         return tree
 
-    def _regular_entry(self, value: Dict[str, Any]) -> FileEntry:
+    def _regular_entry(self, value: dict[str, Any]) -> FileEntry:
         try:
             raw = value["content"]
             content = base64.b64decode(raw, validate=True) if value.get("encoding") == "base64" else str(raw).encode()
@@ -368,7 +368,7 @@ class HubApp:
             raise bad_request(f"Invalid file content for {value.get('path')}: {exc}") from exc
         return FileEntry(self.storage.store_blob_bytes(content), len(content), False, git_blob_oid(content))
 
-    def _lfs_entry(self, value: Dict[str, Any]) -> FileEntry:
+    def _lfs_entry(self, value: dict[str, Any]) -> FileEntry:
         oid = str(value.get("oid", ""))
         if not self.storage.has_blob(oid):
             raise bad_request(f"LFS object {oid} for {value.get('path')} has not been uploaded")
@@ -376,7 +376,7 @@ class HubApp:
         return FileEntry(oid, size, True, git_blob_oid(lfs_pointer(oid, size)))
 
     @staticmethod
-    def _delete_folder(tree: Dict[str, FileEntry], folder: str) -> None:
+    def _delete_folder(tree: dict[str, FileEntry], folder: str) -> None:
         prefix = folder.rstrip("/") + "/"
         doomed = [path for path in tree if path.startswith(prefix)]
         if not doomed:
@@ -385,11 +385,11 @@ class HubApp:
             del tree[path]
 
     def _commit_answer(
-        self, request: HubRequest, repo: RepoState, commit: Commit, pr_num: Optional[int]
-    ) -> Dict[str, Any]:
+        self, request: HubRequest, repo: RepoState, commit: Commit, pr_num: int | None
+    ) -> dict[str, Any]:
         """The commit endpoint's JSON, with the fields ``CommitInfo`` parses."""
         repo_url = self._repo_url(request, repo)
-        answer: Dict[str, Any] = {
+        answer: dict[str, Any] = {
             "success": True, "commitOid": commit.id, "commitUrl": f"{repo_url}/commit/{commit.id}",
             "commitMessage": commit.title, "hookOutput": "",
         }  # fmt: skip
@@ -399,7 +399,7 @@ class HubApp:
 
     # -- listings ----------------------------------------------------------------------------------
 
-    def tree(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def tree(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Entries under ``path`` (direct children, or everything with ``recursive``)."""
         repo = self._visible_repo(request, params)
         commit = self.storage.get_commit(repo, self.storage.resolve(repo, params["rev"]))
@@ -411,7 +411,7 @@ class HubApp:
         paths = [p for p in sorted(folders | set(commit.tree)) if _is_under(p, base, recursive)]
         return json_response([self._tree_entry(repo, commit, path, expand) for path in paths])
 
-    def paths_info(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def paths_info(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Info on the listed paths (form-encoded ``paths=...&expand=...``, as the client sends it)."""
         repo = self._visible_repo(request, params)
         commit = self.storage.get_commit(repo, self.storage.resolve(repo, params["rev"]))
@@ -422,10 +422,10 @@ class HubApp:
         found = [p for p in wanted if p in commit.tree or p in folders]
         return json_response([self._tree_entry(repo, commit, path, expand) for path in found])
 
-    def _tree_entry(self, repo: RepoState, commit: Commit, path: str, expand: bool) -> Dict[str, Any]:
+    def _tree_entry(self, repo: RepoState, commit: Commit, path: str, expand: bool) -> dict[str, Any]:
         entry = commit.tree.get(path)
         if entry is None:
-            info: Dict[str, Any] = {"type": "directory", "oid": _folder_oid(commit.tree, path), "size": 0, "path": path}
+            info: dict[str, Any] = {"type": "directory", "oid": _folder_oid(commit.tree, path), "size": 0, "path": path}
         else:
             info = {"type": "file", "oid": entry.oid, "size": entry.size, "path": path}
             if entry.lfs:
@@ -439,31 +439,31 @@ class HubApp:
     def _last_commit_touching(self, repo: RepoState, head: Commit, path: str) -> Commit:
         """The newest first-parent ancestor that changed ``path`` (a file or a folder)."""
         commits = list(self.storage.history(repo, head.id))
-        for commit, parent in zip(commits, commits[1:]):
+        for commit, parent in zip(commits, commits[1:], strict=False):
             if _snapshot_of(commit.tree, path) != _snapshot_of(parent.tree, path):
                 return commit
         return commits[-1]
 
-    def refs(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def refs(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         repo = self._visible_repo(request, params)
         branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": c} for n, c in sorted(repo.branches.items())]
         tags = [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": c} for n, c in sorted(repo.tags.items())]
-        body: Dict[str, Any] = {"branches": branches, "converts": [], "tags": tags}
+        body: dict[str, Any] = {"branches": branches, "converts": [], "tags": tags}
         if request.flag("include_prs"):
             body["pullRequests"] = [
                 {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": c} for n, c in sorted(repo.prs.items())
             ]
         return json_response(body)
 
-    def commits(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def commits(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         repo = self._visible_repo(request, params)
         head = self.storage.resolve(repo, params["rev"])
         formatted = "formatted" in request.query.get("expand[]", [])
         return json_response([self._commit_item(commit, formatted) for commit in self.storage.history(repo, head)])
 
     @staticmethod
-    def _commit_item(commit: Commit, formatted: bool) -> Dict[str, Any]:
-        item: Dict[str, Any] = {
+    def _commit_item(commit: Commit, formatted: bool) -> dict[str, Any]:
+        item: dict[str, Any] = {
             "id": commit.id, "title": commit.title, "message": commit.message, "date": commit.date,
             "authors": [{"user": commit.author, "avatar": None}],
         }  # fmt: skip
@@ -473,7 +473,7 @@ class HubApp:
 
     # -- tags and branches -------------------------------------------------------------------------
 
-    def create_tag(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def create_tag(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         repo = self._writable_repo(request, params)
         tag = str(request.json().get("tag") or "")
         if not tag:
@@ -485,7 +485,7 @@ class HubApp:
             self.storage.save_repo(repo)
         return json_response({})
 
-    def delete_tag(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def delete_tag(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         repo = self._writable_repo(request, params)
         with self.storage.lock:
             if repo.tags.pop(params["tag"], None) is None:
@@ -493,7 +493,7 @@ class HubApp:
             self.storage.save_repo(repo)
         return json_response({})
 
-    def create_branch(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def create_branch(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         repo = self._writable_repo(request, params)
         starting_point = request.json().get("startingPoint") or DEFAULT_BRANCH
         with self.storage.lock:
@@ -503,7 +503,7 @@ class HubApp:
             self.storage.save_repo(repo)
         return json_response({})
 
-    def delete_branch(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def delete_branch(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         repo = self._writable_repo(request, params)
         with self.storage.lock:
             if params["branch"] == DEFAULT_BRANCH:
@@ -515,7 +515,7 @@ class HubApp:
 
     # -- downloads ---------------------------------------------------------------------------------
 
-    def resolve_file(self, request: HubRequest, params: Dict[str, str]) -> HubResponse:
+    def resolve_file(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """HEAD/GET a file with the headers ``hf_hub_download`` checks; honours single ``Range`` requests."""
         repo = self._visible_repo(request, params)
         if repo.gated and not request.authenticated:
@@ -538,7 +538,7 @@ class HubApp:
         return HubResponse(status, headers, file_path=blob, file_offset=offset, file_length=length)
 
 
-def _byte_range(header: Optional[str], size: int) -> Tuple[int, int, int]:
+def _byte_range(header: str | None, size: int) -> tuple[int, int, int]:
     """(offset, length, status) for an optional ``Range: bytes=a-b`` header; 416 if unsatisfiable."""
     match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header or "")
     if not match or match.groups() == ("", ""):
@@ -551,9 +551,9 @@ def _byte_range(header: Optional[str], size: int) -> Tuple[int, int, int]:
     return first, last - first + 1, 206
 
 
-def _folders_of(tree: Dict[str, FileEntry]) -> Set[str]:
+def _folders_of(tree: dict[str, FileEntry]) -> set[str]:
     """Every folder path implied by the files of a tree."""
-    folders: Set[str] = set()
+    folders: set[str] = set()
     for path in tree:
         parts = path.split("/")[:-1]
         folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
@@ -567,11 +567,11 @@ def _is_under(path: str, base: str, recursive: bool) -> bool:
     return recursive or "/" not in rest
 
 
-def _snapshot_of(tree: Dict[str, FileEntry], path: str) -> List[Tuple[str, str]]:
+def _snapshot_of(tree: dict[str, FileEntry], path: str) -> list[tuple[str, str]]:
     """The (path, sha256) pairs at or under ``path``, to detect whether a commit changed it."""
     return sorted((p, e.sha256) for p, e in tree.items() if p == path or p.startswith(path + "/"))
 
 
-def _folder_oid(tree: Dict[str, FileEntry], folder: str) -> str:
+def _folder_oid(tree: dict[str, FileEntry], folder: str) -> str:
     """A stable synthetic tree id for a folder, derived from its content."""
     return hashlib.sha1(json.dumps(_snapshot_of(tree, folder)).encode()).hexdigest()

@@ -11,7 +11,7 @@ import argparse
 import signal
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 from .common import DEFAULT_USERNAME
 from .server import HubServer
@@ -25,7 +25,7 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Command line entry point: serve a root directory until Ctrl-C."""
     parser = argparse.ArgumentParser(description="Local Hugging Face Hub-compatible server for tests.")
     parser.add_argument("--root", type=Path, required=True, help="directory holding repos and blobs")

@@ -11,14 +11,14 @@ import fnmatch
 import hashlib
 import re
 from datetime import datetime, timezone
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import yaml
 
 DEFAULT_USERNAME = "test-user"
 DEFAULT_BRANCH = "main"
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
-LFS_PATTERNS: Tuple[str, ...] = (
+LFS_PATTERNS: tuple[str, ...] = (
     "*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib", "*.lfs.*",
     "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot", "*.parquet", "*.pb",
     "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors", "saved_model/**/*", "*.tar.*",
@@ -73,7 +73,7 @@ def default_gitattributes() -> bytes:
     return "".join(f"{pattern} filter=lfs diff=lfs merge=lfs -text\n" for pattern in LFS_PATTERNS).encode()
 
 
-def parse_front_matter(readme: str) -> Optional[Any]:
+def parse_front_matter(readme: str) -> Any | None:
     """The YAML front matter of a model card, or None when there is none. Raises ``yaml.YAMLError``."""
     match = _FRONT_MATTER_RE.match(readme)
     return yaml.safe_load(match.group(1)) if match else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 # --------------------------------------------------------------------------------------------------
 # Errors and responses
@@ -23,9 +23,9 @@ class HubResponse:
     """What a route answers: a status, headers and either in-memory bytes or a slice of a file."""
 
     status: int
-    headers: Dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
-    file_path: Optional[Path] = None
+    file_path: Path | None = None
     file_offset: int = 0
     file_length: int = 0
 
@@ -34,7 +34,7 @@ class HubResponse:
         return self.file_length if self.file_path is not None else len(self.body)
 
 
-def json_response(data: Any, status: int = 200, headers: Optional[Dict[str, str]] = None) -> HubResponse:
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> HubResponse:
     """A JSON response; ``headers`` can override the content type."""
     all_headers = {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
     return HubResponse(status, all_headers, json.dumps(data).encode())
@@ -44,7 +44,7 @@ class HubError(Exception):
     """An HTTP error answered like the Hub: JSON ``{"error": ...}`` plus X-Error-Code/X-Error-Message."""
 
     def __init__(
-        self, status: int, message: str, *, code: Optional[str] = None, headers: Optional[Dict[str, str]] = None
+        self, status: int, message: str, *, code: str | None = None, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -67,7 +67,7 @@ def revision_not_found(revision: str) -> HubError:
     return HubError(404, f"Invalid rev id: {revision}", code="RevisionNotFound")
 
 
-def entry_not_found(path: str, commit_id: Optional[str] = None) -> HubError:
+def entry_not_found(path: str, commit_id: str | None = None) -> HubError:
     headers = {"X-Repo-Commit": commit_id} if commit_id else {}
     return HubError(404, f"Entry not found: {path}", code="EntryNotFound", headers=headers)
 

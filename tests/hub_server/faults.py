@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import List, Optional, Pattern
+from re import Pattern
 
 from .errors import HubResponse, json_response
 
@@ -44,7 +44,7 @@ class FaultInjector:
     """Thread-safe list of fault rules; ``take`` consumes one hit of the first matching rule."""
 
     def __init__(self) -> None:
-        self._rules: List[FaultRule] = []
+        self._rules: list[FaultRule] = []
         self._lock = threading.Lock()
 
     def add(self, rule: FaultRule) -> FaultRule:
@@ -56,7 +56,7 @@ class FaultInjector:
         with self._lock:
             self._rules.clear()
 
-    def take(self, method: str, target: str) -> Optional[FaultRule]:
+    def take(self, method: str, target: str) -> FaultRule | None:
         with self._lock:
             for rule in self._rules:
                 if rule.matches(method, target):
@@ -73,5 +73,5 @@ class RequestRecord:
     method: str
     path: str
     query: str
-    status: Optional[int] = None
+    status: int | None = None
     fault: bool = False

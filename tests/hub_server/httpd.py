@@ -13,7 +13,7 @@ import sys
 import threading
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from .common import _CHUNK, INVALID_CREDENTIALS
@@ -34,11 +34,11 @@ class _HubHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
-    hub: "HubServer"
+    hub: HubServer
 
-    def __init__(self, address: Tuple[str, int], hub: "HubServer") -> None:
+    def __init__(self, address: tuple[str, int], hub: HubServer) -> None:
         self.hub = hub
-        self.connections: Set[socket.socket] = set()
+        self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _HubRequestHandler)
 
@@ -89,7 +89,7 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         record.status = response.status
         self._write(response)
 
-    def _respond(self, hub: "HubServer", split: Any, body: RequestBody, fault: Optional[FaultRule]) -> HubResponse:
+    def _respond(self, hub: HubServer, split: Any, body: RequestBody, fault: FaultRule | None) -> HubResponse:
         if fault is not None and not fault.after:
             return fault.response()
         try:
@@ -101,7 +101,7 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             response = json_response({"error": f"Internal server error: {exc!r}"}, 500)
         return fault.response() if fault is not None else response
 
-    def _build_request(self, hub: "HubServer", split: Any, body: RequestBody) -> HubRequest:
+    def _build_request(self, hub: HubServer, split: Any, body: RequestBody) -> HubRequest:
         authenticated = self._check_token(hub.token)
         host = self.headers.get("Host") or f"{hub.host}:{hub.port}"
         return HubRequest(

@@ -7,9 +7,11 @@ table is built from. It depends on neither the HTTP server class nor the app, wh
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import Message
-from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Pattern, Tuple
+from re import Pattern
+from typing import Any, BinaryIO
 
 from .common import _CHUNK
 from .errors import HubResponse, bad_request
@@ -67,13 +69,13 @@ class HubRequest:
 
     method: str
     path: str
-    query: Dict[str, List[str]]
+    query: dict[str, list[str]]
     headers: Message
     body: RequestBody
     authenticated: bool
     base_url: str
 
-    def param(self, name: str, default: Optional[str] = None) -> Optional[str]:
+    def param(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
         return values[0] if values else default
 
@@ -88,14 +90,14 @@ class HubRequest:
             raise bad_request(f"Invalid JSON body: {exc}") from exc
 
 
-RouteHandler = Callable[[HubRequest, Dict[str, str]], HubResponse]
+RouteHandler = Callable[[HubRequest, dict[str, str]], HubResponse]
 
 
 @dataclass
 class Route:
     """``methods`` + a regex over the raw (percent-encoded) path; groups are unquoted for the handler."""
 
-    methods: Tuple[str, ...]
+    methods: tuple[str, ...]
     pattern: Pattern[str]
     handler: RouteHandler
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any
 
 from .app import HubApp
 from .common import DEFAULT_USERNAME
@@ -48,14 +48,14 @@ class HubServer:
         self.app = HubApp(self.storage, username)
         self.faults = FaultInjector()
         self._requested_port = port
-        self._records: List[RequestRecord] = []
+        self._records: list[RequestRecord] = []
         self._records_lock = threading.Lock()
-        self._httpd: Optional[_HubHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._httpd: _HubHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         """Bind and serve in a background thread; returns self."""
         if self._httpd is not None:
             return self
@@ -80,7 +80,7 @@ class HubServer:
             self._thread.join(timeout=5)
         self._httpd, self._thread = None, None
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -121,13 +121,13 @@ class HubServer:
         return record
 
     @property
-    def requests(self) -> List[Tuple[str, str]]:
+    def requests(self) -> list[tuple[str, str]]:
         """A snapshot of (method, path) of every request so far; path as sent, without the query."""
         with self._records_lock:
             return [(r.method, r.path) for r in self._records]
 
     @property
-    def request_records(self) -> List[RequestRecord]:
+    def request_records(self) -> list[RequestRecord]:
         """A snapshot of the detailed log (method, path, query, status, whether a fault answered)."""
         with self._records_lock:
             return list(self._records)

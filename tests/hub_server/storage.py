@@ -14,9 +14,10 @@ import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 from .common import _HEX_RE, _PR_REF_RE, _SHA256_RE, DEFAULT_BRANCH, default_gitattributes, git_blob_oid, utc_now_iso
 from .errors import bad_request, revision_not_found
@@ -40,11 +41,11 @@ class FileEntry:
         """The oid the client compares against in pre-upload: sha256 for LFS files, git sha1 otherwise."""
         return self.sha256 if self.lfs else self.oid
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"sha256": self.sha256, "size": self.size, "lfs": self.lfs, "oid": self.oid}
 
     @classmethod
-    def from_json(cls, data: Dict[str, Any]) -> "FileEntry":
+    def from_json(cls, data: dict[str, Any]) -> FileEntry:
         return cls(sha256=data["sha256"], size=data["size"], lfs=data["lfs"], oid=data["oid"])
 
 
@@ -53,14 +54,14 @@ class Commit:
     """An immutable commit: its parents, message, author, date and full file tree."""
 
     id: str
-    parents: List[str]
+    parents: list[str]
     title: str
     message: str
     author: str
     date: str
-    tree: Dict[str, FileEntry]
+    tree: dict[str, FileEntry]
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "parents": self.parents,
@@ -72,7 +73,7 @@ class Commit:
         }
 
     @classmethod
-    def from_json(cls, data: Dict[str, Any]) -> "Commit":
+    def from_json(cls, data: dict[str, Any]) -> Commit:
         tree = {path: FileEntry.from_json(entry) for path, entry in data["tree"].items()}
         return cls(data["id"], data["parents"], data["title"], data["message"], data["author"], data["date"], tree)
 
@@ -86,11 +87,11 @@ class RepoState:
     private: bool
     created_at: str
     gated: Any = False
-    branches: Dict[str, str] = field(default_factory=dict)
-    tags: Dict[str, str] = field(default_factory=dict)
-    prs: Dict[int, str] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    prs: dict[int, str] = field(default_factory=dict)
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "type": self.repo_type,
             "id": self.repo_id,
@@ -103,7 +104,7 @@ class RepoState:
         }
 
     @classmethod
-    def from_json(cls, data: Dict[str, Any]) -> "RepoState":
+    def from_json(cls, data: dict[str, Any]) -> RepoState:
         prs = {int(num): sha for num, sha in data.get("prs", {}).items()}
         return cls(
             data["type"], data["id"], data["private"], data["createdAt"], data.get("gated", False),
@@ -127,8 +128,8 @@ class HubStorage:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.lock = threading.RLock()
-        self._repos: Dict[Tuple[str, str], RepoState] = {}
-        self._commits: Dict[str, Commit] = {}
+        self._repos: dict[tuple[str, str], RepoState] = {}
+        self._commits: dict[str, Commit] = {}
         for sub in ("repos", "blobs", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -137,7 +138,7 @@ class HubStorage:
     def _repo_dir(self, repo_type: str, repo_id: str) -> Path:
         return self.root / "repos" / f"{repo_type}s" / repo_id
 
-    def get_repo(self, repo_type: str, repo_id: str) -> Optional[RepoState]:
+    def get_repo(self, repo_type: str, repo_id: str) -> RepoState | None:
         """The repo, loaded from disk on first access, or None."""
         with self.lock:
             key = (repo_type, repo_id)
@@ -153,7 +154,7 @@ class HubStorage:
             _write_json_atomically(self._repo_dir(repo.repo_type, repo.repo_id) / "repo.json", repo.to_json())
             self._repos[(repo.repo_type, repo.repo_id)] = repo
 
-    def list_repos(self) -> List[RepoState]:
+    def list_repos(self) -> list[RepoState]:
         """Every repo on disk (for listings and the admin API)."""
         found = []
         for path in sorted((self.root / "repos").glob("*/*/*/repo.json")):
@@ -184,7 +185,7 @@ class HubStorage:
     # -- commits -----------------------------------------------------------------------------------
 
     def add_commit(
-        self, repo: RepoState, parents: List[str], tree: Dict[str, FileEntry], title: str, message: str, author: str
+        self, repo: RepoState, parents: list[str], tree: dict[str, FileEntry], title: str, message: str, author: str
     ) -> Commit:
         """Store a new commit (refs are not touched) and return it."""
         date = utc_now_iso()
@@ -202,7 +203,7 @@ class HubStorage:
             self._commits[commit_id] = Commit.from_json(json.loads(path.read_text(encoding="utf-8")))
         return self._commits[commit_id]
 
-    def find_commit(self, repo: RepoState, prefix: str) -> Optional[str]:
+    def find_commit(self, repo: RepoState, prefix: str) -> str | None:
         """The full id of the only commit starting with ``prefix`` (5 to 40 hex chars), else None."""
         folder = self._repo_dir(repo.repo_type, repo.repo_id) / "commits"
         ids = [p.stem for p in folder.glob(f"{prefix}*.json")] if _HEX_RE.match(prefix) else []
@@ -210,7 +211,7 @@ class HubStorage:
 
     def history(self, repo: RepoState, head: str) -> Iterator[Commit]:
         """Commits reachable from ``head`` through first parents, newest first."""
-        commit_id: Optional[str] = head
+        commit_id: str | None = head
         while commit_id:
             commit = self.get_commit(repo, commit_id)
             yield commit
@@ -245,7 +246,7 @@ class HubStorage:
         """Store ``data`` content-addressed and return its sha256."""
         return self.store_blob_stream(iter([data]))[0]
 
-    def store_blob_stream(self, chunks: Iterator[bytes], expected_sha256: Optional[str] = None) -> Tuple[str, int]:
+    def store_blob_stream(self, chunks: Iterator[bytes], expected_sha256: str | None = None) -> tuple[str, int]:
         """Stream chunks into a blob, checking ``expected_sha256`` if given; returns (sha256, size)."""
         digest, size = hashlib.sha256(), 0
         fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp")

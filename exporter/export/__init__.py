@@ -1,0 +1,3 @@
+"""Stage 2, recipe → artifact folder: orchestration, staging and atomic placement (``builder``), the source
+model (``source``), the torch graphs (``graphs``), one variant at a time (``variants``), everything ONNX
+(``onnx_backend``), everything OpenVINO (``openvino_backend``) and calibration texts (``calibration``)."""
