@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 
 import pytest
 from click.testing import CliRunner
 from conftest import write_recipe
 
-from exporter.diagnostics.bench import BENCH_NAME, bench
-from exporter.export.builder import build
+from exporter import Manifest, build, read_manifest
+from exporter.artifact.integrity import list_files, sha256_file
+from exporter.artifact.manifest import BenchSummary, write_manifest
 from exporter.cli import main
-from exporter.artifact.manifest import list_files, sha256_file
+from exporter.diagnostics.bench_targets import parse_compare, unique_names
+from exporter.diagnostics.benchmark import BENCH_NAME, bench
 
 VARIANTS = ["onnx-fp32", "onnx-fp32-sentence", "openvino-fp32", "openvino-fp32-sentence"]
 SMALL = ["--num-texts", "12", "--batch-size", "4", "--rounds", "2", "--warmup", "1", "--latency-texts", "4",
          "--threads", "1"]
+FP32_COSINE = 0.9999  # an fp32 export (OpenVINO pinned at f32) gives torch's embeddings up to float noise
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +46,26 @@ def invoke(*args: str):
     return CliRunner().invoke(main, ["bench", *args])
 
 
-def assert_manifest_complete(folder) -> dict:
-    """manifest.json lists every other file of the folder, with its sha256 and size."""
-    manifest = json.loads((folder / "manifest.json").read_text())
-    listed = {entry["path"]: entry for entry in manifest["shared_files"]}
-    for variant in manifest["variants"]:
-        listed.update({entry["path"]: entry for entry in variant["files"]})
+def assert_manifest_complete(folder) -> Manifest:
+    """manifest.json lists every other file of the folder, with its sha256 and size; bench.json once."""
+    manifest = read_manifest(folder)
+    listed = manifest.entries()
     assert sorted(listed) == list_files(folder)
     for relative, entry in listed.items():
-        assert entry["sha256"] == sha256_file(folder / relative), relative
-        assert entry["size"] == (folder / relative).stat().st_size, relative
-    assert [e["path"] for e in manifest["shared_files"]].count(BENCH_NAME) == 1
+        assert entry.sha256 == sha256_file(folder / relative), relative
+        assert entry.size == (folder / relative).stat().st_size, relative
+    assert [entry.path for entry in manifest.shared_files].count(BENCH_NAME) == 1
     return manifest
+
+
+def assert_numbers_agree(rows: dict[str, dict], num_texts: int) -> None:
+    """Throughput is texts / median round time, and ratio_to_torch each model's throughput / torch's, from
+    the rounded numbers bench.json holds (so within their rounding)."""
+    torch_throughput = rows["torch"]["throughput"]
+    assert rows["torch"]["ratio_to_torch"] == 1.0
+    for name, row in rows.items():
+        assert row["throughput"] == pytest.approx(num_texts / statistics.median(row["round_seconds"]), rel=0.02), name
+        assert row["ratio_to_torch"] == pytest.approx(row["throughput"] / torch_throughput, rel=2e-3, abs=1e-3), name
 
 
 def test_bench_writes_results_and_updates_the_manifest(artifacts):
@@ -68,28 +80,30 @@ def test_bench_writes_results_and_updates_the_manifest(artifacts):
     assert saved["settings"] == {**saved["settings"], "batch_size": 4, "num_texts": 12, "rounds": 2, "threads": 1}
     assert saved["host"]["threads"] == 1 and saved["host"]["cores"] >= 1
     assert {"torch", "onnxruntime", "openvino", "sentence_transformers"} <= saved["versions"].keys()
+    assert saved["reference"]["available"] is True
     rows = {row["name"]: row for row in saved["results"]}
     assert list(rows) == ["torch", *VARIANTS]
-    assert rows["torch"]["kind"] == "torch" and rows["torch"]["ratio_to_torch"] == 1.0
+    assert rows["torch"]["kind"] == "torch" and rows["torch"]["size_bytes"] > 0
+    assert_numbers_agree(rows, 12)
     for name in VARIANTS:
         row = rows[name]
-        assert row["kind"] == "variant"
+        assert row["kind"] == "variant" and row["precision"] == "fp32"
         assert row["graph"] == ("sentence" if name.endswith("sentence") else "transformer")
         assert row["size_bytes"] > 0
-        assert row["ratio_to_torch"] > 0
         assert row["runtime"].get("intra_op_num_threads", row["runtime"].get("INFERENCE_NUM_THREADS")) == 1
+        assert row["cosine_min"] >= FP32_COSINE and row["cosine_mean"] >= row["cosine_min"], row
+        if row["backend"] == "openvino":  # the manifest's runtime_options are what the runner compiled with
+            assert row["runtime"]["INFERENCE_PRECISION_HINT"] == "f32", row["runtime"]
+    assert rows["openvino-fp32-sentence"]["runtime"]["compiled_inference_precision"] == "f32"
     for row in rows.values():
         assert row["throughput"] > 0 and len(row["round_seconds"]) == 2
         assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"] and row["latency_samples"] == 4
         assert row["rss_delta_mb"] is None  # --no-memory
-        assert row["cosine_min"] > 0.9999 and row["cosine_mean"] > 0.9999  # fp32 everywhere: same embeddings
-    assert rows["torch"]["cosine_min"] == pytest.approx(1.0)
 
     manifest = assert_manifest_complete(artifacts)
-    for variant in manifest["variants"]:
-        row = rows[variant["name"]]
-        assert variant["bench"] == {key: row[key] for key in
-                                    ("throughput", "ratio_to_torch", "latency_p50_ms", "latency_p95_ms", "rss_delta_mb")}
+    for variant in manifest.variants:
+        row = rows[variant.name]
+        assert variant.bench == BenchSummary(**{key: row[key] for key in BenchSummary.model_fields})
 
     # A second run on one variant, --json: replaces bench.json and its manifest entry; the other variants
     # lose their summary, so the manifest agrees with bench.json.
@@ -99,7 +113,8 @@ def test_bench_writes_results_and_updates_the_manifest(artifacts):
     assert [row["name"] for row in printed["results"]] == ["torch", "onnx-fp32"]
     assert printed == json.loads((artifacts / BENCH_NAME).read_text())
     manifest = assert_manifest_complete(artifacts)
-    assert [("bench" in v) for v in manifest["variants"]] == [True, False, False, False]
+    assert [variant.bench is not None for variant in manifest.variants] == [True, False, False, False]
+    assert manifest.variant("onnx-fp32").bench.throughput == printed["results"][1]["throughput"]
 
 
 def test_compare_adds_other_models_to_the_same_run(artifacts, built, tmp_path):
@@ -113,10 +128,21 @@ def test_compare_adds_other_models_to_the_same_run(artifacts, built, tmp_path):
     assert rows["other-export/onnx/model.onnx"]["kind"] == "compare"
     assert rows["other-export/onnx/model.onnx"]["backend"] == "onnx"
     assert rows["other-export/openvino/openvino_model.xml"]["backend"] == "openvino"
-    for row in rows.values():
-        assert row["throughput"] > 0 and row["ratio_to_torch"] > 0 and row["size_bytes"] > 0
-        assert row["cosine_min"] > 0.9999  # compared with torch on the same texts, in the same run
+    assert rows["other-export/onnx/model.onnx"]["size_bytes"] == (other / "onnx" / "model.onnx").stat().st_size
+    assert rows["other-export/openvino/openvino_model.xml"]["runtime"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert_numbers_agree(rows, 12)
+    for name, row in rows.items():
+        if name != "torch":  # the peers are fp32 exports of the same model: torch's embeddings, same texts
+            assert row["cosine_min"] >= FP32_COSINE, row
     assert not (artifacts / BENCH_NAME).exists()  # --no-save
+
+
+def test_compare_peers_run_like_fp32_transformer_variants_and_repeated_names_are_numbered(built):
+    onnx, openvino = parse_compare(f"{built}:onnx/model.onnx"), parse_compare(f"{built}:openvino/openvino_model.xml")
+    assert (onnx.kind, onnx.backend, onnx.graph, onnx.spec.runtime_options) == ("compare", "onnx", "transformer", {})
+    assert openvino.spec.runtime_options == {"INFERENCE_PRECISION_HINT": "f32"}  # not the CPU's bf16 default
+    assert [target.name for target in unique_names([onnx, onnx, onnx.renamed("torch")])] == [
+        f"{built.name}/onnx/model.onnx", f"{built.name}/onnx/model.onnx#2", "torch#2"]
 
 
 def test_memory_is_measured_in_child_processes(artifacts):
@@ -127,13 +153,13 @@ def test_memory_is_measured_in_child_processes(artifacts):
     for row in rows:
         assert row["rss_delta_mb"] > 0, row
     manifest = assert_manifest_complete(artifacts)
-    assert manifest["variants"][1]["bench"]["rss_delta_mb"] > 0
+    assert manifest.variant("onnx-fp32-sentence").bench.rss_delta_mb == rows[1]["rss_delta_mb"]
 
 
 def test_without_the_torch_reference_ratios_are_omitted(artifacts, tmp_path, tiny_model):
-    manifest = json.loads((artifacts / "manifest.json").read_text())
-    manifest["source"]["location"] = str(tmp_path / "gone")
-    (artifacts / "manifest.json").write_text(json.dumps(manifest))
+    manifest = read_manifest(artifacts)
+    manifest.source.location = str(tmp_path / "gone")
+    write_manifest(artifacts, manifest)
     texts = tmp_path / "texts.txt"
     texts.write_text("first text\n\nsecond, a bit longer text\nthird\n", encoding="utf-8")
 
@@ -153,7 +179,10 @@ def test_without_the_torch_reference_ratios_are_omitted(artifacts, tmp_path, tin
                         warmup_rounds=0, latency_count=0, threads=1, source_dir=tiny_model("bert"),
                         measure_memory=False, save=False)
     assert [r.target.name for r in with_source.results] == ["torch", "onnx-fp32-sentence"]
-    assert with_source.result("onnx-fp32-sentence").ratio_to_torch > 0
+    assert with_source.reference == {"available": True, "location": str(tiny_model("bert").resolve())}
+    measured, torch = with_source.result("onnx-fp32-sentence"), with_source.result("torch")
+    assert measured.ratio_to_torch == pytest.approx(measured.throughput / torch.throughput)
+    assert measured.cosine_min >= FP32_COSINE
 
 
 def _assert_one_line(result, code: int, *fragments: str) -> None:
@@ -171,10 +200,11 @@ def test_bad_input_is_exit_2(artifacts, tmp_path):
     _assert_one_line(invoke(str(artifacts), "--variant", "nope"), 2, "no variant 'nope'")
     _assert_one_line(invoke(str(artifacts), "--compare", str(tmp_path)), 2, "expected FOLDER:FILE")
     _assert_one_line(invoke(str(artifacts), "--compare", f"{artifacts}:tokenizer.json"), 2, "cannot tell the backend")
-    _assert_one_line(invoke(str(artifacts), "--compare", f"{artifacts}:onnx/absent.onnx"), 2, "no file onnx/absent.onnx")
+    _assert_one_line(invoke(str(artifacts), "--compare", f"{artifacts}:onnx/absent.onnx"), 2,
+                     "no file onnx/absent.onnx")
     _assert_one_line(invoke(str(artifacts), "--compare", f"{tmp_path / 'nowhere'}:model.onnx"), 2, "does not exist")
     _assert_one_line(invoke(str(artifacts), "--texts", str(tmp_path / "none.txt")), 2, "--texts")
-    _assert_one_line(invoke(str(artifacts), "--source", str(tmp_path / "empty")), 2, "--source")
+    _assert_one_line(invoke(str(artifacts), "--source", str(tmp_path / "empty")), 2, "--source", "not a sentence-")
     assert not (artifacts / BENCH_NAME).exists()
 
 

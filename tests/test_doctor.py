@@ -7,25 +7,40 @@ folder on PYTHONPATH whose ``openvino`` package fails to import, in a child proc
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_fetch import built_artifact
+from conftest import write_recipe
 
+from exporter import build, read_manifest
 from exporter.cli import main
 from exporter.diagnostics.doctor import doctor
 
+SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_int8")  # listed in the human report, present or not
 
-def cpuinfo_flags() -> set[str]:
+
+def cpuinfo_field(*names: str) -> str | None:
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        key, _, value = line.partition(":")
+        if key.strip() in names:
+            return value.strip()
+    return None
+
+
+def cpuinfo_flags() -> set[str]:
+    return set((cpuinfo_field("flags", "Features") or "").split())
+
+
+def nvidia_here() -> bool:
+    return Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists() or bool(
+        shutil.which("nvidia-smi"))
 
 
 def run_doctor(*args: str, env_path: Path | None = None) -> subprocess.CompletedProcess:
@@ -51,7 +66,8 @@ def test_doctor_on_this_machine_with_the_demo_model():
         assert "shape (2, 384)" in encodes[0]["detail"]
     assert report["model"] == "demo export"
     for package in ("torch", "onnxruntime", "openvino", "nncf", "optimum", "sentence-transformers"):
-        assert report["packages"][package]["version"], package
+        assert report["packages"][package] == {"version": importlib.metadata.version(package), "importable": True,
+                                               "error": None}, package
     assert "CPUExecutionProvider" in report["onnxruntime"]["providers"]
     assert "CPU" in report["openvino"]["devices"]
     flags = cpuinfo_flags()
@@ -59,27 +75,55 @@ def test_doctor_on_this_machine_with_the_demo_model():
     for flag in ("avx2", "avx512f", "avx512_vnni", "amx_int8"):
         assert reported[flag] == (flag in flags), flag
     assert report["host"]["features"]["vnni"] == bool(flags & {"avx512_vnni", "avx_vnni"})
-    assert report["gpu"]["summary"]
+    assert report["host"]["cpu"] == cpuinfo_field("model name", "Hardware", "cpu model")
+    if nvidia_here():
+        assert "NVIDIA GPU" in report["gpu"]["summary"] or "CUDA usable" in report["gpu"]["summary"], report["gpu"]
+    else:
+        assert report["gpu"]["summary"] == "no NVIDIA GPU / CUDA"
+        assert report["gpu"]["torch_cuda"] is False and report["gpu"]["onnxruntime_cuda"] is False
 
 
-def test_doctor_human_report_names_every_section():
+def test_doctor_human_report_tells_this_host():
+    """--quick: the CPU features /proc/cpuinfo has (and lacks), the installed versions, every backend ok."""
     result = CliRunner().invoke(main, ["doctor", "--quick"])
     assert result.exit_code == 0, result.output
-    text = result.stdout
-    for needle in ("Host:", "CPU features:", "avx512_vnni", "GPU:", "Packages:", "onnxruntime", "openvino",
-                   "nncf", "Backends:", "torch     ok", "onnx      ok", "openvino  ok"):
-        assert needle in text, needle
-    assert "demo export" not in text
+    lines = result.stdout.splitlines()
+    features = next(line for line in lines if line.strip().startswith("CPU features:"))
+    flags = cpuinfo_flags()
+    for flag in SHOWN_FLAGS:
+        assert f"{flag} {'yes' if flag in flags else 'no'}" in features, (flag, features)
+    for package in ("onnxruntime", "openvino", "nncf"):
+        line = next(line for line in lines if line.split()[:1] == [package])
+        assert line.split()[1].rstrip(";") == importlib.metadata.version(package), line
+    import onnxruntime
+
+    providers = f"providers: {', '.join(onnxruntime.get_available_providers())}"
+    assert providers in next(line for line in lines if line.split()[:1] == ["onnxruntime"])
+    backends = {line.split()[0]: line.split()[1] for line in lines[lines.index("Backends:") + 1:]
+                if line.startswith("  ") and not line.startswith("   ")}
+    assert backends == {"torch": "ok", "onnx": "ok", "openvino": "ok"}, backends
+    assert "loaded with" not in result.stdout  # --quick: no exported model, tiny in-memory graphs for the runtimes
 
 
-def test_doctor_on_an_artifact_uses_its_best_variant_per_backend(tiny_model, tmp_path_factory):
-    artifact = built_artifact(tiny_model, tmp_path_factory)
+def test_doctor_on_an_artifact_uses_its_best_variant_per_backend(tiny_model, tmp_path):
+    """A validated artifact: each runtime backend encodes with its validated graph: transformer variant (ranked
+    before graph: sentence), and the auto choice is reported."""
+    variants = "".join(f"  - {{{variant}}}\n" for variant in ("backend: onnx", "backend: onnx, graph: sentence",
+                                                              "backend: openvino"))
+    recipe = write_recipe(tmp_path, f"name: tiny-doctor\nmodel:\n  path: {tiny_model('bert')}\nvariants:\n{variants}")
+    artifact = build(recipe, output=tmp_path / "artifact").output
+    manifest = read_manifest(artifact)
+    assert all(variant.validated for variant in manifest.variants)
     report = doctor(artifact)
-    onnx_smoke = report.backends["onnx"].smoke[-1]
-    openvino_smoke = report.backends["openvino"].smoke[-1]
-    assert onnx_smoke.passed and onnx_smoke.what.startswith("onnx-"), onnx_smoke
-    assert openvino_smoke.passed and openvino_smoke.what.startswith("openvino-"), openvino_smoke
-    assert report.choice is not None and report.choice.get("variant"), report.choice
+    shape = f"shape (2, {manifest.source.dimension})"
+    for backend, chosen in (("onnx", "onnx-fp32"), ("openvino", "openvino-fp32")):
+        status = report.backends[backend]
+        smoke = status.smoke[-1]
+        assert status.status == "ok", status
+        assert smoke.passed and smoke.what.startswith(f"{chosen} ({manifest.variant(chosen).file_name}) loaded with "
+                                                      "sentence-transformers"), smoke
+        assert smoke.detail == f"{shape}, finite", smoke
+    assert report.choice is not None and report.choice["variant"] in manifest.variant_names, report.choice
     assert report.to_dict()["model"] == str(artifact)
 
 

@@ -1,7 +1,9 @@
-"""``exporter bench``: parses arguments, calls ``exporter.bench.bench``, renders the result.
+"""``exporter bench``: parses arguments, calls ``exporter.diagnostics.benchmark.bench``, renders the result.
 
 Kept apart from ``exporter.cli`` (which registers it) and importing nothing heavy at module level, so
-``exporter --help`` stays fast. Errors and progress go through ``exporter.cli_support``.
+``exporter --help`` stays fast: the defaults come from ``bench_measure``, which imports nothing heavy; the
+benchmark itself is imported when the command runs. Errors go through ``exporter.cli.common``,
+which puts the flags in place of the parameters the library's messages name.
 """
 
 from __future__ import annotations
@@ -14,8 +16,14 @@ from typing import Any
 
 import click
 
-from exporter.diagnostics.bench import DEFAULT_BATCH_SIZE, DEFAULT_LATENCY_TEXTS, DEFAULT_NUM_TEXTS, DEFAULT_ROUNDS, DEFAULT_WARMUP_ROUNDS  # constants only: exporter.bench imports torch lazily
-from exporter.cli.common import EPILOG, handle_errors
+from exporter.cli.common import EPILOG, handle_errors, json_option, quiet_option, reword_errors
+from exporter.diagnostics.bench_measure import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LATENCY_TEXTS,
+    DEFAULT_NUM_TEXTS,
+    DEFAULT_ROUNDS,
+    DEFAULT_WARMUP_ROUNDS,
+)
 
 
 class RichBenchProgress:
@@ -36,8 +44,14 @@ class RichBenchProgress:
 
     @contextlib.contextmanager
     def track(self, description: str, total: int) -> Iterator[Callable[[], None]]:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         started = time.perf_counter()
         if not self.console.is_terminal:  # no live bar in a log file: just the line when done
@@ -53,22 +67,33 @@ class RichBenchProgress:
 
 @click.command("bench", epilog=EPILOG)
 @click.argument("artifact_dir", type=click.Path(path_type=str))
-@click.option("--variant", "variants", multiple=True, metavar="NAME", help="Measure only this variant (repeatable; default: all).")
+@click.option("--variant", "variants", multiple=True, metavar="NAME",
+              help="Measure only this variant (repeatable; default: all).")
 @click.option("--compare", "compare", multiple=True, metavar="FOLDER:FILE",
-              help="Add another sentence-transformers-loadable model: FILE (.onnx → onnx, .xml → openvino) inside FOLDER (repeatable).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True, help="Batch size for throughput.")
-@click.option("--num-texts", type=click.IntRange(min=1), default=DEFAULT_NUM_TEXTS, show_default=True, help="Texts per round (the set is cycled when smaller).")
-@click.option("--rounds", type=click.IntRange(min=1), default=DEFAULT_ROUNDS, show_default=True, help="Measured rounds (every model once per round, order rotated).")
-@click.option("--warmup", "warmup_rounds", type=click.IntRange(min=0), default=DEFAULT_WARMUP_ROUNDS, show_default=True, help="Warm-up rounds, not counted.")
-@click.option("--latency-texts", "latency_count", type=click.IntRange(min=0), default=DEFAULT_LATENCY_TEXTS, show_default=True, help="Single-text encodes per model for the batch-1 latency (0: none).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every runtime (default: the physical cores available).")
-@click.option("--texts", "texts_file", type=click.Path(path_type=str), help="Text set: .txt (one per line) or .jsonl with \"text\" (default: the built-in validation set).")
-@click.option("--source", "source_dir", type=click.Path(path_type=str), help="Torch reference model folder (default: the manifest's source.location).")
+              help="Add another sentence-transformers-loadable model: FILE (.onnx → onnx, .xml → openvino) inside "
+                   "FOLDER (repeatable).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
+              help="Batch size for throughput.")
+@click.option("--num-texts", type=click.IntRange(min=1), default=DEFAULT_NUM_TEXTS, show_default=True,
+              help="Texts per round (the set is cycled when smaller).")
+@click.option("--rounds", type=click.IntRange(min=1), default=DEFAULT_ROUNDS, show_default=True,
+              help="Measured rounds (every model once per round, order rotated).")
+@click.option("--warmup", "warmup_rounds", type=click.IntRange(min=0), default=DEFAULT_WARMUP_ROUNDS,
+              show_default=True, help="Warm-up rounds, not counted.")
+@click.option("--latency-texts", "latency_count", type=click.IntRange(min=0), default=DEFAULT_LATENCY_TEXTS,
+              show_default=True, help="Single-text encodes per model for the batch-1 latency (0: none).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads for every runtime (default: the physical cores available).")
+@click.option("--texts", "texts_file", type=click.Path(path_type=str),
+              help="Text set: .txt (one per line) or .jsonl with \"text\" (default: the built-in validation set).")
+@click.option("--source", "source_dir", type=click.Path(path_type=str),
+              help="Torch reference model folder (default: the manifest's source.location).")
 @click.option("--no-memory", is_flag=True, help="Skip the memory measurement (one child process per model).")
 @click.option("--no-save", is_flag=True, help="Do not write bench.json nor update manifest.json.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result (bench.json's content) on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@json_option
+@quiet_option
 @handle_errors
+@reword_errors(compare="--compare", texts_file="--texts", source_dir="--source")  # the others: click checks them
 def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], batch_size: int,
                   num_texts: int, rounds: int, warmup_rounds: int, latency_count: int, threads: int | None,
                   texts_file: str | None, source_dir: str | None, no_memory: bool, no_save: bool, as_json: bool,
@@ -87,7 +112,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
     """
     from rich.console import Console
 
-    from exporter.diagnostics.bench import SilentBenchProgress, bench
+    from exporter.diagnostics.benchmark import SilentBenchProgress, bench
 
     console = Console(stderr=True)
     if not console.is_terminal:  # a log file or a pipe: rich would fold the table at 80 columns

