@@ -5,8 +5,9 @@ The packages follow the pipeline: ``recipe`` → ``export`` (build a folder) →
 folder layout every stage shares, ``runtime`` the host profile and the variant runner, ``diagnostics``
 bench and doctor, ``cli`` the ``exporter`` command.
 
-Public API: ``load_recipe``, ``build``, ``validate``, ``push``, ``fetch``, ``load``, ``write_card``,
-``finalize_manifest``, ``read_manifest``, ``recipe_json_schema``; errors in ``exporter.errors``. Attributes
+Public API: ``load_recipe``, ``build``, ``run_recipe`` (build then push), ``validate``, ``push``, ``fetch``,
+``load``, ``load_encoder``, ``bench``, ``doctor``, ``write_card``, ``finalize_manifest``, ``read_manifest``,
+``choose_variant``, ``recipe_json_schema``; errors in ``exporter.errors``. Attributes
 are imported on first use so ``exporter --help`` does not pay for importing torch. No subpackage is named
 like a public function: importing a submodule binds its name on the package, which would replace the
 function.
@@ -38,6 +39,14 @@ _API = {
     "FetchResult": "exporter.deploy.fetch",
     "load": "exporter.deploy.fetch",
     "choose_variant": "exporter.deploy.choice",
+    "bench": "exporter.diagnostics.benchmark",
+    "BenchResult": "exporter.diagnostics.bench_results",
+    "doctor": "exporter.diagnostics.doctor",
+    "DoctorReport": "exporter.diagnostics.doctor",
+    "run_recipe": "exporter.pipeline",
+    "RunResult": "exporter.pipeline",
+    "Encoder": "exporter.runtime.encoder",
+    "load_encoder": "exporter.runtime.encoder",
     "HostProfile": "exporter.runtime.host",
 }
 

@@ -33,12 +33,6 @@ class EncodingPass:
         return sorted(index for batch in self.batches for index in batch)
 
 
-def token_lengths(tokenizer, texts: list[str], max_length: int) -> list[int]:
-    """Tokens per text after truncation (special tokens included)."""
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
-    return [len(ids) for ids in encoded["input_ids"]]
-
-
 def single_text_pass(
     lengths: list[int], max_length: int, short_texts: int = SHORT_TEXTS_AT_BATCH_1, long_texts: int = LONG_TEXTS_AT_BATCH_1
 ) -> EncodingPass:

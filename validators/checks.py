@@ -22,6 +22,13 @@ NEIGHBOURS = 10
 GATING_CHECKS = ("runs", "shape", "dtype", "finite", *THRESHOLD_KEYS)
 REPORTED_CHECKS = ("cosine_p01", "max_abs_diff", "norm_mean", "norm_min", "norm_max")
 CHECK_NAMES = GATING_CHECKS + REPORTED_CHECKS
+# graph: transformer variants also get the sentence-transformers loading path checked (gating when it ran).
+SENTENCE_TRANSFORMERS_CHECK = "sentence_transformers"
+
+
+def check_names(graph: str) -> tuple[str, ...]:
+    """The checks a variant of this graph kind gets, in report order."""
+    return CHECK_NAMES + ((SENTENCE_TRANSFORMERS_CHECK,) if graph == "transformer" else ())
 
 
 @dataclass
@@ -169,3 +176,8 @@ def _at_least(name: str, values: dict[str, float | None], required: float | None
     measured = min(values.values())
     passed = True if required is None else measured >= required
     return Check(name, measured=measured, required=required, comparison=">=", passed=passed, by_batch=values)
+
+
+def not_run_check(name: str, reason: str) -> Check:
+    """A check that could not run on this host: reported with the reason, never gating."""
+    return Check(name, measured=None, gating=False, passed=True, detail=f"not run: {reason}")

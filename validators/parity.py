@@ -20,12 +20,14 @@ from pydantic import ValidationError
 from exporter import __version__
 from exporter.artifact import model_folder
 from exporter.artifact.manifest import Manifest, Variant, read_manifest
-from exporter.errors import BadInputError, ExternalError, first_line
+from exporter.errors import BadInputError, RuntimeUnavailableError, first_line
 from exporter.progress import Progress, SilentProgress
-from exporter.runtime.runners import RunSpec, VariantRunner, load_runner, load_tokenizer
+from exporter.runtime.runners import RunSpec, VariantRunner, load_runner
+from exporter.runtime.tokenization import TextTokenizer
 from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
-from exporter.validators.batching import EncodingPass, mixed_length_pass, single_text_pass, token_lengths
-from exporter.validators.checks import build_checks, failed_run_checks, measure
+from exporter.validators.batching import EncodingPass, mixed_length_pass, single_text_pass
+from exporter.validators.checks import (SENTENCE_TRANSFORMERS_CHECK, Check, build_checks, cosine_rows,
+                                        failed_run_checks, measure, not_run_check)
 from exporter.validators.reference import (
     TEXTS_FILE,
     Reference,
@@ -132,16 +134,16 @@ def validate_variant(
         runner = load_runner(spec)
         metrics = {p.batch_size: measure(encode_pass(runner, texts, p), reference.embeddings[p.indices]) for p in passes}
         checks = build_checks(metrics, thresholds)
-    except BadInputError:
-        raise
+    except (BadInputError, RuntimeUnavailableError):
+        raise  # the input or this host is the problem, not the artifact
     except ImportError as error:  # the runtime itself is missing: not the artifact's fault
-        raise ExternalError(f"variant {variant.name}: the {variant.backend} runtime cannot start: {error}") from None
-    except ExternalError as error:  # loading failed: the artifact is broken unless the runtime is missing
-        if isinstance(error.__context__, ImportError):
-            raise
-        checks = failed_run_checks(str(error), thresholds)
+        raise RuntimeUnavailableError(f"variant {variant.name}: the {variant.backend} runtime cannot start: "
+                                      f"{error}") from None
     except Exception as error:  # noqa: BLE001 - a variant that cannot load or run is a broken artifact
         checks = failed_run_checks(_one_line(error), thresholds)
+    if variant.graph == "transformer":
+        checks.append(sentence_transformers_check(folder, manifest, variant, reference, passes[-1], thresholds,
+                                                  trust_remote_code))
     return VariantResult(
         name=variant.name,
         backend=variant.backend,
@@ -152,6 +154,37 @@ def validate_variant(
         checks=checks,
         seconds=time.perf_counter() - started,
     )
+
+
+def sentence_transformers_check(folder: Path, manifest: Manifest, variant: Variant, reference: Reference,
+                                encoding: EncodingPass, thresholds: Thresholds, trust_remote_code: bool) -> Check:
+    """The card's sentence-transformers snippet, checked separately: the variant loaded with
+    ``SentenceTransformer(folder, backend=..., model_kwargs={"file_name": ..., "ov_config": <numerics>})`` must
+    meet ``cosine_min`` on the mixed-length pass. Not run (and not gating) where the installed
+    sentence-transformers cannot load that backend."""
+    spec = RunSpec.for_variant(folder, manifest, variant, trust_remote_code=trust_remote_code).via(
+        "sentence-transformers")
+    try:
+        import sentence_transformers  # noqa: F401 - presence only
+    except ImportError:
+        return not_run_check(SENTENCE_TRANSFORMERS_CHECK, "sentence-transformers is not installed here")
+    try:
+        runner = load_runner(spec)
+    except Exception as error:  # noqa: BLE001 - e.g. no optimum backend for it in this environment
+        return not_run_check(SENTENCE_TRANSFORMERS_CHECK, f"sentence-transformers cannot load it here: "
+                                                          f"{_one_line(error)}")
+    texts = [t.text for t in reference.texts]
+    try:
+        embeddings = encode_pass(runner, texts, encoding)
+    except Exception as error:  # noqa: BLE001 - it loaded but failed to run: the snippet is broken
+        return Check(SENTENCE_TRANSFORMERS_CHECK, measured=None, required=thresholds.cosine_min, comparison=">=",
+                     passed=False, detail=f"failed to encode: {_one_line(error)}")
+    cosines = cosine_rows(embeddings, reference.embeddings[encoding.indices])
+    measured = float(cosines.min()) if np.isfinite(cosines).all() else None
+    required = thresholds.cosine_min
+    passed = measured is not None and (required is None or measured >= required)
+    return Check(SENTENCE_TRANSFORMERS_CHECK, measured=measured, required=required, comparison=">=", passed=passed,
+                 by_batch={str(encoding.batch_size): measured}, detail="cosine_min through sentence-transformers")
 
 
 def encode_pass(runner: VariantRunner, texts: list[str], encoding: EncodingPass) -> np.ndarray:
@@ -185,11 +218,9 @@ def check_stored(folder: Path, variant: Variant | str) -> VariantResult:
 
 def _passes(folder: Path, manifest: Manifest, reference: Reference) -> tuple[int, list[EncodingPass]]:
     """The sequence length and the two runs (batch 1, mixed-length batches) over the texts."""
-    tokenizer = load_tokenizer(folder)
-    max_length = model_folder.max_seq_length(folder, manifest) or int(tokenizer.model_max_length)
-    if not 0 < max_length < 1_000_000:
-        raise BadInputError(f"{folder}: cannot tell the model's max_seq_length (sentence_bert_config.json, manifest)")
-    lengths = token_lengths(tokenizer, [t.text for t in reference.texts], max_length)
+    tokenizer = TextTokenizer(folder, model_folder.max_seq_length(folder, manifest))
+    max_length = tokenizer.max_length
+    lengths = [tokenizer.token_count(t.text) for t in reference.texts]
     return max_length, [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
 
 

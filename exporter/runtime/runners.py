@@ -1,20 +1,14 @@
-"""The one way to load and encode a variant, shared by validate, bench, doctor and ``fetch --check``.
+"""The one way to load and encode a model, shared by validate, bench, doctor and ``fetch --check``.
 
-A variant runs the way its users run it:
+* Variants (``onnx`` / ``openvino``, either graph kind) run through the deploy runtime, ``exporter.runtime.
+  encoder.Encoder``: plain ONNX Runtime / OpenVINO, the folder's tokenizer and numpy pooling, with the
+  numerics settings the manifest records. What is validated and benchmarked is what deploy hosts run.
+* ``loader="sentence-transformers"`` runs a ``graph: transformer`` variant the way the card's
+  sentence-transformers snippet loads it (``SentenceTransformer(folder, backend=..., model_kwargs=...)``), for
+  the validator's separate check of that path and for ``bench --via sentence-transformers``.
+* The torch source model (the reference) always goes through ``SentenceTransformer``.
 
-* ``graph: transformer`` through ``SentenceTransformer(folder, backend=..., model_kwargs={"file_name": ...})``,
-  so the artifact folder's own sentence-transformers configs (pooling, Dense, Normalize) are part of what
-  is measured;
-* ``graph: sentence`` through plain ``onnxruntime.InferenceSession`` / ``openvino.Core().compile_model``
-  fed by the folder's tokenizer, tokenised as sentence-transformers does (texts stripped, lower-cased when
-  the model says so, truncated at max_seq_length, padded to the longest text of the batch), with the
-  input names the manifest lists and the ``sentence_embedding`` output;
-* the torch source model (bench's and the validator's reference) through ``SentenceTransformer`` too.
-
-Numerics are pinned: the variant's ``runtime_options`` from the manifest (OpenVINO's
-``INFERENCE_PRECISION_HINT``) are passed at compile time, and OpenVINO variants without them run f32 on
-CPU; otherwise CPUs with AVX512_BF16 or AMX would run "fp32" variants in bf16. Thread counts only change
-speed. ``runner.settings`` says what was in force.
+``runner.settings`` says what was in force.
 """
 
 from __future__ import annotations
@@ -55,6 +49,8 @@ class RunSpec:
     max_seq_length: int | None = None
     runtime_options: dict[str, str] = field(default_factory=dict)
     trust_remote_code: bool = False
+    precision: str | None = None
+    loader: str = "encoder"  # encoder | sentence-transformers (torch always loads through sentence-transformers)
 
     @classmethod
     def for_variant(cls, folder: Path, manifest: Manifest, variant: Variant, *,
@@ -70,7 +66,13 @@ class RunSpec:
         return cls(name=variant.name, backend=variant.backend, graph=variant.graph, folder=str(folder),
                    file_name=variant.file_name, inputs=tuple(variant.inputs), output=variant.output,
                    max_seq_length=model_folder.max_seq_length(folder, manifest), runtime_options=options,
-                   trust_remote_code=trust_remote_code)
+                   trust_remote_code=trust_remote_code, precision=variant.precision)
+
+    def via(self, loader: str) -> RunSpec:
+        """The same model through another loader (``encoder`` or ``sentence-transformers``)."""
+        from dataclasses import replace
+
+        return replace(self, loader=loader)
 
     @classmethod
     def for_torch(cls, directory: Path, manifest: Manifest | None = None, *, trust_remote_code: bool = False) -> RunSpec:
@@ -187,88 +189,58 @@ class SentenceTransformerRunner:
         return np.asarray(embeddings)
 
 
-class PlainRunner:
-    """A ``graph: sentence`` variant in plain onnxruntime / OpenVINO on CPU, tokenised like sentence-transformers."""
+class EncoderRunner:
+    """A variant through the deploy runtime (``Encoder``), built from the spec alone: the manifest entry's
+    inputs and output, or — for a peer's export that has no manifest — the graph's own."""
 
-    def __init__(self, spec: RunSpec, threads: int | None = None):
-        from transformers import AutoTokenizer
+    def __init__(self, spec: RunSpec, threads: int | None = None, mode: str = "latency"):
+        from exporter.artifact.manifest import Manifest, SourceRecord, Variant
+        from exporter.runtime.encoder import Encoder
 
-        folder = Path(spec.folder)
-        if not spec.inputs:
-            raise BadInputError(f"variant {spec.name!r}: the manifest lists no graph inputs")
-        transformer_dir = folder / model_folder.transformer_module_path(folder)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(transformer_dir), local_files_only=True)
-        except Exception as error:  # noqa: BLE001 - any failure means the folder has no usable tokenizer
-            raise BadInputError(f"{folder}: cannot load the tokenizer: {first_line(error)}") from None
-        self.lower_case = model_folder.do_lower_case(folder)
-        self.max_length = spec.max_seq_length or min(int(self.tokenizer.model_max_length), 512)
-        self.inputs = list(spec.inputs)
-        self.output = spec.output or SENTENCE_OUTPUT
-        path = str(folder / str(spec.file_name))
-        self.settings: dict[str, Any] = {"loader": "plain", "device": "cpu", "max_seq_length": self.max_length}
-        if spec.backend == "onnx":
-            import onnxruntime as ort
-
-            options = ort_session_options(threads)
-            session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
-            self.settings.update(_ort_settings(options, session.get_providers()))
-            self._run = lambda feeds: session.run([self.output], feeds)[0]
-        elif spec.backend == "openvino":
-            import openvino as ov
-
-            config = openvino_config(spec, threads)
-            compiled = ov.Core().compile_model(path, "CPU", config)
-            request = compiled.create_infer_request()
-            self.settings.update(config)
-            self.settings["compiled_inference_precision"] = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-            self.settings["compiled_num_threads"] = int(compiled.get_property("INFERENCE_NUM_THREADS"))
-            self._run = lambda feeds: request.infer(feeds)[self.output].copy()
-        else:
-            raise BadInputError(f"{spec.name}: unknown backend {spec.backend!r}")
-
-    def feeds(self, texts: list[str]) -> dict[str, np.ndarray]:
-        batch = [text.strip() for text in texts]
-        if self.lower_case:
-            batch = [text.lower() for text in batch]
-        encoded = self.tokenizer(batch, padding=True, truncation="longest_first", max_length=self.max_length,
-                                 return_tensors="np")
-        missing = [name for name in self.inputs if name not in encoded]
-        if missing:
-            raise ValueError(f"the tokenizer does not produce the graph inputs {missing}")
-        return {name: np.asarray(encoded[name], dtype=np.int64) for name in self.inputs}
+        inputs, output = (list(spec.inputs), spec.output) if spec.inputs else graph_signature(spec)
+        variant = Variant(name=spec.name, backend=spec.backend, precision=spec.precision or "fp32", graph=spec.graph,
+                          file_name=str(spec.file_name), inputs=inputs, output=output,
+                          runtime_options=dict(spec.runtime_options), files=[])
+        manifest = Manifest(variants=[variant], source=SourceRecord(max_seq_length=spec.max_seq_length))
+        self.encoder = Encoder(spec.folder, manifest, variant, mode=mode, threads=threads)
+        self.settings: dict[str, Any] = {"loader": "encoder", **self.encoder.settings}
 
     def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Batches formed by length (as sentence-transformers does); the result keeps input order."""
-        order = np.argsort([-len(text) for text in texts], kind="stable")
-        outputs = [self._run(self.feeds([texts[i] for i in order[start : start + batch_size]]))
-                   for start in range(0, len(texts), batch_size)]
-        embeddings = np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
-        return embeddings[np.argsort(order, kind="stable")]
+        return self.encoder.encode(list(texts), batch_size=batch_size)
 
 
-def load_runner(spec: RunSpec, *, threads: int | None = None) -> VariantRunner:
+def graph_signature(spec: RunSpec) -> tuple[list[str], str]:
+    """(input names the tokenizer must feed, the embedding output) read from the graph file itself."""
+    path = str(Path(spec.folder) / str(spec.file_name))
+    if spec.backend == "onnx":
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        inputs = [node.name for node in session.get_inputs()]
+        outputs = [node.name for node in session.get_outputs()]
+    else:
+        import openvino as ov
+
+        model = ov.Core().read_model(path)
+        inputs = [port.get_any_name() for port in model.inputs]
+        outputs = [port.get_any_name() for port in model.outputs]
+    preferred = ("sentence_embedding", "last_hidden_state", "token_embeddings")
+    output = next((name for name in preferred if name in outputs), outputs[0])
+    return inputs, output
+
+
+def load_runner(spec: RunSpec, *, threads: int | None = None, mode: str = "latency") -> VariantRunner:
     """Load ``spec``. A runtime that fails to load it is an ``ExternalError`` naming it; bad manifest data a
     ``BadInputError``."""
     try:
         with quiet_loading():
-            if spec.graph == "sentence":
-                return PlainRunner(spec, threads)
-            return SentenceTransformerRunner(spec, threads)
+            if spec.backend == "torch" or spec.loader == "sentence-transformers":
+                if spec.graph != "transformer":
+                    raise BadInputError(f"{spec.name}: sentence-transformers loads graph: transformer variants only")
+                return SentenceTransformerRunner(spec, threads)
+            return EncoderRunner(spec, threads, mode)
     except ExporterError:
         raise
     except Exception as error:  # noqa: BLE001 - any runtime failure to load is reported as one line
         what = f"torch model {spec.folder}" if spec.backend == "torch" else f"{spec.name} ({spec.file_name})"
         raise ExternalError(f"{what}: {spec.backend} could not load it: {first_line(error)}") from None
-
-
-def load_tokenizer(folder: Path):
-    """The artifact folder's tokenizer (its Transformer module's, as sentence-transformers loads it)."""
-    from transformers import AutoTokenizer
-
-    folder = Path(folder)
-    try:
-        return AutoTokenizer.from_pretrained(str(folder / model_folder.transformer_module_path(folder)),
-                                             local_files_only=True)
-    except Exception as error:  # noqa: BLE001 - any failure means the folder has no usable tokenizer
-        raise BadInputError(f"{folder}: cannot load the tokenizer: {first_line(error)}") from None
