@@ -189,3 +189,17 @@ def test_measured_values_print_with_enough_digits_to_show_the_verdict():
 def test_report_json_is_plain_data():
     data = json.loads(_report(0.9).to_json())
     assert data["passed"] is False and data["variants"][1]["checks"][0]["detail"] == "InvalidProtobuf: bad file"
+
+
+def test_spearman_matches_scipy_with_ties():
+    """The numpy implementation (the deploy install has no scipy) agrees with scipy's, ties included."""
+    scipy_stats = pytest.importorskip("scipy.stats")
+    from exporter.validators.checks import spearman
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(30, 6))
+    reference = vectors @ vectors.T
+    variant = np.round(reference + rng.normal(scale=0.4, size=reference.shape), 1)  # rounding makes ties
+    upper = np.triu_indices(30, k=1)
+    expected = scipy_stats.spearmanr(variant[upper], reference[upper]).statistic
+    assert spearman(variant, reference) == pytest.approx(expected, abs=1e-12)

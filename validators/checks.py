@@ -85,14 +85,29 @@ def neighbour_overlap(variant_sim: np.ndarray, reference_sim: np.ndarray, k: int
     return float(np.mean(shared) / k)
 
 
-def spearman(variant_sim: np.ndarray, reference_sim: np.ndarray) -> float | None:
-    """Spearman correlation of the upper triangles (pairs i < j) of two similarity matrices."""
-    from scipy.stats import spearmanr
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank (what Spearman's correlation ranks by)."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    group = np.cumsum(starts) - 1  # tie group of each sorted position
+    bounds = np.r_[np.flatnonzero(starts), len(values)]  # first sorted position of each group, then the end
+    average = (bounds[:-1] + bounds[1:] + 1) / 2.0  # mean of the 1-based positions in each group
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = average[group]
+    return ranks
 
+
+def spearman(variant_sim: np.ndarray, reference_sim: np.ndarray) -> float | None:
+    """Spearman correlation of the upper triangles (pairs i < j) of two similarity matrices (numpy only: the
+    deploy install has no scipy)."""
     upper = np.triu_indices(variant_sim.shape[0], k=1)
     if upper[0].size < 3:
         return None
-    return float(spearmanr(variant_sim[upper], reference_sim[upper]).statistic)
+    a, b = average_ranks(variant_sim[upper]), average_ranks(reference_sim[upper])
+    a, b = a - a.mean(), b - b.mean()
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else None
 
 
 def measure(embeddings: np.ndarray, reference: np.ndarray) -> dict[str, Any]:

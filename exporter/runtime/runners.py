@@ -128,15 +128,20 @@ def openvino_config(spec: RunSpec, threads: int | None) -> dict[str, Any]:
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
     """Silence the libraries' load-time chatter (optimum's 'could not infer ... export' and the like)."""
-    # transformers and optimum set their root logger's level when first used: have that happen first.
-    with contextlib.suppress(Exception):
-        from transformers.utils import logging as transformers_logging
+    # transformers and optimum set their root logger's level when first used: have that happen first, but
+    # only where they are loaded already (the deploy runtime never imports them).
+    import sys
 
-        transformers_logging.get_logger("transformers")
-    with contextlib.suppress(Exception):
-        from optimum.utils import logging as optimum_logging
+    if "transformers" in sys.modules:
+        with contextlib.suppress(Exception):
+            from transformers.utils import logging as transformers_logging
 
-        optimum_logging.get_logger("optimum")
+            transformers_logging.get_logger("transformers")
+    if "optimum" in sys.modules:
+        with contextlib.suppress(Exception):
+            from optimum.utils import logging as optimum_logging
+
+            optimum_logging.get_logger("optimum")
     loggers = [logging.getLogger(name) for name in ("optimum", "transformers", "sentence_transformers", "nncf")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
