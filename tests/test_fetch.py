@@ -4,30 +4,45 @@ huggingface_hub client and real runtimes, and the host-profile variant choice as
 One tiny BERT artifact (ONNX fp32 / fp16 / int8 for AVX-512 VNNI, OpenVINO fp32, an ONNX sentence graph) is
 built and validated (parity against the torch model, reference stored in parity/) once per session, pushed
 once per module to a module-scoped server; each test fetches into its own cache or destination folder.
+
+The server is reached only through ``endpoint=`` / ``--endpoint``: the client's default endpoint is left
+alone (as for a user without ``HF_ENDPOINT``), except around the few ``HfApi`` commits the tests make
+themselves (``client_defaults_at``). Expected choices are the variant names a host profile must get.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import write_recipe
-from hub_fixtures import HUB_TOKEN, patch_hf_endpoint
+from hub_fixtures import HUB_TOKEN, allow_hub_requests, client_defaults_at
 from hub_server import HubServer
 
 import exporter
+from exporter import HostProfile, Manifest, choose_variant, fetch_variant, read_manifest
+from exporter.artifact.integrity import file_entry, sha256_file
+from exporter.artifact.manifest import write_manifest
 from exporter.cli import main
-from exporter.errors import BadInputError, CheckFailedError, ExternalError
-from exporter.deploy.fetch import DOCUMENTATION_FILES, fetch_variant, load_line
-from exporter.runtime.host import HostProfile
-from exporter.deploy.choice import choose_variant
-from exporter.artifact.manifest import read_manifest, sha256_file, write_manifest
-from exporter.runtime.host import detect_isa
+from exporter.deploy.fetch import DOCUMENTATION_FILES, load_line
+from exporter.errors import (
+    BadInputError,
+    ExternalError,
+    IntegrityError,
+    ManifestError,
+    NotFoundOnHubError,
+    NotValidatedError,
+    ParityFailedError,
+)
 
 REPO_ID = "test-user/tiny-fetch"
 RECIPE = """\
@@ -50,6 +65,10 @@ VNNI = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "avx512f", "avx51
 ARM = HostProfile(arch="aarch64", cpu_flags=frozenset({"asimd", "asimddp"}), runtimes=ALL_RUNTIMES)
 CUDA = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes=ALL_RUNTIMES, cuda=True,
                    onnx_providers=("CUDAExecutionProvider", "CPUExecutionProvider"), gpus=("NVIDIA H100",))
+
+# The artifact's int8 graph, quantised for AVX-512 VNNI: what a VNNI host gets (estimated x2 over fp32).
+VNNI_INT8 = "onnx-int8-dynamic-avx512-vnni"
+VNNI_INT8_FILE = "onnx/model_int8_dynamic_avx512_vnni.onnx"
 
 _BUILT: dict[str, Path] = {}
 
@@ -77,17 +96,20 @@ def artifact(tiny_model, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def hub(artifact, tmp_path_factory):
-    """A module-scoped local Hub holding the artifact at REPO_ID (pushed with ``exporter.push``)."""
-    from huggingface_hub.utils import reset_sessions
+    """A module-scoped local Hub holding the artifact at REPO_ID (pushed with ``exporter.push``).
 
-    from exporter.publish.push import push
+    ``pushed_manifest``: the pushed manifest (typed); ``pushed_json``: its JSON, for tests that upload a
+    doctored copy; ``commit``: the pushed commit; ``token_path``: an empty token file for the client."""
+    from huggingface_hub.utils import reset_sessions
 
     with HubServer(root=tmp_path_factory.mktemp("fetch-hub"), token=HUB_TOKEN) as server, \
             pytest.MonkeyPatch.context() as monkeypatch:
-        patch_hf_endpoint(monkeypatch, server.url, tmp_path_factory.mktemp("fetch-token") / "token")
-        folder = shutil.copytree(artifact, tmp_path_factory.mktemp("fetch-push") / "artifact")
-        pushed = push(folder, REPO_ID, endpoint=server.url, token=HUB_TOKEN)
-        server.pushed_manifest = read_manifest(Path(folder))
+        server.token_path = tmp_path_factory.mktemp("fetch-token") / "token"
+        allow_hub_requests(monkeypatch, server.token_path)
+        folder = Path(shutil.copytree(artifact, tmp_path_factory.mktemp("fetch-push") / "artifact"))
+        pushed = exporter.push(folder, REPO_ID, endpoint=server.url, token=HUB_TOKEN)
+        server.pushed_manifest = read_manifest(folder)
+        server.pushed_json = (folder / "manifest.json").read_text(encoding="utf-8")
         server.commit = pushed.commit_oid
         yield server
     reset_sessions()
@@ -113,10 +135,22 @@ def file_gets(server: HubServer) -> list[str]:
     return [match.group(1) for method, path in server.requests if method == "GET" and (match := pattern.match(path))]
 
 
-def expected_files(manifest: dict, name: str) -> set[str]:
-    variant = next(v for v in manifest["variants"] if v["name"] == name)
-    shared = {e["path"] for e in manifest["shared_files"] if e["path"] not in DOCUMENTATION_FILES}
-    return shared | {e["path"] for e in variant["files"]} | {"manifest.json"}
+def expected_files(manifest: Manifest, name: str) -> set[str]:
+    shared = {e.path for e in manifest.shared_files if e.path not in DOCUMENTATION_FILES}
+    return shared | {e.path for e in manifest.variant(name).files} | {"manifest.json"}
+
+
+def upload_manifest(server: HubServer, repo_id: str, data: dict, revision: str | None = None) -> None:
+    """Commit a (doctored) manifest.json with ``HfApi``, whose commits need the client's defaults pointed."""
+    from huggingface_hub import HfApi
+
+    with client_defaults_at(server.url, server.token_path):
+        api = HfApi(endpoint=server.url, token=HUB_TOKEN)
+        api.create_repo(repo_id, exist_ok=True)
+        if revision:
+            api.create_branch(repo_id, branch=revision, exist_ok=True)
+        api.upload_file(path_or_fileobj=json.dumps(data).encode(), path_in_repo="manifest.json", repo_id=repo_id,
+                        revision=revision)
 
 
 def files_under(folder: Path) -> set[str]:
@@ -137,33 +171,37 @@ def flip_byte(path: Path, offset: int = 100) -> None:
 
 
 def test_auto_fetch_downloads_only_the_chosen_variant_and_verifies(hub, cache):
+    from huggingface_hub import constants
+
+    assert constants.ENDPOINT != hub.url  # only endpoint= points the client at the server
     hub.clear_requests()
-    result = fetch_cli(REPO_ID, "--endpoint", hub.url, "--token", HUB_TOKEN, "--cache-dir", str(cache), "--json")
-    assert result.exit_code == 0, (result.output, result.stderr)
-    fetched = json.loads(result.stdout)
+    result = fetch_variant(REPO_ID, host=VNNI, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
+    fetched = result.to_dict()
+    assert fetched["variant"] == VNNI_INT8 and fetched["device"] == "cpu"  # VNNI host: the int8 graph built for it
+    assert fetched["reason"].startswith(f"{VNNI_INT8} for this host (x86_64, AVX2/AVX-512/VNNI (no AMX), no CUDA): "
+                                        "onnx int8 (graph: transformer) on cpu, validated (cosine_min ")
+    assert "estimated x2 for int8 on this CPU" in fetched["reason"]
+    assert fetched["commit"] == hub.commit and fetched["endpoint"] == hub.url and HUB_TOKEN not in json.dumps(fetched)
     manifest = hub.pushed_manifest
-    chosen = next(v for v in manifest["variants"] if v["name"] == fetched["variant"])
-    assert chosen["parity"]["passed"] is True
-    assert fetched["variant"] == choose_variant(manifest, HostProfile.detect()).name  # this host's auto choice
-    assert fetched["reason"].startswith(fetched["variant"]) and "validated" in fetched["reason"]
-    assert fetched["commit"] == hub.commit and HUB_TOKEN not in result.stdout + result.stderr
+    chosen = manifest.variant(VNNI_INT8)
+    assert chosen.validated and result.variant == chosen
 
     folder = Path(fetched["path"])
     assert folder.parent.name == "snapshots" and folder.name == hub.commit  # the cache's snapshot of the commit
-    want = expected_files(manifest, fetched["variant"])
+    want = expected_files(manifest, VNNI_INT8)
     assert files_under(folder) == want == set(fetched["files"])  # only what arrived: no other variant, no docs
     assert set(file_gets(hub)) == want and len(file_gets(hub)) == len(want)  # each downloaded once
     assert set(fetched["skipped"]) == {"README.md", "parity_report.json"}
+    entries = manifest.entries()
     for path in want - {"manifest.json"}:
-        entry = next(e for e in manifest["shared_files"] + chosen["files"] if e["path"] == path)
-        assert sha256_file(folder / path) == entry["sha256"], path
-    assert fetched["python"] == load_line(folder, chosen, fetched["device"])
-    assert f'model_kwargs={{"file_name": "{chosen["file_name"]}"}}' in fetched["python"] or chosen["graph"] == "sentence"
+        assert sha256_file(folder / path) == entries[path].sha256, path
+    assert fetched["python"] == ('from sentence_transformers import SentenceTransformer; model = SentenceTransformer('
+                                 f'"{folder}", backend="onnx", model_kwargs={{"file_name": "{VNNI_INT8_FILE}"}})')
 
     # the second fetch of the same revision downloads nothing (at most metadata HEADs)
     hub.clear_requests()
-    again = fetch_variant(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
-    assert again.path == folder and again.name == fetched["variant"] and again.downloaded == []
+    again = fetch_variant(REPO_ID, host=VNNI, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
+    assert again.path == folder and again.name == VNNI_INT8 and again.downloaded == []
     assert file_gets(hub) == [] and all(method != "GET" or "/resolve/" not in path for method, path in hub.requests)
 
     # offline (HF_HUB_OFFLINE): the cache alone, no request at all
@@ -174,10 +212,10 @@ def test_auto_fetch_downloads_only_the_chosen_variant_and_verifies(hub, cache):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
         reset_sessions()
-        offline = fetch_variant(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
+        offline = fetch_variant(REPO_ID, host=VNNI, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
         assert offline.path == folder and offline.downloaded == []
-        with pytest.raises(BadInputError, match="HF_HUB_OFFLINE"):  # not cached: a clear message
-            fetch_variant(REPO_ID, endpoint=hub.url, cache_dir=cache.parent / "empty-cache")
+        with pytest.raises(BadInputError, match="HF_HUB_OFFLINE is set and downloading manifest.json"):
+            fetch_variant(REPO_ID, endpoint=hub.url, cache_dir=cache.parent / "empty-cache")  # not cached
     reset_sessions()
     assert hub.requests == []
 
@@ -185,7 +223,7 @@ def test_auto_fetch_downloads_only_the_chosen_variant_and_verifies(hub, cache):
 def test_load_returns_a_ready_sentence_transformer(hub, cache):
     model = exporter.load(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
     embeddings = model.encode(["hello world", "a second, longer text"])
-    assert embeddings.shape == (2, hub.pushed_manifest["source"]["dimension"])
+    assert embeddings.shape == (2, hub.pushed_manifest.source.dimension)
     assert np.isfinite(embeddings).all()
     path = exporter.fetch(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache, graph="transformer")
     assert (path / "manifest.json").is_file()
@@ -211,27 +249,27 @@ def test_fetch_into_dest_twice_and_a_damaged_local_file_is_replaced(hub, tmp_pat
     hub.clear_requests()
     repaired = fetch_variant(REPO_ID, endpoint=hub.url, variant="onnx-fp32", dest=dest)
     assert repaired.downloaded == ["onnx/model.onnx"] and file_gets(hub) == ["onnx/model.onnx"]
-    entry = next(v for v in hub.pushed_manifest["variants"] if v["name"] == "onnx-fp32")["files"][0]
-    assert sha256_file(dest / "onnx" / "model.onnx") == entry["sha256"]
+    entry = hub.pushed_manifest.variant("onnx-fp32").files[0]
+    assert sha256_file(dest / "onnx" / "model.onnx") == entry.sha256
 
 
 def test_interrupted_download_is_never_accepted(hub, cache):
     """A leftover ``.incomplete`` blob with wrong bytes is resumed by the client, fails verification, and is
     replaced by a full download."""
-    entry = next(v for v in hub.pushed_manifest["variants"] if v["name"] == "onnx-fp32")["files"][0]
+    entry = hub.pushed_manifest.variant("onnx-fp32").files[0]
     blobs = cache / ("models--" + REPO_ID.replace("/", "--")) / "blobs"
     blobs.mkdir(parents=True)
-    (blobs / f"{entry['sha256']}.incomplete").write_bytes(b"\0garbage" * 1000)
+    (blobs / f"{entry.sha256}.incomplete").write_bytes(b"\0garbage" * 1000)
     hub.clear_requests()
     result = fetch_variant(REPO_ID, endpoint=hub.url, variant="onnx-fp32", cache_dir=cache)
     assert file_gets(hub).count("onnx/model.onnx") == 2  # the resumed one, then the full one
-    assert sha256_file(result.path / "onnx" / "model.onnx") == entry["sha256"]
+    assert sha256_file(result.path / "onnx" / "model.onnx") == entry.sha256
     assert not list(blobs.glob("*.incomplete"))
 
 
 def test_tampered_blob_on_the_server_fails_naming_the_file(hub, cache):
-    entry = next(v for v in hub.pushed_manifest["variants"] if v["name"] == "onnx-fp32")["files"][0]
-    blob = hub.storage.blob_path(entry["sha256"])
+    entry = hub.pushed_manifest.variant("onnx-fp32").files[0]
+    blob = hub.storage.blob_path(entry.sha256)
     original = blob.read_bytes()
     flip_byte(blob)
     try:
@@ -242,38 +280,32 @@ def test_tampered_blob_on_the_server_fails_naming_the_file(hub, cache):
     assert result.exit_code == 1, (result.output, result.stderr)
     assert "onnx/model.onnx" in result.stderr and "sha256" in result.stderr and "deleted" in result.stderr
     assert file_gets(hub).count("onnx/model.onnx") == 2  # deleted, downloaded once more, refused
-    assert not [p for p in cache.rglob("model.onnx")]  # nothing left that a later fetch could accept
+    assert not list(cache.rglob("model.onnx"))  # nothing left that a later fetch could accept
     # the blob restored: the same cache now fetches fine
     assert fetch_variant(REPO_ID, endpoint=hub.url, variant="onnx-fp32", cache_dir=cache).name == "onnx-fp32"
 
 
 def test_manifest_with_a_wrong_sha256_fails_naming_the_file(hub, cache):
-    from huggingface_hub import HfApi
-
-    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
-    manifest = json.loads(json.dumps(hub.pushed_manifest))
+    manifest = json.loads(hub.pushed_json)
     entry = next(e for e in manifest["shared_files"] if e["path"] == "config.json")
     entry["sha256"] = "0" * 64
-    api.create_branch(REPO_ID, branch="wrong-sha", exist_ok=True)
-    api.upload_file(path_or_fileobj=json.dumps(manifest).encode(), path_in_repo="manifest.json", repo_id=REPO_ID,
-                    revision="wrong-sha")
+    upload_manifest(hub, REPO_ID, manifest, revision="wrong-sha")
     result = fetch_cli(REPO_ID, "--endpoint", hub.url, "--revision", "wrong-sha", "--cache-dir", str(cache))
     assert result.exit_code == 1, (result.output, result.stderr)
     assert "error: config.json: sha256" in result.stderr and "downloaded twice" in result.stderr
+    with pytest.raises(IntegrityError, match="downloaded twice") as raised:
+        fetch_variant(REPO_ID, endpoint=hub.url, revision="wrong-sha", cache_dir=cache)
+    assert raised.value.path == "config.json"
 
 
 @pytest.mark.parametrize("bad_path", ["../outside.txt", "ABSOLUTE"])
 def test_unsafe_manifest_paths_are_refused_and_nothing_is_written_outside(hub, tmp_path, bad_path):
-    from huggingface_hub import HfApi
-
     outside = tmp_path / "outside.txt"
     bad_path = str(outside) if bad_path == "ABSOLUTE" else bad_path
-    manifest = json.loads(json.dumps(hub.pushed_manifest))
+    manifest = json.loads(hub.pushed_json)
     manifest["shared_files"].append({"path": bad_path, "sha256": "0" * 64, "size": 3})
     repo = f"test-user/unsafe-{'abs' if bad_path.startswith('/') else 'dotdot'}"
-    api = HfApi(endpoint=hub.url, token=HUB_TOKEN)
-    api.create_repo(repo, exist_ok=True)
-    api.upload_file(path_or_fileobj=json.dumps(manifest).encode(), path_in_repo="manifest.json", repo_id=repo)
+    upload_manifest(hub, repo, manifest)
     work = tmp_path / "work"
     work.mkdir()
     dest = work / "sub" / "dest"
@@ -283,16 +315,23 @@ def test_unsafe_manifest_paths_are_refused_and_nothing_is_written_outside(hub, t
     assert "unsafe path" in result.stderr and bad_path in result.stderr
     assert not outside.exists() and not dest.exists()  # refused before any file but the manifest, removed again
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == before
-    with pytest.raises(BadInputError, match="unsafe path"):  # the cache, too: refused before any file
+    with pytest.raises(ManifestError, match="unsafe path"):  # the cache, too: refused before any file
         fetch_variant(repo, endpoint=hub.url, cache_dir=tmp_path / "cache")
     assert not outside.exists()
 
 
 def test_unknown_repo_and_revision_are_bad_input(hub, cache):
     missing = fetch_cli("test-user/no-such-repo", "--endpoint", hub.url, "--cache-dir", str(cache))
-    assert missing.exit_code == 2 and "not found" in missing.stderr
+    assert missing.exit_code == 2 and "test-user/no-such-repo: repository not found" in missing.stderr
     revision = fetch_cli(REPO_ID, "--endpoint", hub.url, "--revision", "nope", "--cache-dir", str(cache))
-    assert revision.exit_code == 2 and "revision 'nope' not found" in revision.stderr
+    assert revision.exit_code == 2 and f"{REPO_ID}: revision 'nope' not found" in revision.stderr
+    with pytest.raises(NotFoundOnHubError) as raised:
+        fetch_variant(REPO_ID, endpoint=hub.url, revision="nope", cache_dir=cache)
+    assert (raised.value.repo_id, raised.value.revision) == (REPO_ID, "nope")
+    with pytest.raises(BadInputError, match=r"revision= and endpoint= apply to Hub repos"):  # parameters, not flags
+        fetch_variant(cache.parent, revision="main")
+    with pytest.raises(BadInputError, match=r"^endpoint='ftp://hub': expected an http\(s\) URL"):
+        fetch_variant(REPO_ID, endpoint="ftp://hub", cache_dir=cache)
 
 
 def test_check_passes_on_this_host(hub, cache):
@@ -304,6 +343,30 @@ def test_check_passes_on_this_host(hub, cache):
     assert check["measured"]["cosine_min"] >= check["thresholds"]["cosine_min"] == 0.9999
 
 
+def test_cli_fetch_with_endpoint_in_a_process_without_hf_endpoint(hub, tmp_path):
+    """``exporter fetch REPO --endpoint URL`` as a user runs it: a fresh process whose environment has no
+    HF_ENDPOINT (nor HF_HUB_OFFLINE, nor a token), so only --endpoint can point it at the server."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "HUGGING_FACE_"))}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
+    cache = tmp_path / "cache"
+    hub.clear_requests()
+    process = subprocess.run(
+        [sys.executable, "-m", "exporter", "fetch", REPO_ID, "--endpoint", hub.url, "--token", HUB_TOKEN,
+         "--backend", "openvino", "--cache-dir", str(cache), "--json"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert process.returncode == 0, process.stderr
+    fetched = json.loads(process.stdout)
+    assert fetched["variant"] == "openvino-fp32" and fetched["endpoint"] == hub.url and fetched["commit"] == hub.commit
+    folder = Path(fetched["path"])
+    assert folder.is_relative_to(cache) and files_under(folder) == expected_files(hub.pushed_manifest, "openvino-fp32")
+    assert set(file_gets(hub)) == set(fetched["files"])  # every file came from the local server
+    assert fetched["python"] == ('from sentence_transformers import SentenceTransformer; model = SentenceTransformer('
+                                 f'"{folder}", backend="openvino", model_kwargs={{"file_name": '
+                                 '"openvino/openvino_model.xml"})')
+    assert HUB_TOKEN not in process.stdout + process.stderr
+
+
 # ------------------------------------------------------------------------------------------ local folders
 
 
@@ -313,15 +376,25 @@ def test_local_folder_verified_in_place_and_copied_to_dest(local_copy, tmp_path)
     dest = tmp_path / "dest"
     copied = fetch_variant(local_copy, variant="openvino-fp32", dest=dest)
     assert files_under(dest) == expected_files(read_manifest(local_copy), "openvino-fp32")
+    assert copied.python_line() == (
+        'from sentence_transformers import SentenceTransformer; model = SentenceTransformer('
+        f'"{dest}", backend="openvino", model_kwargs={{"file_name": "openvino/openvino_model.xml"}})')
     assert set(copied.downloaded) == files_under(dest)
     assert fetch_variant(local_copy, variant="openvino-fp32", dest=dest).downloaded == []  # nothing copied again
     assert not list(dest.rglob("*.part"))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(BadInputError, match=rf"^dest='{re.escape(str(not_a_folder))}': exists and is not a folder$"):
+        fetch_variant(local_copy, variant="openvino-fp32", dest=not_a_folder)
 
 
 def test_local_tampered_file_fails_and_is_not_deleted(local_copy):
     flip_byte(local_copy / "onnx" / "model.onnx")
     result = fetch_cli(str(local_copy), "--variant", "onnx-fp32")
     assert result.exit_code == 1 and "onnx/model.onnx" in result.stderr and "sha256" in result.stderr
+    with pytest.raises(IntegrityError) as raised:
+        fetch_variant(local_copy, variant="onnx-fp32")
+    assert raised.value.path == "onnx/model.onnx"
     assert (local_copy / "onnx" / "model.onnx").is_file()  # a user's folder is never touched
 
 
@@ -331,21 +404,22 @@ def test_check_fails_when_this_hosts_numerics_break_the_thresholds(local_copy):
     reference[:, : reference.shape[1] // 2] *= -1
     np.save(local_copy / "parity" / "reference.npy", reference)
     manifest = read_manifest(local_copy)
-    entry = next(e for e in manifest["shared_files"] if e["path"] == "parity/reference.npy")
-    entry.update(sha256=sha256_file(local_copy / "parity" / "reference.npy"),
-                 size=(local_copy / "parity" / "reference.npy").stat().st_size)
+    manifest.set_shared_file(file_entry(local_copy, "parity/reference.npy"))
     write_manifest(local_copy, manifest)
     result = fetch_cli(str(local_copy), "--variant", "onnx-fp32", "--check")
     assert result.exit_code == 1, (result.output, result.stderr)
     assert "onnx-fp32 on this host" in result.stderr and "cosine_min" in result.stderr
+    with pytest.raises(ParityFailedError) as raised:
+        fetch_variant(local_copy, variant="onnx-fp32", check=True)
+    assert any("cosine_min" in failure for failure in raised.value.failures)
 
 
 def test_load_refuses_sentence_graphs_and_local_unsafe_manifest(local_copy):
     with pytest.raises(BadInputError, match="graph: sentence"):
         exporter.load(local_copy, variant="onnx-fp32-sentence")
-    manifest = read_manifest(local_copy)
-    manifest["variants"][0]["files"][0]["path"] = "/etc/passwd"
-    write_manifest(local_copy, manifest)
+    raw = json.loads((local_copy / "manifest.json").read_text(encoding="utf-8"))  # what the typed model refuses
+    raw["variants"][0]["files"][0]["path"] = "/etc/passwd"
+    (local_copy / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
     result = fetch_cli(str(local_copy), "--dest", str(local_copy.parent / "d"))
     assert result.exit_code == 2 and "unsafe path" in result.stderr and not (local_copy.parent / "d").exists()
 
@@ -365,11 +439,12 @@ def variant(name: str, backend: str = "onnx", precision: str = "fp32", graph: st
     return entry
 
 
-def manifest_of(*variants: dict) -> dict:
-    return {"schema_version": 1, "shared_files": [], "variants": list(variants)}
+def manifest_of(*variants: dict) -> Manifest:
+    """A typed manifest, parsed as a downloaded manifest.json would be."""
+    return Manifest.parse({"schema_version": 1, "shared_files": [], "variants": list(variants)}, "test manifest")
 
 
-MIXED = manifest_of(
+MIXED_VARIANTS = (
     variant("onnx-fp32", cosine=0.99999),
     variant("onnx-fp16", precision="fp16", cosine=0.9999),
     variant("onnx-int8-vnni", precision="int8", quantization={"method": "dynamic", "isa": "avx512_vnni"}, cosine=0.990),
@@ -377,6 +452,7 @@ MIXED = manifest_of(
     variant("openvino-int8", backend="openvino", precision="int8", quantization={"method": "static"}, cosine=0.985),
     variant("onnx-fp32-sentence", graph="sentence", cosine=0.99999),
 )
+MIXED = manifest_of(*MIXED_VARIANTS)
 
 
 def by_name(choice) -> dict:
@@ -412,18 +488,24 @@ def test_arm_host():
     candidates = by_name(choice)
     assert candidates["onnx-int8-vnni"].fit == "good"  # ARM kernels do not saturate
     assert candidates["openvino-int8"].fit == "check" and "ARM" in candidates["openvino-int8"].notes[0]
-    assert candidates["openvino-fp32"].fit == "good" and "--check" in candidates["openvino-fp32"].notes[0]
+    assert candidates["openvino-fp32"].fit == "good" and "check=True" in candidates["openvino-fp32"].notes[0]
     assert choice.name == "onnx-int8-vnni"
-    assert choose_variant(MIXED, ARM, backend="openvino").name == "openvino-fp32"  # fine, with a --check note
-    assert "--check" in choose_variant(MIXED, ARM, backend="openvino").reason
+    assert choose_variant(MIXED, ARM, backend="openvino").name == "openvino-fp32"  # fine, with a check note
+    assert "check it once on this host (fetch with check=True)" in choose_variant(MIXED, ARM, backend="openvino").reason
 
 
 def test_cuda_host_prefers_onnx_fp16_on_the_gpu():
     choice = choose_variant(MIXED, CUDA)
     assert choice.name == "onnx-fp16" and choice.device == "cuda" and "on cuda" in choice.reason
     assert by_name(choice)["onnx-int8-vnni"].device == "cpu"
-    assert 'device="cuda"' in load_line(Path("/m"), choice.variant, choice.device)
-    no_fp16 = manifest_of(*[v for v in MIXED["variants"] if v["name"] != "onnx-fp16"])
+    assert load_line(Path("/m"), choice.variant, choice.device) == (
+        'from sentence_transformers import SentenceTransformer; model = SentenceTransformer("/m", backend="onnx", '
+        'device="cuda", model_kwargs={"file_name": "onnx-fp16.bin"})')
+    sentence = MIXED.variant("onnx-fp32-sentence")
+    assert load_line(Path("/m"), sentence) == (
+        'from transformers import AutoTokenizer; tokenizer = AutoTokenizer.from_pretrained("/m"); '
+        'import onnxruntime as ort; session = ort.InferenceSession("/m/onnx-fp32-sentence.bin")')
+    no_fp16 = manifest_of(*[v for v in MIXED_VARIANTS if v["name"] != "onnx-fp16"])
     assert choose_variant(no_fp16, CUDA).name == "onnx-fp32"
     # a GPU but a CPU-only onnxruntime: runs on the CPU, and says why
     cpu_ort = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes=ALL_RUNTIMES, cuda=True)
@@ -432,10 +514,11 @@ def test_cuda_host_prefers_onnx_fp16_on_the_gpu():
 
 
 def test_missing_runtimes_exclude_their_backend():
+    without = ("openvino", "optimum-intel")
     no_openvino = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}),
-                              runtimes={k: v for k, v in ALL_RUNTIMES.items() if k not in ("openvino", "optimum-intel")})
+                              runtimes={k: v for k, v in ALL_RUNTIMES.items() if k not in without})
     choice = choose_variant(MIXED, no_openvino)
-    assert choice.variant["backend"] == "onnx"
+    assert choice.variant.backend == "onnx" and choice.name == "onnx-fp32"
     assert "pip install openvino" in by_name(choice)["openvino-fp32"].excluded
     assert by_name(choice)["openvino-fp32"].exclusion == "runtime"
     with pytest.raises(ExternalError, match="pip install openvino"):
@@ -467,28 +550,38 @@ def test_validation_and_explicit_choices():
     choice = choose_variant(unvalidated, AVX2_ONLY)
     assert choice.name == "c"
     assert by_name(choice)["a"].excluded == "not validated" and by_name(choice)["b"].excluded == "failed validation"
-    with pytest.raises(CheckFailedError, match="no variant passed validation"):
+    with pytest.raises(NotValidatedError, match="no variant passed validation") as none_passed:
         choose_variant(manifest_of(variant("a", passed=None), variant("b", passed=False)), AVX2_ONLY)
+    assert sorted(none_passed.value.variants) == ["a", "b"]
     explicit = choose_variant(unvalidated, AVX2_ONLY, variant="a")
     assert explicit.name == "a" and not explicit.auto and "NOT validated" in explicit.reason
-    with pytest.raises(CheckFailedError, match="failed validation"):
+    with pytest.raises(NotValidatedError, match="failed validation") as failed:
         choose_variant(unvalidated, AVX2_ONLY, variant="b")
-    with pytest.raises(BadInputError, match="no variant 'zzz'"):
+    assert failed.value.variants == ["b"]
+    with pytest.raises(ManifestError, match=r"no variant 'zzz' in the manifest \(variants: a, b, c\)"):
         choose_variant(unvalidated, AVX2_ONLY, variant="zzz")
-    with pytest.raises(BadInputError, match="--variant NAME"):
+    # messages name the parameters, not the CLI's flags
+    with pytest.raises(BadInputError, match=r"^variant='c' chooses one variant: leave out backend="):
         choose_variant(unvalidated, AVX2_ONLY, variant="c", backend="onnx")
     with pytest.raises(BadInputError, match="no variant matches"):
         choose_variant(MIXED, AVX2_ONLY, min_cosine=0.999999)
-    with pytest.raises(BadInputError, match="--backend"):
+    with pytest.raises(BadInputError, match=r"^backend='tensorrt': expected one of onnx, openvino$"):
         choose_variant(MIXED, AVX2_ONLY, backend="tensorrt")
+    with pytest.raises(BadInputError, match=r"^min_cosine=1.5: expected a number between -1 and 1$"):
+        choose_variant(MIXED, AVX2_ONLY, min_cosine=1.5)
 
 
 def test_this_hosts_profile_reports_what_is_true():
     profile = HostProfile.detect()
-    assert profile.arch in ("x86_64", "arm64") or profile.arch
+    machine = platform.machine().lower()
+    assert profile.arch == {"amd64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
     for component in ("onnxruntime", "openvino", "sentence-transformers", "optimum-onnx", "optimum-intel", "torch"):
         assert component in profile.runtimes, component
     assert "CPUExecutionProvider" in profile.onnx_providers and "CPU" in profile.openvino_devices
     assert HostProfile.from_dict(profile.to_dict()) == profile
-    assert profile.int8_isa() == detect_isa()  # the same answer as a build's isa: auto
-    assert profile.avx2 == ("avx2" in Path("/proc/cpuinfo").read_text()) or profile.arch != "x86_64"
+    if profile.arch == "x86_64" and Path("/proc/cpuinfo").is_file():  # the flags the kernel reports
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+        assert profile.avx2 == ("avx2" in flags) and profile.vnni == bool(flags & {"avx512_vnni", "avx_vnni"})
+        expected_isa = "avx512_vnni" if "avx512_vnni" in flags else "avx512" if "avx512f" in flags else "avx2"
+        assert profile.int8_isa() == expected_isa  # what a build's isa: auto picks here

@@ -1,7 +1,13 @@
 """``exporter push`` against the local Hub server, driven by the real huggingface_hub client.
 
-One tiny BERT artifact (ONNX and OpenVINO, transformer and sentence graphs) is built and validated per
-module (parity measured here: the exported variants against the torch model) and copied for each test.
+One tiny BERT artifact (ONNX and OpenVINO, transformer and sentence graphs) is built and validated by the
+real validator (``exporter.build``: parity of the exported variants against the torch model) once per
+session and copied for each test. Tests that need a failed verdict validate the copy again with thresholds
+it cannot meet (bit-exact parity), so every verdict a test sees was reached by ``exporter.validate``.
+
+Most tests pass ``endpoint=`` (fixture ``hub_url``: the client's default endpoint is left alone, as for a
+user without ``HF_ENDPOINT``); only code that takes no endpoint (sentence-transformers, the card's
+snippets) runs under ``hub_endpoint``, which points the client's defaults at the server.
 """
 
 from __future__ import annotations
@@ -11,23 +17,31 @@ import json
 import re
 import shutil
 import socket
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import cosine, run_plain_runtime, write_recipe
-from hub_fixtures import HUB_TOKEN
+from conftest import cosine, write_recipe
+from hub_fixtures import HUB_TOKEN, allow_hub_requests, hub_url_fixture  # noqa: F401 - registers hub_url
 from hub_server import HubServer
 from huggingface_hub import HfApi, ModelCard, constants, snapshot_download
 
-from exporter.export.builder import build
+import exporter
+from exporter.artifact.integrity import list_files
+from exporter.artifact.manifest import write_manifest
 from exporter.cli import main
-from exporter.artifact.manifest import list_files, read_manifest, write_manifest
-from exporter.publish.push import PushResult, push
+from exporter.errors import (
+    BadInputError,
+    HubAuthError,
+    HubError,
+    NotFoundOnHubError,
+    NotValidatedError,
+)
+from exporter.validators import Thresholds, record_results
 
-TEXTS = ["a", "hello world", "a somewhat longer sentence with more tokens in it", "日本語 😀 123",
-         "the quick brown fox", "jumps over the lazy dog", "x " * 100]
 RECIPE = """\
 name: tiny-push
 model:
@@ -39,43 +53,34 @@ variants:
   - {{backend: openvino}}
   - {{backend: openvino, graph: sentence}}
 """
+# What no exported variant reaches: bit-exact parity with the torch model.
+BIT_EXACT = Thresholds(cosine_min=1.0, cosine_mean=1.0, neighbour_overlap=1.0, spearman=1.0)
 
 
 # ------------------------------------------------------------------------------------------ helpers
 
 
-def encode_variant(folder: Path, variant: dict, reference, texts: list[str]) -> np.ndarray:
-    """Embeddings of ``texts`` by one exported variant, loaded the way its users load it."""
-    from sentence_transformers import SentenceTransformer
-
-    if variant["graph"] == "sentence":
-        return run_plain_runtime(folder, variant, reference.tokenizer, texts, reference.max_seq_length)
-    loaded = SentenceTransformer(str(folder), backend=variant["backend"], device="cpu",
-                                 model_kwargs={"file_name": variant["file_name"]})
-    return loaded.encode(texts)
-
-
-def mark_validated(folder: Path, model_dir: Path) -> None:
-    """Measure each variant against the torch model (the validator's metrics) and record ``parity``."""
-    from sentence_transformers import SentenceTransformer
-
-    from exporter.validators.checks import measure
-
-    reference = SentenceTransformer(str(model_dir), device="cpu")
-    expected = reference.encode(TEXTS)
-    manifest = read_manifest(folder)
-    for variant in manifest["variants"]:
-        metrics = measure(encode_variant(folder, variant, reference, TEXTS), expected)
-        parity = {key: metrics[key] for key in ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")}
-        variant["parity"] = {"passed": parity["cosine_min"] >= 0.9999, **parity}
-    write_manifest(folder, manifest)
-
-
 def build_validated(workdir: Path, model_dir: Path) -> Path:
+    """Build the recipe with validation (the real validator records each variant's verdict)."""
     recipe = write_recipe(workdir, RECIPE.format(model=model_dir))
-    output = build(recipe, output=workdir / "artifact", validate=False).output
-    mark_validated(output, model_dir)
-    return output
+    result = exporter.build(recipe, output=workdir / "artifact", validate=True)
+    assert result.report is not None and result.report.passed, result.report and result.report.failures()
+    return result.output
+
+
+def revalidate(folder: Path, source: Path, *, failing: set[str] = frozenset(), unvalidated: set[str] = frozenset()):
+    """Validate ``folder`` again with ``exporter.validate`` and record the verdicts: the variants in ``failing``
+    are held to ``BIT_EXACT`` (so they fail), the others to their own thresholds. The variants in
+    ``unvalidated`` then lose their verdict, like a variant added after validation. Returns the manifest."""
+    report = exporter.validate(folder, source_dir=source,
+                               thresholds_for=lambda variant: BIT_EXACT if variant.name in failing else None)
+    assert {v.name for v in report.variants if not v.passed} == set(failing), report.failures()
+    record_results(folder, report)
+    manifest = exporter.read_manifest(folder)
+    for name in unvalidated:
+        manifest.variant(name).parity = None
+    write_manifest(folder, manifest)
+    return exporter.read_manifest(folder)
 
 
 def licensed_copy(model_dir: Path, target: Path, license_: str = "apache-2.0") -> Path:
@@ -91,11 +96,9 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def listed(manifest: dict) -> dict[str, str]:
-    entries = {e["path"]: e["sha256"] for e in manifest["shared_files"]}
-    for variant in manifest["variants"]:
-        entries.update({e["path"]: e["sha256"] for e in variant["files"]})
-    return entries
+def listed(manifest) -> dict[str, str]:
+    """Every file the manifest lists, with its sha256."""
+    return {path: entry.sha256 for path, entry in manifest.entries().items()}
 
 
 def invoke(*args: str, env: dict | None = None):
@@ -144,26 +147,28 @@ def folder(artifact, tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    monkeypatch.setattr("exporter.publish.RETRY_DELAYS", (0.05, 0.1, 0.2))
+    monkeypatch.setattr("exporter.hub.RETRY_DELAYS", (0.05, 0.1, 0.2))
 
 
 @pytest.fixture
-def api(hub_endpoint) -> HfApi:
-    return HfApi(endpoint=hub_endpoint, token=HUB_TOKEN)
+def api(hub_url) -> HfApi:
+    return HfApi(endpoint=hub_url, token=HUB_TOKEN)
 
 
 # ------------------------------------------------------------------------------------------ tests
 
 
-def test_push_then_snapshot_matches_manifest_and_repush_is_a_noop(folder, hub_server, hub_endpoint, api, tmp_path):
+def test_push_then_snapshot_matches_manifest_and_repush_is_a_noop(folder, hub_server, hub_url, api, tmp_path):
     repo_id = "test-user/tiny-push"
-    result = invoke(str(folder), "--repo-id", repo_id, "--endpoint", hub_endpoint, "--token", HUB_TOKEN,
+    assert constants.ENDPOINT != hub_url  # only --endpoint points the client at the server
+    result = invoke(str(folder), "--repo-id", repo_id, "--endpoint", hub_url, "--token", HUB_TOKEN,
                     "--tag", "v1.0", "--json")
     assert result.exit_code == 0, (result.output, result.stderr)
     pushed = json.loads(result.stdout)
-    manifest = read_manifest(folder)
+    manifest = exporter.read_manifest(folder)
+    assert all(variant.validated for variant in manifest.variants)  # the validator's verdicts, all passed
     assert pushed["created_commit"] is True and pushed["files"] == len(listed(manifest)) + 1
-    assert pushed["commit_url"] == f"{hub_endpoint}/{repo_id}/commit/{pushed['commit_oid']}"
+    assert pushed["commit_url"] == f"{hub_url}/{repo_id}/commit/{pushed['commit_oid']}"
     assert pushed["tag"] == "v1.0" and pushed["tag_created"] is True
     assert hub_server.count_requests("POST", r"/commit/") == 1  # one commit for everything
     assert hub_server.count_requests("PUT", r"^/_lfs/") >= 4  # the graphs went through LFS
@@ -172,12 +177,13 @@ def test_push_then_snapshot_matches_manifest_and_repush_is_a_noop(folder, hub_se
 
     # every file listed (README.md included) and every listed file on the Hub with the manifest's sha256
     assert set(list_files(folder)) == set(listed(manifest))
-    local = Path(snapshot_download(repo_id, endpoint=hub_endpoint, cache_dir=tmp_path / "cache"))
+    local = Path(snapshot_download(repo_id, endpoint=hub_url, cache_dir=tmp_path / "cache"))
     downloaded = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
     assert downloaded == set(listed(manifest)) | {"manifest.json", ".gitattributes"}
     for path, sha256 in listed(manifest).items():
         assert sha256_of(local / path) == sha256, path
-    assert json.loads((local / "manifest.json").read_text()) == manifest
+    assert (local / "manifest.json").read_bytes() == (folder / "manifest.json").read_bytes()
+    assert exporter.read_manifest(local) == manifest
     tree = {entry.path: entry for entry in api.list_repo_tree(repo_id, recursive=True) if hasattr(entry, "lfs")}
     assert tree["onnx/model.onnx"].lfs is not None and tree["openvino/openvino_model.bin"].lfs is not None
 
@@ -189,7 +195,7 @@ def test_push_then_snapshot_matches_manifest_and_repush_is_a_noop(folder, hub_se
 
     # identical again: no commit call, no new commit, and it says so
     hub_server.clear_requests()
-    again = invoke(str(folder), "--repo-id", repo_id, "--endpoint", hub_endpoint, "--token", HUB_TOKEN, "--tag", "v1.0")
+    again = invoke(str(folder), "--repo-id", repo_id, "--endpoint", hub_url, "--token", HUB_TOKEN, "--tag", "v1.0")
     assert again.exit_code == 0, (again.output, again.stderr)
     assert "No changes" in again.stdout and "no new commit" in again.stdout
     assert pushed["commit_oid"][:12] in again.stdout
@@ -200,31 +206,30 @@ def test_push_then_snapshot_matches_manifest_and_repush_is_a_noop(folder, hub_se
 
 def test_sentence_transformers_and_card_snippets_load_pushed_variants(folder, source_model, hub_endpoint, tmp_path,
                                                                       monkeypatch):
+    import transformers.utils.hub
     from sentence_transformers import SentenceTransformer
 
-    import transformers.utils.hub
-
     repo_id = "test-user/tiny-load"
-    push(folder, repo_id, endpoint=hub_endpoint, token=HUB_TOKEN)
+    exporter.push(folder, repo_id, endpoint=hub_endpoint, token=HUB_TOKEN)
     # conftest sets HF_HUB_OFFLINE=1 before transformers is imported, which copies it at import time
     monkeypatch.setattr(transformers.utils.hub, "_is_offline_mode", False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # snippets download into an empty cache
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
     reference = SentenceTransformer(str(source_model), device="cpu")
     expected = reference.encode(["first text", "second text"])
-    manifest = read_manifest(folder)
-    for variant in manifest["variants"]:
-        if variant["graph"] != "transformer":
+    manifest = exporter.read_manifest(folder)
+    for variant in manifest.variants:
+        if variant.graph != "transformer":
             continue
-        model = SentenceTransformer(repo_id, backend=variant["backend"], device="cpu",
+        model = SentenceTransformer(repo_id, backend=variant.backend, device="cpu",
                                     cache_folder=str(tmp_path / "st-cache"),
-                                    model_kwargs={"file_name": variant["file_name"]})
-        assert cosine(model.encode(["first text", "second text"]), expected).min() >= 0.9999, variant["name"]
+                                    model_kwargs={"file_name": variant.file_name})
+        assert cosine(model.encode(["first text", "second text"]), expected).min() >= 0.9999, variant.name
 
     # every snippet of the card (sentence-transformers and plain runtimes) runs against the Hub
     card = (folder / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"### `([^`]+)` \([^)]*\)\n\n.*?\n\n```python\n(.*?)```", card, re.DOTALL)
-    assert [name for name, _ in blocks] == [v["name"] for v in manifest["variants"]]
+    assert [name for name, _ in blocks] == manifest.variant_names
     for name, source in blocks:
         assert repo_id in source
         namespace: dict = {}
@@ -232,29 +237,32 @@ def test_sentence_transformers_and_card_snippets_load_pushed_variants(folder, so
         assert cosine(np.asarray(namespace["embeddings"]), expected).min() >= 0.9999, name
 
 
-def test_private_repo_without_token_is_refused(folder, hub_server, hub_endpoint):
-    result = invoke(str(folder), "--repo-id", "test-user/secret", "--private", "--endpoint", hub_endpoint)
+def test_private_repo_without_token_is_refused(folder, hub_server, hub_url):
+    result = invoke(str(folder), "--repo-id", "test-user/secret", "--private", "--endpoint", hub_url)
     assert result.exit_code == 2, (result.output, result.stderr)
     assert "no Hub token" in result.stderr and "private" in result.stderr
     assert hub_server.requests == []
 
 
-def test_wrong_token_is_exit_2_and_never_printed(folder, hub_server, hub_endpoint):
+def test_wrong_token_is_exit_2_and_never_printed(folder, hub_server, hub_url):
     secret = "hf_wrongTOKEN_7f3a9c_distinctive"
-    result = invoke(str(folder), "--repo-id", "test-user/nope", "--endpoint", hub_endpoint, "--token", secret)
+    result = invoke(str(folder), "--repo-id", "test-user/nope", "--endpoint", hub_url, "--token", secret)
     assert result.exit_code == 2, (result.output, result.stderr)
     errors = [line for line in result.stderr.strip().splitlines() if line.startswith("error")]
     assert len(errors) == 1 and "rejected the token" in errors[0] and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1] == errors[0]
     assert secret not in result.output and secret not in result.stderr
     assert "7f3a9c" not in result.output + result.stderr
+    with pytest.raises(HubAuthError, match="rejected the token") as raised:  # the library's error, by what went wrong
+        exporter.push(folder, "test-user/nope", endpoint=hub_url, token=secret)
+    assert "7f3a9c" not in str(raised.value) and "--" not in str(raised.value)
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["commit-not-landed", "commit-landed-answer-lost"])
-def test_503_on_commit_is_retried_once_landed_check_first(folder, hub_server, hub_endpoint, api, after):
+def test_503_on_commit_is_retried_once_landed_check_first(folder, hub_server, hub_url, api, after):
     repo_id = f"test-user/flaky-{int(after)}"
     rule = hub_server.fail_next("POST", r"/commit/", after=after)
-    result = push(folder, repo_id, endpoint=hub_endpoint, token=HUB_TOKEN)
+    result = exporter.push(folder, repo_id, endpoint=hub_url, token=HUB_TOKEN)
     assert rule.hits == 1
     assert result.created_commit and result.commit_oid == api.model_info(repo_id).sha
     assert commits(api, repo_id) == 2  # the initial commit and exactly one of ours
@@ -262,147 +270,153 @@ def test_503_on_commit_is_retried_once_landed_check_first(folder, hub_server, hu
     assert api.list_repo_commits(repo_id)[0].commit_id == result.commit_oid
 
 
-def test_503_on_lfs_upload_is_retried(folder, hub_server, hub_endpoint, api, tmp_path):
+def test_503_on_lfs_upload_is_retried(folder, hub_server, hub_url, api, tmp_path):
     repo_id = "test-user/flaky-lfs"
     rule = hub_server.fail_next("PUT", r"^/_lfs/", times=1)
-    result = push(folder, repo_id, endpoint=hub_endpoint, token=HUB_TOKEN)
+    result = exporter.push(folder, repo_id, endpoint=hub_url, token=HUB_TOKEN)
     assert rule.hits == 1 and result.created_commit
     assert commits(api, repo_id) == 2
-    local = Path(snapshot_download(repo_id, endpoint=hub_endpoint, cache_dir=tmp_path / "cache"))
-    for path, sha256 in listed(read_manifest(folder)).items():
+    local = Path(snapshot_download(repo_id, endpoint=hub_url, cache_dir=tmp_path / "cache"))
+    for path, sha256 in listed(exporter.read_manifest(folder)).items():
         assert sha256_of(local / path) == sha256, path
 
 
-def test_pr_whose_answer_was_lost_is_opened_once(folder, hub_server, hub_endpoint, api):
+def test_pr_whose_answer_was_lost_is_opened_once(folder, hub_server, hub_url, api):
     repo_id = "test-user/flaky-pr"
     hub_server.fail_next("POST", r"/commit/", after=True)
-    result = push(folder, repo_id, create_pr=True, endpoint=hub_endpoint, token=HUB_TOKEN)
+    result = exporter.push(folder, repo_id, create_pr=True, endpoint=hub_url, token=HUB_TOKEN)
     prs = api.list_repo_refs(repo_id, include_pull_requests=True).pull_requests
     assert [(ref.ref, ref.target_commit) for ref in prs] == [("refs/pr/1", result.commit_oid)]
-    assert result.pr_url == f"{hub_endpoint}/{repo_id}/discussions/1" and result.pr_ref == "refs/pr/1"
+    assert result.pr_url == f"{hub_url}/{repo_id}/discussions/1" and result.pr_ref == "refs/pr/1"
     assert hub_server.count_requests("POST", r"/commit/") == 1
 
 
-def test_unreachable_hub_is_exit_3(folder, hub_endpoint):
+def test_unreachable_hub_is_exit_3(folder, hub_url):
     dead = f"http://127.0.0.1:{free_port()}"
     result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", dead, "--token", HUB_TOKEN)
     assert result.exit_code == 3, (result.output, result.stderr)
-    assert "cannot reach the Hub" in result.stderr and dead in result.stderr
+    assert "cannot reach the Hub" in result.stderr and dead in result.stderr and "(4 attempts)" in result.stderr
     assert HUB_TOKEN not in result.stderr
+    with pytest.raises(HubError, match="cannot reach the Hub") as raised:
+        exporter.push(folder, "test-user/x", endpoint=dead, token=HUB_TOKEN)
+    assert raised.value.status is None and raised.value.exit_code == 3
 
 
 @pytest.mark.parametrize("verdict", ["missing", "failed"])
-def test_unvalidated_or_failed_variants_are_refused(folder, hub_server, hub_endpoint, verdict):
-    manifest = read_manifest(folder)
-    if verdict == "missing":
-        del manifest["variants"][1]["parity"]
-        del manifest["variants"][3]["parity"]
-    else:
-        manifest["variants"][2]["parity"]["passed"] = False
-    write_manifest(folder, manifest)
-    before = {path: sha256_of(folder / path) for path in list_files(folder)} | {"m": sha256_of(folder / "manifest.json")}
-    result = invoke(str(folder), "--repo-id", "test-user/refused", "--endpoint", hub_endpoint, "--token", HUB_TOKEN)
+def test_unvalidated_or_failed_variants_are_refused(folder, source_model, hub_server, hub_url, verdict):
+    names = ["onnx-fp32-sentence", "openvino-fp32-sentence"] if verdict == "missing" else ["openvino-fp32"]
+    manifest = revalidate(folder, source_model, failing=set(names) if verdict == "failed" else set(),
+                          unvalidated=set(names) if verdict == "missing" else set())
+    assert [v.name for v in manifest.variants if not v.validated] == names
+
+    def state() -> dict[str, str]:
+        return {path: sha256_of(folder / path) for path in [*list_files(folder), "manifest.json"]}
+
+    before = state()
+    result = invoke(str(folder), "--repo-id", "test-user/refused", "--endpoint", hub_url, "--token", HUB_TOKEN)
     assert result.exit_code == 1, (result.output, result.stderr)
-    names = [manifest["variants"][i]["name"] for i in ((1, 3) if verdict == "missing" else (2,))]
     for name in names:
         assert name in result.stderr
     assert ("not validated" if verdict == "missing" else "failed validation") in result.stderr
+    with pytest.raises(NotValidatedError) as raised:
+        exporter.push(folder, "test-user/refused", endpoint=hub_url, token=HUB_TOKEN)
+    assert raised.value.variants == names
     assert hub_server.requests == []  # nothing pushed, nothing asked
-    assert before == {path: sha256_of(folder / path) for path in list_files(folder)} | {"m": sha256_of(folder / "manifest.json")}
+    assert before == state()
 
 
-def test_changed_or_unlisted_files_are_refused(folder, hub_server, hub_endpoint):
+def test_changed_or_unlisted_files_are_refused(folder, hub_server, hub_url):
     (folder / "notes.txt").write_text("stray")
-    result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", hub_endpoint, "--token", HUB_TOKEN)
+    result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", hub_url, "--token", HUB_TOKEN)
     assert result.exit_code == 1 and "not listed in manifest.json: notes.txt" in result.stderr
     (folder / "notes.txt").unlink()
     vocab = folder / "vocab.txt"
     vocab.write_text(vocab.read_text().replace("[UNK]", "[UNX]"))  # same size, other content
-    result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", hub_endpoint, "--token", HUB_TOKEN)
+    result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", hub_url, "--token", HUB_TOKEN)
     assert result.exit_code == 1 and "sha256 differs" in result.stderr and "vocab.txt" in result.stderr
     assert hub_server.count_requests("POST", r"/commit/") == 0
 
 
-def test_create_pr_opens_a_pr_and_leaves_main(folder, hub_server, hub_endpoint, api):
+def test_create_pr_opens_a_pr_and_leaves_main(folder, hub_server, hub_url, api):
     repo_id = "test-user/pr"
-    result = invoke(str(folder), "--repo-id", repo_id, "--create-pr", "--endpoint", hub_endpoint, "--token", HUB_TOKEN)
+    result = invoke(str(folder), "--repo-id", repo_id, "--create-pr", "--endpoint", hub_url, "--token", HUB_TOKEN)
     assert result.exit_code == 0, (result.output, result.stderr)
-    assert f"{hub_endpoint}/{repo_id}/discussions/1" in result.stdout and "refs/pr/1" in result.stdout
+    assert f"{hub_url}/{repo_id}/discussions/1" in result.stdout and "refs/pr/1" in result.stdout
     assert api.list_repo_files(repo_id) == [".gitattributes"]  # main untouched
     assert "manifest.json" in api.list_repo_files(repo_id, revision="refs/pr/1")
     assert [ref.ref for ref in api.list_repo_refs(repo_id, include_pull_requests=True).pull_requests] == ["refs/pr/1"]
+    with pytest.raises(BadInputError, match=r"tag= and create_pr=True"):  # messages name parameters
+        exporter.push(folder, repo_id, create_pr=True, tag="v1", endpoint=hub_url, token=HUB_TOKEN)
+    with pytest.raises(NotFoundOnHubError, match=r"revision='refs/pr/9': no such pull request") as raised:
+        exporter.push(folder, repo_id, revision="refs/pr/9", endpoint=hub_url, token=HUB_TOKEN)
+    assert (raised.value.repo_id, raised.value.revision) == (repo_id, "refs/pr/9")
 
 
-def test_publish_defaults_branch_and_stale_files(folder, hub_server, hub_endpoint, api):
+def test_publish_defaults_branch_and_stale_files(folder, hub_server, hub_url, api):
     """publish: from the recipe sets the defaults; a re-push deletes files the folder no longer has."""
-    manifest = read_manifest(folder)
-    manifest["publish"] = {"repo_id": "test-user/from-recipe", "private": True, "tag": "v1"}
+    manifest = exporter.read_manifest(folder)
+    manifest.publish = {"repo_id": "test-user/from-recipe", "private": True, "tag": "v1"}
     write_manifest(folder, manifest)
-    first = push(folder, endpoint=hub_endpoint, token=HUB_TOKEN)
+    first = exporter.push(folder, endpoint=hub_url, token=HUB_TOKEN)
     assert first.repo_id == "test-user/from-recipe" and first.tag_created
     assert api.model_info("test-user/from-recipe").private is True
-    assert HfApi(endpoint=hub_endpoint, token=False).repo_exists("test-user/from-recipe") is False
+    assert HfApi(endpoint=hub_url, token=False).repo_exists("test-user/from-recipe") is False
 
     # drop a variant (its files and its entry), push to a new branch without tag
-    manifest = read_manifest(folder)
-    dropped = manifest["variants"].pop()
-    for entry in dropped["files"]:
-        (folder / entry["path"]).unlink()
-    manifest["publish"].pop("tag")
+    manifest = exporter.read_manifest(folder)
+    *kept, dropped = manifest.variants
+    manifest.variants = kept
+    for entry in dropped.files:
+        (folder / entry.path).unlink()
+    manifest.publish = {key: value for key, value in manifest.publish.items() if key != "tag"}
     write_manifest(folder, manifest)
-    second = push(folder, revision="dev", endpoint=hub_endpoint, token=HUB_TOKEN)
-    assert second.created_commit and second.revision == "dev" and second.deleted == len(dropped["files"])
+    second = exporter.push(folder, revision="dev", endpoint=hub_url, token=HUB_TOKEN)
+    assert second.created_commit and second.revision == "dev" and second.deleted == len(dropped.files)
     dev_files = set(api.list_repo_files("test-user/from-recipe", revision="dev"))
-    assert dev_files == set(listed(read_manifest(folder))) | {"manifest.json", ".gitattributes"}
-    assert dropped["file_name"] in api.list_repo_files("test-user/from-recipe")  # main keeps it
+    assert dev_files == set(listed(exporter.read_manifest(folder))) | {"manifest.json", ".gitattributes"}
+    assert dropped.file_name in api.list_repo_files("test-user/from-recipe")  # main keeps it
     # a tag is never moved
-    with pytest.raises(Exception, match="already exists"):
-        push(folder, revision="dev", tag="v1", endpoint=hub_endpoint, token=HUB_TOKEN)
+    with pytest.raises(BadInputError, match="already exists") as raised:
+        exporter.push(folder, revision="dev", tag="v1", endpoint=hub_url, token=HUB_TOKEN)
+    assert "choose another tag" in str(raised.value)
 
 
-def test_endpoint_argument_works_without_hf_endpoint(folder, hub_server, monkeypatch, tmp_path):
-    """A user passing --endpoint with HF_ENDPOINT unset: the client's import-time ENDPOINT is huggingface.co."""
-    from huggingface_hub.utils import reset_sessions
+def test_endpoint_argument_works_without_hf_endpoint(folder, hub_url, monkeypatch):
+    """A user passing endpoint= with HF_ENDPOINT unset: the client's import-time ENDPOINT is another URL."""
+    import contextlib
 
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    reset_sessions()
-    assert constants.ENDPOINT == "https://huggingface.co"
-    try:
-        result = push(folder, "test-user/no-env", endpoint=hub_server.url, token=HUB_TOKEN)
-        assert result.created_commit and result.commit_url.startswith(hub_server.url + "/test-user/no-env/commit/")
-        assert constants.ENDPOINT == "https://huggingface.co"  # restored
-        again = push(folder, "test-user/no-env", endpoint=hub_server.url, token=HUB_TOKEN)
-        assert not again.created_commit and again.commit_oid == result.commit_oid
+    default = constants.ENDPOINT
+    assert default != hub_url
+    result = exporter.push(folder, "test-user/no-env", endpoint=hub_url, token=HUB_TOKEN)
+    assert result.created_commit and result.commit_url.startswith(hub_url + "/test-user/no-env/commit/")
+    assert constants.ENDPOINT == default  # restored
+    again = exporter.push(folder, "test-user/no-env", endpoint=hub_url, token=HUB_TOKEN)
+    assert not again.created_commit and again.commit_oid == result.commit_oid
 
-        # even if the endpoint could not be pointed (the client then raises after the commit landed),
-        # the push finds its commit instead of failing or committing twice
-        import contextlib
-
-        monkeypatch.setattr("exporter.publish.client_endpoint", lambda endpoint: contextlib.nullcontext())
-        write_manifest(folder, {**read_manifest(folder), "publish": {"commit_message": "second"}})
-        trapped = push(folder, "test-user/no-env", endpoint=hub_server.url, token=HUB_TOKEN)
-        assert trapped.created_commit and trapped.commit_oid != result.commit_oid
-        api = HfApi(endpoint=hub_server.url, token=HUB_TOKEN)
-        assert len(api.list_repo_commits("test-user/no-env")) == 3
-        assert api.model_info("test-user/no-env").sha == trapped.commit_oid
-    finally:
-        monkeypatch.undo()
-        reset_sessions()
+    # even if the endpoint could not be pointed (the client then raises after the commit landed),
+    # the push finds its commit instead of failing or committing twice
+    monkeypatch.setattr("exporter.hub.client_endpoint", lambda endpoint: contextlib.nullcontext())
+    manifest = exporter.read_manifest(folder)
+    manifest.publish = {**manifest.publish, "commit_message": "second"}
+    write_manifest(folder, manifest)
+    trapped = exporter.push(folder, "test-user/no-env", endpoint=hub_url, token=HUB_TOKEN)
+    assert trapped.created_commit and trapped.commit_oid != result.commit_oid
+    api = HfApi(endpoint=hub_url, token=HUB_TOKEN)
+    assert len(api.list_repo_commits("test-user/no-env")) == 3
+    assert api.model_info("test-user/no-env").sha == trapped.commit_oid
 
 
 def test_token_never_written_or_printed(folder, tmp_path_factory, monkeypatch, caplog):
-    """A distinctive token: absent from output, logs, the folder and everything the Hub stored."""
+    """A distinctive token: absent from output, logs, the result, the folder and everything the Hub stored."""
     import logging
 
-    from hub_fixtures import patch_hf_endpoint
+    from huggingface_hub.utils import reset_sessions
 
     secret = "hf_SECRETtoken_9b1e77_do_not_print"
     root = tmp_path_factory.mktemp("secret-hub")
     caplog.set_level(logging.DEBUG)
     with HubServer(root=root, token=secret) as server:
-        patch_hf_endpoint(monkeypatch, server.url, tmp_path_factory.mktemp("tok") / "token")
+        allow_hub_requests(monkeypatch, tmp_path_factory.mktemp("tok") / "token")
         try:
             server.fail_next("POST", r"/commit/", after=True)  # exercise the retry messages too
             monkeypatch.setenv("HF_TOKEN", secret)  # the default token source
@@ -410,17 +424,82 @@ def test_token_never_written_or_printed(folder, tmp_path_factory, monkeypatch, c
             for args in (["--private", "--tag", "v1"], ["--json"], ["--token", secret + "x"]):
                 result = invoke(str(folder), "--repo-id", "test-user/secret", "--endpoint", server.url, *args)
                 outputs.append((result.exit_code, result.stdout + result.stderr))
+            manifest = exporter.read_manifest(folder)
+            manifest.publish = {**manifest.publish, "commit_message": "again"}  # a new commit, through the API
+            write_manifest(folder, manifest)
+            pushed = exporter.push(folder, "test-user/secret", endpoint=server.url)
         finally:
-            from huggingface_hub.utils import reset_sessions
-
             monkeypatch.undo()
             reset_sessions()  # sessions built while HF_HUB_OFFLINE was off must not outlive the test
     assert [code for code, _ in outputs] == [0, 0, 2], outputs
+    assert pushed.created_commit
     first, wrong = (" ".join(text.split()) for text in (outputs[0][1], outputs[2][1]))  # rich wraps at 80 columns
     assert "checking whether the commit landed" in first and "rejected the token" in wrong
+    reported = json.dumps(pushed.to_dict()) + "\n".join(pushed.lines())
+    assert "9b1e77" not in reported
     written = "".join(text for _, text in outputs) + caplog.text
     for path in [*folder.rglob("*"), *root.rglob("*")]:
         if path.is_file():
             written += path.read_bytes().decode("utf-8", "replace")
     assert "9b1e77" not in written
-    assert isinstance(PushResult.__dataclass_fields__, dict) and "token" not in PushResult.__dataclass_fields__
+
+
+# ------------------------------------------------------------------------------------------ exporter.hub
+
+
+def _http_error(status: int, message: str = "boom"):
+    import requests
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = requests.Response()
+    response.status_code = status
+    return HfHubHTTPError(message, response=response)
+
+
+def test_hub_errors_map_by_what_went_wrong():
+    from exporter.errors import IntegrityError
+    from exporter.hub import check_endpoint, hub_error, retryable
+
+    token = "hf_mapping_secret_1234"
+    where = {"what": "reading o/n@main", "repo_id": "o/n", "endpoint": "http://hub", "token": token}
+    busy = hub_error(_http_error(503, f"busy for {token}"), **where, attempts=4)
+    assert isinstance(busy, HubError) and busy.status == 503 and busy.exit_code == 3
+    assert str(busy) == "the Hub at http://hub answered HTTP 503 while reading o/n@main (4 attempts): busy for ***"
+    assert retryable(_http_error(503)) and retryable(_http_error(429)) and not retryable(_http_error(404))
+    rejected = hub_error(_http_error(401), **where)
+    assert isinstance(rejected, HubAuthError) and "rejected the token" in str(rejected) and "token=" in str(rejected)
+    assert isinstance(hub_error(_http_error(403), **where), HubAuthError)
+    cut = hub_error(OSError("Consistency check failed: file should be of size 10 but has size 3"), **where)
+    assert isinstance(cut, IntegrityError)
+    with pytest.raises(BadInputError, match=r"^endpoint='ftp://x': expected an http\(s\) URL"):
+        check_endpoint("ftp://x")
+
+
+def test_connection_errors_of_requests_and_httpx_are_recognised(monkeypatch):
+    """huggingface_hub 1.x raises httpx errors: recognised once httpx is loaded, and never imported for it."""
+    import requests
+
+    from exporter import hub
+
+    refused = "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded ([Errno 111] Connection refused)"
+    assert hub.is_connection_error(requests.ConnectionError(refused)) and hub.retryable(requests.Timeout("slow"))
+    assert hub.describe(requests.ConnectionError(refused)) == "connection refused"
+
+    fake = types.ModuleType("httpx")  # the exception tree of httpx (not installed with hub 0.36)
+    fake.TransportError = type("TransportError", (Exception,), {})
+    fake.NetworkError = type("NetworkError", (fake.TransportError,), {})
+    fake.ConnectError = type("ConnectError", (fake.NetworkError,), {})
+    fake.TimeoutException = type("TimeoutException", (fake.TransportError,), {})
+    fake.ReadTimeout = type("ReadTimeout", (fake.TimeoutException,), {})
+    fake.RemoteProtocolError = type("RemoteProtocolError", (fake.TransportError,), {})
+    fake.UnsupportedProtocol = type("UnsupportedProtocol", (fake.TransportError,), {})
+    assert not hub.is_connection_error(fake.ConnectError("[Errno 111] Connection refused"))  # httpx not loaded
+    monkeypatch.setitem(sys.modules, "httpx", fake)
+    assert hub.is_connection_error(fake.ConnectError("[Errno 111] Connection refused"))
+    assert hub.retryable(fake.ReadTimeout("read")) and hub.describe(fake.ReadTimeout("read")) == "timed out"
+    assert hub.retryable(fake.RemoteProtocolError("Server disconnected without sending a response."))
+    assert not hub.is_connection_error(fake.UnsupportedProtocol("ftp"))
+    error = hub.hub_error(fake.ConnectError("[Errno 111] Connection refused"), what="downloading x", repo_id="o/n",
+                          endpoint="http://hub", attempts=4)
+    assert isinstance(error, HubError)
+    assert str(error) == "cannot reach the Hub at http://hub while downloading x (4 attempts): connection refused"

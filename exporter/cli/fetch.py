@@ -7,23 +7,32 @@ import json
 import click
 
 from exporter.cli.common import EPILOG, handle_errors, progress_for
+from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
 
 
 @click.command("fetch", epilog=EPILOG)
 @click.argument("source")
 @click.option("--variant", default="auto", show_default=True, metavar="NAME|auto",
               help="The variant to fetch; auto picks the best validated variant for this host.")
-@click.option("--backend", type=click.Choice(["onnx", "openvino"]), help="auto: only this backend.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), help="auto: only this precision.")
-@click.option("--graph", type=click.Choice(["transformer", "sentence"]),
+@click.option("--backend", type=click.Choice(BACKENDS), help="auto: only this backend.")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="auto: only this precision.")
+@click.option("--graph", type=click.Choice(GRAPHS),
               help="auto: only this graph (transformer: loaded by sentence-transformers; sentence: plain runtime).")
-@click.option("--min-cosine", type=float, metavar="X", help="auto: only variants whose validated cosine_min is at least X.")
-@click.option("--revision", metavar="REV", help="Hub branch, tag or commit (default: main). A commit pins manifest.json too.")
+@click.option("--min-cosine", type=float, metavar="X",
+              help="auto: only variants whose validated cosine_min is at least X.")
+@click.option("--revision", metavar="REV",
+              help="Hub branch, tag or commit (default: main). A commit pins manifest.json too.")
 @click.option("--endpoint", metavar="URL", help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
-@click.option("--token", metavar="TOKEN", help="Hub token for private or gated repos (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
-@click.option("--dest", metavar="DIR", help="Put the files in DIR (default: the huggingface_hub cache for a Hub repo; the folder itself for a local one).")
+@click.option("--token", metavar="TOKEN",
+              help="Hub token for private or gated repos (default: HF_TOKEN, else the `hf auth login` token). "
+              "Never printed.")
+@click.option("--dest", metavar="DIR",
+              help="Put the files in DIR (default: the huggingface_hub cache for a Hub repo; the folder itself for a "
+              "local one).")
 @click.option("--cache-dir", metavar="DIR", help="huggingface_hub cache folder (default: HF_HUB_CACHE).")
-@click.option("--check", is_flag=True, help="Run the variant on the stored validation texts here and compare with the stored reference embeddings; exit 1 when this host breaks the variant's thresholds.")
+@click.option("--check", is_flag=True,
+              help="Run the variant on the stored validation texts here and compare with the stored reference "
+              "embeddings; exit 1 when this host breaks the variant's thresholds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
@@ -62,5 +71,6 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
     click.echo(result.python_line())
     if result.check is not None:
         cosine = next((c.measured for c in result.check.checks if c.name == "cosine_min"), None)
-        click.echo(f"Check passed on this host: cosine_min {cosine:.5f} (required {result.check.thresholds.get('cosine_min')})"
+        required = result.check.thresholds.get("cosine_min")
+        click.echo(f"Check passed on this host: cosine_min {cosine:.5f} (required {required})"
                    if isinstance(cosine, float) else "Check passed on this host.", err=True)

@@ -1,7 +1,8 @@
 """``exporter push``: parses arguments, calls ``exporter.publish.push``, prints the result.
 
 Kept apart from ``exporter.cli`` (which registers it) and importing nothing heavy at module level, so
-``exporter --help`` stays fast. Errors and progress go through ``exporter.cli_support``.
+``exporter --help`` stays fast. Errors and progress go through ``exporter.cli.common``; the library silences
+huggingface_hub's own progress bars while it pushes.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ from exporter.cli.common import EPILOG, handle_errors, progress_for
 
 @click.command("push", epilog=EPILOG)
 @click.argument("artifact_dir", type=click.Path(path_type=str))
-@click.option("--repo-id", metavar="ORG/NAME", help="Hub model repository (default: the recipe's publish.repo_id). Created when missing.")
-@click.option("--private/--public", "private", default=None, help="Create the repo private / public (default: the recipe's publish.private, else public). An existing public repo is never pushed to with --private.")
-@click.option("--create-pr/--no-create-pr", "create_pr", default=None, help="Open a pull request (refs/pr/N) instead of committing to the branch (default: publish.create_pr).")
-@click.option("--revision", metavar="BRANCH", help="Branch to commit to, created from main when missing (default: main).")
+@click.option("--repo-id", metavar="ORG/NAME",
+              help="Hub model repository (default: the recipe's publish.repo_id). Created when missing.")
+@click.option("--private/--public", "private", default=None,
+              help="Create the repo private / public (default: the recipe's publish.private, else public). An "
+              "existing public repo is never pushed to with --private.")
+@click.option("--create-pr/--no-create-pr", "create_pr", default=None,
+              help="Open a pull request (refs/pr/N) instead of committing to the branch (default: publish.create_pr).")
+@click.option("--revision", metavar="BRANCH",
+              help="Branch to commit to, created from main when missing (default: main).")
 @click.option("--tag", metavar="TAG", help="Tag the new commit (default: publish.tag). An existing tag is never moved.")
 @click.option("--commit-message", metavar="TEXT", help="Commit title (default: \"Upload <recipe> (N variants)\").")
 @click.option("--endpoint", metavar="URL", help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
-@click.option("--token", metavar="TOKEN", help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
+@click.option("--token", metavar="TOKEN",
+              help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
@@ -45,27 +52,11 @@ def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, c
     """
     from exporter.publish.push import push
 
-    bars_were_disabled = _disable_hub_progress_bars()
-    try:
-        progress = progress_for(quiet or as_json)
-        result = push(artifact_dir, repo_id, private=private, create_pr=create_pr, revision=revision, tag=tag,
-                      commit_message=commit_message, endpoint=endpoint, token=token, progress=progress)
-    finally:
-        if not bars_were_disabled:
-            from huggingface_hub.utils import enable_progress_bars
-
-            enable_progress_bars()
+    progress = progress_for(quiet or as_json)
+    result = push(artifact_dir, repo_id, private=private, create_pr=create_pr, revision=revision, tag=tag,
+                  commit_message=commit_message, endpoint=endpoint, token=token, progress=progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     for line in result.lines():
         click.echo(line)
-
-
-def _disable_hub_progress_bars() -> bool:
-    """huggingface_hub's upload bars would fight the spinner on stderr. Returns whether they were off."""
-    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars
-
-    was = are_progress_bars_disabled()
-    disable_progress_bars()
-    return was

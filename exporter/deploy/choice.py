@@ -11,11 +11,11 @@ How ``auto`` chooses, in order:
    openvino; ``graph: transformer`` also needs sentence-transformers and its optimum backend (optimum-onnx,
    optimum-intel), which load it.
 3. Each remaining variant gets a fit for this host: ``good``, ``check`` (works, but this host's numerics or
-   kernels differ from where it was validated: run ``exporter fetch --check`` once) or ``poor`` (known to
+   kernels differ from where it was validated: check it once, ``fetch(..., check=True)``) or ``poor`` (known to
    misbehave here). Poor: an ONNX int8 graph quantised without the reduced 7-bit weight range
    (``quantization.isa`` ``avx512_vnni`` / ``arm64``, or ``static``) on an x86 CPU without VNNI, where the
    uint8 x int8 kernels can saturate; an unsupported CPU architecture. Check: OpenVINO int8 on ARM, unknown
-   CPUs. OpenVINO fp32/fp16 on ARM is good (the reason still says to run ``--check``).
+   CPUs. OpenVINO fp32/fp16 on ARM is good (the reason still says to check it once).
 4. Ranking: fit, then ``graph: transformer`` before ``graph: sentence`` (what sentence-transformers loads),
    then variants that run on the GPU (ONNX fp32/fp16 with onnxruntime's CUDAExecutionProvider on an NVIDIA
    host; int8 ONNX graphs run on the CPU there), then speed, then ``parity.cosine_min``, then the name.
@@ -24,7 +24,9 @@ How ``auto`` chooses, in order:
    this CPU: int8 x2.0 with VNNI / AMX / ARM dot-product, x1.3 without, fp16 x0.95 (half the file, fp32
    compute on CPUs), fp32 x1.0; on the GPU fp16 x4.0, fp32 x3.0.
 
-Nothing here imports a runtime.
+The manifest comes in typed (``exporter.artifact.manifest.Manifest``) and the choice hands back its
+``Variant``. Messages name the parameters (``backend=``, ``min_cosine=``), not the CLI's flags. Nothing here
+imports a runtime.
 """
 
 from __future__ import annotations
@@ -32,14 +34,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from exporter.artifact.manifest import Manifest, QuantizationRecord, Variant
 from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
-from exporter.errors import BadInputError, CheckFailedError, ExternalError
+from exporter.errors import BadInputError, ExporterError, ExternalError, NotValidatedError
 from exporter.runtime.host import HostProfile
 from exporter.runtime.packages import install_hint
 
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino"}
 LOADER_OF = {"onnx": "optimum-onnx", "openvino": "optimum-intel"}
 FITS = ("good", "check", "poor")
+CHECK_HINT = "check it once on this host (fetch with check=True)"
 
 
 @dataclass
@@ -73,7 +77,7 @@ class Candidate:
 class Choice:
     """The chosen variant (its manifest entry), where it runs, and one line saying why."""
 
-    variant: dict[str, Any]
+    variant: Variant
     device: str
     reason: str
     candidates: list[Candidate]
@@ -81,24 +85,19 @@ class Choice:
 
     @property
     def name(self) -> str:
-        return self.variant["name"]
+        return self.variant.name
 
     def to_dict(self) -> dict[str, Any]:
         return {"variant": self.name, "device": self.device, "auto": self.auto, "reason": self.reason,
                 "candidates": [candidate.to_dict() for candidate in self.candidates]}
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def assess(variant: dict[str, Any], host: HostProfile) -> Candidate:
+def assess(variant: Variant, host: HostProfile) -> Candidate:
     """How ``variant`` would run on ``host``: runtime present, fit, device, estimated speed."""
-    backend, precision = str(variant.get("backend")), str(variant.get("precision", "fp32"))
-    graph = str(variant.get("graph", "transformer"))
-    parity = variant.get("parity") if isinstance(variant.get("parity"), dict) else {}
-    candidate = Candidate(name=str(variant["name"]), backend=backend, precision=precision, graph=graph,
-                          validated=parity.get("passed") is True, cosine_min=_number(parity.get("cosine_min")))
+    backend, precision, graph = variant.backend, variant.precision, variant.graph
+    parity = variant.parity
+    candidate = Candidate(name=variant.name, backend=backend, precision=precision, graph=graph,
+                          validated=variant.validated, cosine_min=parity.cosine_min if parity is not None else None)
     if backend not in BACKENDS:
         candidate.excluded, candidate.exclusion = f"unknown backend {backend!r}", "constraint"
         return candidate
@@ -108,15 +107,14 @@ def assess(variant: dict[str, Any], host: HostProfile) -> Candidate:
         fixes = sorted({install_hint(component) for component in missing})
         candidate.excluded = f"needs {', '.join(missing)} ({'; '.join(fixes)})"
         candidate.exclusion = "runtime"
-    quantization = variant.get("quantization") if isinstance(variant.get("quantization"), dict) else {}
     if backend == "onnx" and precision in ("fp32", "fp16") and host.onnx_cuda:
         candidate.device = "cuda"
-    _judge_fit(candidate, quantization, host)
+    _judge_fit(candidate, variant.quantization or QuantizationRecord(), host)
     candidate.speed = _estimate_speed(candidate, host)
     return candidate
 
 
-def _judge_fit(candidate: Candidate, quantization: dict[str, Any], host: HostProfile) -> None:
+def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: HostProfile) -> None:
     def demote(fit: str, note: str) -> None:
         if FITS.index(fit) > FITS.index(candidate.fit):
             candidate.fit = fit
@@ -128,8 +126,8 @@ def _judge_fit(candidate: Candidate, quantization: dict[str, Any], host: HostPro
         else:
             demote("check", f"untested CPU architecture {host.arch}")
     if candidate.backend == "onnx" and candidate.precision == "int8":
-        method = quantization.get("method", "dynamic")
-        isa = quantization.get("isa")
+        method = quantization.method or "dynamic"
+        isa = quantization.isa
         full_range = method == "static" or isa in ("avx512_vnni", "arm64")
         if host.onnx_cuda:
             candidate.notes.append("int8 ONNX runs on the CPU (CUDA has no kernels for its integer ops)")
@@ -142,9 +140,9 @@ def _judge_fit(candidate: Candidate, quantization: dict[str, Any], host: HostPro
                                    "would be slightly more accurate")
     if candidate.backend == "openvino" and host.arch == "arm64":
         if candidate.precision == "int8":
-            demote("check", "OpenVINO's ARM CPU plugin lacks int8 kernels for many ops: run --check")
+            demote("check", f"OpenVINO's ARM CPU plugin lacks int8 kernels for many ops: {CHECK_HINT}")
         else:
-            candidate.notes.append("OpenVINO on ARM: run --check once on this host")
+            candidate.notes.append(f"OpenVINO on ARM: {CHECK_HINT}")
 
 
 def _estimate_speed(candidate: Candidate, host: HostProfile) -> float:
@@ -157,11 +155,11 @@ def _estimate_speed(candidate: Candidate, host: HostProfile) -> float:
 
 def _check_constraint(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
     if value is not None and value not in allowed:
-        raise BadInputError(f"--{name} {value!r}: expected one of {', '.join(allowed)}")
+        raise BadInputError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
 
 
 def choose_variant(
-    manifest: dict[str, Any],
+    manifest: Manifest,
     host: HostProfile,
     *,
     variant: str | None = "auto",
@@ -174,29 +172,28 @@ def choose_variant(
 
     ``variant`` names one explicitly (then the constraints must be unset): it must exist, not have failed
     validation, and have its runtime installed. Raises ``BadInputError`` for an unknown name or constraint
-    value, or when the constraints leave nothing; ``CheckFailedError`` when no variant passed validation
-    (or the named one failed it); ``ExternalError`` when the runtimes the remaining variants need are missing.
+    value, or when the constraints leave nothing (``ManifestError`` for an unknown name); ``NotValidatedError``
+    when no variant passed validation (or the named one failed it); ``ExternalError`` when the runtimes the
+    remaining variants need are missing.
     """
     _check_constraint("backend", backend, BACKENDS)
     _check_constraint("precision", precision, PRECISIONS)
     _check_constraint("graph", graph, GRAPHS)
     if min_cosine is not None and not -1.0 <= min_cosine <= 1.0:
-        raise BadInputError(f"--min-cosine {min_cosine}: expected a number between -1 and 1")
-    variants = [v for v in manifest["variants"] if isinstance(v, dict)]
-    if not variants:
+        raise BadInputError(f"min_cosine={min_cosine}: expected a number between -1 and 1")
+    if not manifest.variants:
         raise BadInputError("the manifest lists no variants")
-    candidates = [assess(v, host) for v in variants]
-    by_name = {str(v["name"]): v for v in variants}
+    candidates = [assess(v, host) for v in manifest.variants]
     if variant not in (None, "", "auto"):
-        return _explicit(variant, by_name, candidates, host, (backend, precision, graph, min_cosine))
+        return _explicit(variant, manifest, candidates, host, (backend, precision, graph, min_cosine))
 
     for candidate in candidates:
         if candidate.excluded and candidate.exclusion == "runtime":
             continue
         reason = _constraint_miss(candidate, backend, precision, graph, min_cosine)
         if not candidate.validated:
-            parity = by_name[candidate.name].get("parity")
-            candidate.excluded = "failed validation" if isinstance(parity, dict) else "not validated"
+            recorded = manifest.variant(candidate.name).parity is not None
+            candidate.excluded = "failed validation" if recorded else "not validated"
             candidate.exclusion = "validation"
         elif reason:
             candidate.excluded, candidate.exclusion = reason, "constraint"
@@ -213,12 +210,12 @@ def choose_variant(
     if not eligible:
         raise _nothing_left(candidates)
     cpu_side = [c for c in eligible if c.device == "cpu"]
-    _apply_bench(cpu_side, by_name)
+    _apply_bench(cpu_side, manifest)
     eligible.sort(key=Candidate.rank_key)
     best = eligible[0]
     candidates.sort(key=lambda c: (c.excluded is not None, c.rank_key()))
-    return Choice(variant=by_name[best.name], device=best.device, reason=_reason(best, eligible, candidates, host),
-                  candidates=candidates)
+    return Choice(variant=manifest.variant(best.name), device=best.device,
+                  reason=_reason(best, eligible, candidates, host), candidates=candidates)
 
 
 def _constraint_miss(candidate: Candidate, backend, precision, graph, min_cosine) -> str | None:
@@ -236,15 +233,15 @@ def _constraint_miss(candidate: Candidate, backend, precision, graph, min_cosine
     return None
 
 
-def _apply_bench(candidates: list[Candidate], by_name: dict[str, dict[str, Any]]) -> None:
+def _apply_bench(candidates: list[Candidate], manifest: Manifest) -> None:
     """Use the manifest's bench numbers as the speed when every CPU candidate has them."""
     if not candidates:
         return
-    benches = [by_name[c.name].get("bench") if isinstance(by_name[c.name].get("bench"), dict) else {} for c in candidates]
+    benches = [manifest.variant(c.name).bench for c in candidates]
     for key in ("ratio_to_torch", "throughput"):
-        values = [_number(bench.get(key)) for bench in benches]
+        values = [getattr(bench, key) if bench is not None else None for bench in benches]
         if all(value is not None and value > 0 for value in values):
-            for candidate, value in zip(candidates, values):
+            for candidate, value in zip(candidates, values, strict=True):
                 candidate.speed, candidate.speed_source = float(value), f"bench {key}"
             return
 
@@ -254,7 +251,8 @@ def _speed_text(candidate: Candidate) -> str:
         return f"{candidate.speed:.2f}x torch in the manifest's bench"
     if candidate.speed_source == "bench throughput":
         return f"{candidate.speed:.1f} texts/s in the manifest's bench"
-    return f"estimated x{candidate.speed:g} for {candidate.precision} on {'this GPU' if candidate.device == 'cuda' else 'this CPU'}"
+    where = "this GPU" if candidate.device == "cuda" else "this CPU"
+    return f"estimated x{candidate.speed:g} for {candidate.precision} on {where}"
 
 
 def _reason(best: Candidate, eligible: list[Candidate], candidates: list[Candidate], host: HostProfile) -> str:
@@ -268,7 +266,8 @@ def _reason(best: Candidate, eligible: list[Candidate], candidates: list[Candida
     summary = f"best of {len(eligible)} usable validated variant{'s' if len(eligible) != 1 else ''}"
     demoted = [c for c in others if c.fit != "good"]
     if demoted:
-        summary += "; demoted: " + "; ".join(f"{c.name} ({c.fit}: {c.notes[0] if c.notes else c.fit})" for c in demoted[:2])
+        summary += "; demoted: " + "; ".join(f"{c.name} ({c.fit}: {c.notes[0] if c.notes else c.fit})"
+                                             for c in demoted[:2])
     excluded = [c for c in candidates if c.excluded]
     if excluded:
         summary += "; excluded: " + ", ".join(f"{c.name} ({c.excluded})" for c in excluded[:3]) + (
@@ -276,32 +275,32 @@ def _reason(best: Candidate, eligible: list[Candidate], candidates: list[Candida
     return f"{best.name} for this host ({host.summary()}): " + ", ".join(parts) + f"; {summary}"
 
 
-def _nothing_left(candidates: list[Candidate]) -> Exception:
+def _nothing_left(candidates: list[Candidate]) -> ExporterError:
     kinds = {c.exclusion for c in candidates}
     listing = "; ".join(f"{c.name}: {c.excluded}" for c in candidates)
     if "runtime" in kinds:
         return ExternalError(f"no usable variant: {listing}")
     if kinds == {"validation"}:
-        return CheckFailedError(f"no variant passed validation ({listing}); validate the artifact first")
+        return NotValidatedError(f"no variant passed validation ({listing}); validate the artifact first",
+                                 variants=[c.name for c in candidates])
     return BadInputError(f"no variant matches: {listing}")
 
 
-def _explicit(name: str, by_name: dict[str, dict[str, Any]], candidates: list[Candidate], host: HostProfile,
+def _explicit(name: str, manifest: Manifest, candidates: list[Candidate], host: HostProfile,
               constraints: tuple) -> Choice:
     if any(value is not None for value in constraints):
-        raise BadInputError("--variant NAME chooses one variant: leave out --backend/--precision/--graph/--min-cosine "
-                            "(or use --variant auto)")
-    if name not in by_name:
-        raise BadInputError(f"no variant {name!r} in the manifest (variants: {', '.join(by_name)})")
+        raise BadInputError(f"variant={name!r} chooses one variant: leave out backend=, precision=, graph= and "
+                            "min_cosine= (or pass variant='auto')")
+    chosen = manifest.variant(name)
     candidate = next(c for c in candidates if c.name == name)
-    parity = by_name[name].get("parity")
-    if isinstance(parity, dict) and parity.get("passed") is not True:
-        raise CheckFailedError(f"variant {name} failed validation; refusing to fetch it (see parity in manifest.json)")
+    if chosen.parity is not None and not chosen.parity.passed:
+        raise NotValidatedError(f"variant {name} failed validation; refusing to fetch it (see parity in "
+                                "manifest.json)", variants=[name])
     if candidate.exclusion == "runtime":
         raise ExternalError(f"variant {name} cannot run here: {candidate.excluded}")
     notes = ([] if candidate.validated else ["NOT validated"]) + candidate.notes
     reason = (f"{name} as asked: {candidate.backend} {candidate.precision} (graph: {candidate.graph}) on "
               f"{candidate.device}, fit for this host ({host.summary()}): {candidate.fit}"
               + (f"; {'; '.join(notes)}" if notes else ""))
-    return Choice(variant=by_name[name], device=candidate.device, reason=reason, candidates=candidates, auto=False)
+    return Choice(variant=chosen, device=candidate.device, reason=reason, candidates=candidates, auto=False)
 

@@ -1,10 +1,10 @@
 """``fetch``: get one variant of an artifact onto this host, verified, ready to load.
 
 SOURCE is a Hugging Face Hub model repo id (``org/name``; ``revision``, ``endpoint``, ``token``) or a local
-artifact folder. Steps: read manifest.json → choose the variant (``exporter.host.choose_variant``: ``auto``
-picks the best validated variant for this host) → get the chosen variant's files and the shared files →
-verify each against the manifest's sha256 and size → optionally ``check`` the variant's numerics on this
-host against the stored reference embeddings.
+artifact folder. Steps: read manifest.json (typed: ``read_manifest``) → choose the variant
+(``exporter.deploy.choice.choose_variant``: ``auto`` picks the best validated variant for this host) → get
+the chosen variant's files and the shared files → verify each against the manifest's sha256 and size →
+optionally ``check`` the variant's numerics on this host against the stored reference embeddings.
 
 What is fetched: the variant's ``files`` and every ``shared_files`` entry (sentence-transformers configs,
 tokenizer, module folders, the ``parity/`` reference that ``check`` needs, extra validation texts) except
@@ -17,41 +17,51 @@ into ``dest`` (``local_dir=``; huggingface_hub keeps its bookkeeping in ``dest/.
 revision is resolved once, when manifest.json is downloaded, and every other file is downloaded at that
 commit, so a push landing mid-fetch cannot mix two versions. A second fetch of the same revision downloads
 nothing (the cache or ``dest`` already holds every file; only manifest.json's metadata is asked for when the
-revision is a branch). ``HF_HUB_OFFLINE`` is honoured: everything then comes from the cache.
-huggingface_hub retries 5xx answers and dropped connections itself.
+revision is a branch). ``HF_HUB_OFFLINE`` is honoured: everything then comes from the cache. The Hub plumbing
+(endpoint, retries of lost connections and 5xx answers with backoff, the mapping of client errors to ours,
+the token kept out of messages) is ``exporter.hub``'s, shared with ``push``.
 
 Integrity: manifest.json is the root of trust (pin it with ``revision=<commit>``). Every other file is
 accepted only when its size and sha256 match the manifest, also when it was already cached. A mismatch
 deletes the file (the cache blob, or the file in ``dest``) and downloads it once more; a second mismatch
-raises ``CheckFailedError`` naming the file, which is deleted. huggingface_hub downloads to ``*.incomplete``
+raises ``IntegrityError`` naming the file (``path``), which is deleted. huggingface_hub downloads to ``*.incomplete``
 and renames when done, and a resumed or truncated download still has to match its sha256, so an interrupted
 fetch never leaves a file that a later fetch accepts. Local copies (``dest`` with a local SOURCE) are
 written to a temporary name and renamed once verified; manifest.json is placed last. A manifest with an
-absolute path or ``..`` anywhere is refused (``BadInputError``) before any file is fetched.
+absolute path or ``..`` anywhere is refused (``ManifestError``, when it is parsed) before any other file is
+fetched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.errors import BadInputError, CheckFailedError, ExporterError, ExternalError
+from exporter.artifact.integrity import mismatch
+from exporter.artifact.manifest import FileEntry, Manifest, Variant, read_manifest
+from exporter.constants import DEFAULT_REVISION, MANIFEST_NAME, REPO_ID_PATTERN
 from exporter.deploy.choice import Choice, choose_variant
-from exporter.runtime.host import HostProfile
-from exporter.constants import MANIFEST_NAME
-from exporter.artifact.manifest import read_manifest, sha256_file
+from exporter.errors import (
+    BadInputError,
+    ExternalError,
+    IntegrityError,
+    NotFoundOnHubError,
+    ParityFailedError,
+)
 from exporter.progress import Progress, SilentProgress
+from exporter.runtime.host import HostProfile
 
 DOCUMENTATION_FILES = frozenset({"README.md", "bench.json", "parity_report.json"})
-DEFAULT_REVISION = "main"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+Select = Callable[[Manifest], Choice]
 
 
 @dataclass
@@ -61,7 +71,7 @@ class FetchResult:
     path: Path
     source: str
     kind: str  # "hub" or "local"
-    variant: dict[str, Any]
+    variant: Variant
     choice: Choice
     files: list[str]  # every file of the result (relative), manifest.json included
     downloaded: list[str] = field(default_factory=list)  # files this fetch downloaded or copied
@@ -73,7 +83,7 @@ class FetchResult:
 
     @property
     def name(self) -> str:
-        return self.variant["name"]
+        return self.variant.name
 
     def python_line(self) -> str:
         """One line of Python that loads the variant from ``path``."""
@@ -84,35 +94,34 @@ class FetchResult:
         if self.check is not None:
             check = {"passed": self.check.passed, "failures": self.check.failures(),
                      "thresholds": dict(self.check.thresholds),
-                     "measured": {c.name: c.measured for c in self.check.checks if c.name.startswith(("cosine", "neighbour", "spearman"))}}
+                     "measured": {c.name: c.measured for c in self.check.checks
+                                  if c.name.startswith(("cosine", "neighbour", "spearman"))}}
         return {
             "path": str(self.path), "source": self.source, "kind": self.kind, "revision": self.revision,
             "commit": self.commit, "endpoint": self.endpoint, "variant": self.name,
-            "backend": self.variant.get("backend"), "precision": self.variant.get("precision"),
-            "graph": self.variant.get("graph"), "file_name": self.variant.get("file_name"),
+            "backend": self.variant.backend, "precision": self.variant.precision,
+            "graph": self.variant.graph, "file_name": self.variant.file_name,
             "device": self.choice.device, "reason": self.choice.reason, "python": self.python_line(),
             "files": list(self.files), "downloaded": list(self.downloaded), "skipped": list(self.skipped),
             "check": check, "candidates": [c.to_dict() for c in self.choice.candidates],
         }
 
 
-def load_line(path: Path, variant: dict[str, Any], device: str = "cpu") -> str:
+def load_line(path: Path, variant: Variant, device: str = "cpu") -> str:
     """The exact Python line that loads ``variant`` from the folder ``path``."""
-    folder, file_name = _py(str(path)), str(variant.get("file_name"))
-    if variant.get("graph", "transformer") == "transformer":
+    folder, file_name = _py(str(path)), variant.file_name
+    if variant.graph == "transformer":
         device_arg = f", device={_py(device)}" if device != "cpu" else ""
         return (f"from sentence_transformers import SentenceTransformer; model = SentenceTransformer({folder}, "
-                f"backend={_py(str(variant.get('backend')))}{device_arg}, model_kwargs={{\"file_name\": {_py(file_name)}}})")
+                f"backend={_py(variant.backend)}{device_arg}, model_kwargs={{\"file_name\": {_py(file_name)}}})")
     graph_file = _py(str(Path(path) / file_name))
     tokenizer = f"from transformers import AutoTokenizer; tokenizer = AutoTokenizer.from_pretrained({folder}); "
-    if variant.get("backend") == "onnx":
+    if variant.backend == "onnx":
         return tokenizer + f"import onnxruntime as ort; session = ort.InferenceSession({graph_file})"
     return tokenizer + f"import openvino as ov; compiled = ov.Core().compile_model({graph_file}, \"CPU\")"
 
 
 def _py(text: str) -> str:
-    import json
-
     return json.dumps(text, ensure_ascii=False)
 
 
@@ -141,19 +150,20 @@ def load(source: str | os.PathLike, *, device: str | None = None, model_kwargs: 
     if options.get("variant") in (None, "", "auto"):
         options["graph"] = "transformer"
     result = fetch_variant(source, **options)
-    if result.variant.get("graph", "transformer") != "transformer":
+    if result.variant.graph != "transformer":
         raise BadInputError(f"variant {result.name} is a graph: sentence variant; load() needs graph: transformer "
                             f"(load it with: {result.python_line()})")
     from sentence_transformers import SentenceTransformer
 
-    trust_remote_code = bool((read_manifest(result.path).get("source") or {}).get("trust_remote_code", False))
-    kwargs = {"file_name": result.variant["file_name"], **(model_kwargs or {})}
+    trust_remote_code = read_manifest(result.path).source.trust_remote_code
+    kwargs = {"file_name": result.variant.file_name, **(model_kwargs or {})}
     try:
-        return SentenceTransformer(str(result.path), backend=result.variant["backend"],
+        return SentenceTransformer(str(result.path), backend=result.variant.backend,
                                    device=device or result.choice.device, local_files_only=True,
                                    trust_remote_code=trust_remote_code, model_kwargs=kwargs)
     except ImportError as error:
-        raise ExternalError(f"variant {result.name}: the {result.variant['backend']} runtime cannot start: {error}") from None
+        raise ExternalError(f"variant {result.name}: the {result.variant.backend} runtime cannot start: "
+                            f"{error}") from None
 
 
 def fetch_variant(
@@ -175,24 +185,27 @@ def fetch_variant(
 ) -> FetchResult:
     """``fetch`` with the details: which variant, why, which files, what was downloaded, the check.
 
-    Raises ``BadInputError`` (bad argument, unsafe or malformed manifest, unknown repo or revision, offline
-    and not cached), ``CheckFailedError`` (a file that does not match its sha256 twice, a missing file, a
-    failed ``check``, no validated variant) or ``ExternalError`` (Hub unreachable, runtime missing).
+    Raises ``BadInputError`` (bad argument; ``ManifestError``: unsafe or malformed manifest;
+    ``NotFoundOnHubError``: unknown repo, revision or file; ``HubAuthError``; offline and not cached),
+    ``CheckFailedError`` (``IntegrityError``: a file that does not match its sha256 twice, or a missing file;
+    ``ParityFailedError``: a failed ``check``; ``NotValidatedError``: no validated variant) or
+    ``ExternalError`` (``HubError``: Hub unreachable; a runtime missing).
     """
     progress = progress or SilentProgress()
     host = host or HostProfile.detect()
 
-    def select(manifest: dict[str, Any]) -> Choice:
+    def select(manifest: Manifest) -> Choice:
         return choose_variant(manifest, host, variant=variant, backend=backend, precision=precision, graph=graph,
                               min_cosine=min_cosine)
 
     local = Path(source)
     if local.is_dir():
         if revision or endpoint:
-            raise BadInputError(f"{source}: --revision and --endpoint apply to Hub repos, not to a local folder")
+            raise BadInputError(f"{source}: revision= and endpoint= apply to Hub repos, not to a local folder")
         result = _fetch_local(local, Path(dest) if dest is not None else None, select, progress)
-    elif isinstance(source, str) and _REPO_ID.match(source) and ".." not in source:
-        result = _Hub(source, revision or DEFAULT_REVISION, endpoint, token, dest, cache_dir, progress).fetch(select)
+    elif isinstance(source, str) and REPO_ID_PATTERN.match(source) and ".." not in source:
+        fetcher = _HubFetch(source, revision or DEFAULT_REVISION, endpoint, token, dest, cache_dir, progress)
+        result = fetcher.fetch(select)
     elif local.exists():
         raise BadInputError(f"{source}: not a folder (expected an artifact folder or a Hub repo id ORG/NAME)")
     else:
@@ -201,50 +214,18 @@ def fetch_variant(
         with progress.step(f"Checking {result.name} on this host against the stored reference"):
             result.check = check_variant(result.path, result.variant)
         if not result.check.passed:
-            raise CheckFailedError(f"{result.name} on this host: " + "; ".join(result.check.failures())
-                                   + f" (stored reference in {result.path / 'parity'})")
+            raise ParityFailedError(f"{result.name} on this host: " + "; ".join(result.check.failures())
+                                    + f" (stored reference in {result.path / 'parity'})",
+                                    failures=result.check.failures())
     return result
 
 
 # ------------------------------------------------------------------------------------------ files
 
 
-def needed_entries(manifest: dict[str, Any], variant: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
-    """(entries to fetch: the shared files except documentation, then the variant's files; skipped paths)."""
-    entries: dict[str, dict[str, Any]] = {}
-    skipped = []
-    for entry in manifest.get("shared_files", []):
-        if entry["path"] in DOCUMENTATION_FILES:
-            skipped.append(entry["path"])
-        else:
-            entries[entry["path"]] = entry
-    for entry in variant["files"]:
-        known = entries.get(entry["path"])
-        if known is not None and (known["sha256"], known["size"]) != (entry["sha256"], entry["size"]):
-            raise BadInputError(f"manifest.json lists {entry['path']} twice with different checksums")
-        entries[entry["path"]] = entry
-    if variant.get("file_name") not in {entry["path"] for entry in variant["files"]}:
-        raise BadInputError(f"manifest.json: variant {variant['name']}: file_name {variant.get('file_name')!r} is not "
-                            "among its files")
-    for entry in entries.values():
-        if not isinstance(entry["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]):
-            raise BadInputError(f"manifest.json: {entry['path']}: sha256 {entry['sha256']!r} is not a sha256")
-        if not isinstance(entry["size"], int) or entry["size"] < 0:
-            raise BadInputError(f"manifest.json: {entry['path']}: size {entry['size']!r} is not a size")
-    return list(entries.values()), sorted(skipped)
-
-
-def mismatch(path: Path, entry: dict[str, Any]) -> str | None:
-    """Why ``path`` is not the file ``entry`` describes (size, then sha256), or None when it is."""
-    if not path.is_file():
-        return "missing"
-    size = path.stat().st_size
-    if size != entry["size"]:
-        return f"size {size} bytes, manifest.json says {entry['size']}"
-    digest = sha256_file(path)
-    if digest != entry["sha256"]:
-        return f"sha256 {digest[:16]}..., manifest.json says {entry['sha256'][:16]}..."
-    return None
+def _check_dest(dest: Path) -> None:
+    if dest.exists() and not dest.is_dir():
+        raise BadInputError(f"dest={str(dest)!r}: exists and is not a folder")
 
 
 def _inside(root: Path, relative: str) -> Path:
@@ -260,22 +241,22 @@ def _inside(root: Path, relative: str) -> Path:
 # ------------------------------------------------------------------------------------------- local
 
 
-def _fetch_local(root: Path, dest: Path | None, select, progress: Progress) -> FetchResult:
+def _fetch_local(root: Path, dest: Path | None, select: Select, progress: Progress) -> FetchResult:
     manifest = read_manifest(root)
     choice = select(manifest)
-    entries, skipped = needed_entries(manifest, choice.variant)
+    entries, skipped = manifest.needed_entries(choice.variant, skip=DOCUMENTATION_FILES)
     if dest is not None and dest.exists() and dest.resolve() == root.resolve():
         dest = None
     copied: list[str] = []
     if dest is None:
         with progress.step(f"Verifying {len(entries)} files of {choice.name} in {root}"):
             for entry in entries:
-                problem = mismatch(root / entry["path"], entry)
+                problem = mismatch(root / entry.path, entry)
                 if problem:
-                    raise CheckFailedError(f"{root / entry['path']}: {problem}; the folder does not match its manifest")
+                    raise IntegrityError(f"{root / entry.path}: {problem}; the folder does not match its manifest",
+                                         path=entry.path)
     else:
-        if dest.exists() and not dest.is_dir():
-            raise BadInputError(f"--dest {dest}: exists and is not a folder")
+        _check_dest(dest)
         dest.mkdir(parents=True, exist_ok=True)
         manifest_target = _inside(dest, MANIFEST_NAME)
         manifest_bytes = (root / MANIFEST_NAME).read_bytes()
@@ -283,20 +264,20 @@ def _fetch_local(root: Path, dest: Path | None, select, progress: Progress) -> F
             manifest_target.unlink()  # a different artifact's manifest must not sit beside half-copied files
         with progress.step(f"Copying {choice.name} to {dest}"):
             for entry in entries:
-                target = _inside(dest, entry["path"])
+                target = _inside(dest, entry.path)
                 if mismatch(target, entry) is None:
                     continue
-                _copy_verified(root / entry["path"], target, entry)
-                copied.append(entry["path"])
+                _copy_verified(root / entry.path, target, entry)
+                copied.append(entry.path)
             if not manifest_target.is_file():
                 _copy_verified(root / MANIFEST_NAME, manifest_target, None)
                 copied.append(MANIFEST_NAME)
-    files = sorted([entry["path"] for entry in entries] + [MANIFEST_NAME])
+    files = sorted([entry.path for entry in entries] + [MANIFEST_NAME])
     return FetchResult(path=dest if dest is not None else root, source=str(root), kind="local",
                        variant=choice.variant, choice=choice, files=files, downloaded=copied, skipped=skipped)
 
 
-def _copy_verified(source: Path, target: Path, entry: dict[str, Any] | None) -> None:
+def _copy_verified(source: Path, target: Path, entry: FileEntry | None) -> None:
     """Copy to a temporary name beside ``target``, verify, then rename: never a half file under the real name."""
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
@@ -305,8 +286,8 @@ def _copy_verified(source: Path, target: Path, entry: dict[str, Any] | None) -> 
         shutil.copyfile(source, temporary)
         problem = mismatch(Path(temporary), entry) if entry is not None else None
         if problem:
-            raise CheckFailedError(f"{source}: {problem}; the folder does not match its manifest (nothing copied "
-                                   f"under {entry['path']})")
+            raise IntegrityError(f"{source}: {problem}; the folder does not match its manifest (nothing copied "
+                                 f"under {entry.path})", path=entry.path)
         os.replace(temporary, target)
     finally:
         with contextlib.suppress(OSError):
@@ -316,99 +297,50 @@ def _copy_verified(source: Path, target: Path, entry: dict[str, Any] | None) -> 
 # --------------------------------------------------------------------------------------------- hub
 
 
-class _Hub:
-    """The downloads of one Hub fetch, with errors mapped to exit codes and the token kept out of messages."""
+class _HubFetch:
+    """The downloads of one Hub fetch (through ``exporter.hub.HubClient``: retries, errors, redaction)."""
 
     def __init__(self, repo_id: str, revision: str, endpoint: str | None, token: str | None,
                  dest: str | os.PathLike | None, cache_dir: str | os.PathLike | None, progress: Progress):
-        from huggingface_hub import constants
+        from exporter.hub import HubClient
 
-        from exporter.hub import check_endpoint
-
+        self.hub = HubClient(repo_id, endpoint=endpoint, token=token, progress=progress)
         self.repo_id = repo_id
         self.revision = revision
-        self.endpoint = check_endpoint(endpoint) if endpoint else None
-        self.shown_endpoint = self.endpoint or constants.ENDPOINT
-        self.token = token
         self.dest = Path(dest) if dest is not None else None
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
         self.progress = progress
-        if self.dest is not None and self.dest.exists() and not self.dest.is_dir():
-            raise BadInputError(f"--dest {self.dest}: exists and is not a folder")
-
-    # -- plumbing ---------------------------------------------------------------------------------
-
-    def redact(self, text: str) -> str:
-        from exporter.hub import redact
-
-        return redact(text, self.token)
+        if self.dest is not None:
+            _check_dest(self.dest)
 
     def download(self, filename: str, revision: str, force: bool = False) -> Path:
+        """One file through ``hf_hub_download`` (into the cache, or into ``dest``), retried when the Hub is
+        unreachable or answers 5xx; a file the Hub does not have is named as such."""
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-        try:
-            return Path(hf_hub_download(
-                self.repo_id, filename, revision=revision, endpoint=self.endpoint, token=self.token,
-                cache_dir=self.cache_dir, local_dir=str(self.dest) if self.dest is not None else None,
-                force_download=force,
-            ))
-        except ExporterError:
-            raise
-        except Exception as error:  # noqa: BLE001 - mapped to an exit code
-            raise self.fail(error, filename, revision) from None
+        from exporter.hub import root_cause
 
-    def fail(self, error: BaseException, filename: str, revision: str) -> ExporterError:
-        import requests
-        from huggingface_hub import constants
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            GatedRepoError,
-            HfHubHTTPError,
-            LocalEntryNotFoundError,
-            OfflineModeIsEnabled,
-            RepositoryNotFoundError,
-            RevisionNotFoundError,
-        )
+        where = f"{self.repo_id}@{revision if _COMMIT.match(revision) is None else revision[:12]}"
 
-        from exporter.hub import first_line, http_status
+        def attempt() -> Path:
+            try:
+                return Path(hf_hub_download(
+                    self.repo_id, filename, revision=revision, endpoint=self.hub.endpoint, token=self.hub.token,
+                    cache_dir=self.cache_dir, local_dir=str(self.dest) if self.dest is not None else None,
+                    force_download=force,
+                ))
+            except Exception as error:  # noqa: BLE001 - a missing file is this flow's own failure
+                cause = root_cause(error)
+                if isinstance(cause, EntryNotFoundError) and not isinstance(cause, LocalEntryNotFoundError):
+                    if filename == MANIFEST_NAME:
+                        raise NotFoundOnHubError(f"{where}: no {MANIFEST_NAME}: not an embedding-exporter artifact "
+                                                 "repo", repo_id=self.repo_id, revision=revision) from None
+                    raise IntegrityError(f"{filename}: listed in {MANIFEST_NAME} but missing from {where}",
+                                         path=filename) from None
+                raise
 
-        cause = error.__cause__ if isinstance(error, ValueError) and error.__cause__ is not None else error
-        where = f"{self.repo_id}@{revision}"
-        detail = self.redact(first_line(cause))
-        if isinstance(cause, OfflineModeIsEnabled) or (isinstance(cause, LocalEntryNotFoundError)
-                                                      and constants.HF_HUB_OFFLINE):
-            return BadInputError(f"HF_HUB_OFFLINE is set and {filename} of {where} is not in the cache"
-                                 + (" (and a mismatching copy cannot be downloaded again)" if cause is not error else "")
-                                 + "; unset HF_HUB_OFFLINE or fetch it once with network access")
-        if isinstance(cause, GatedRepoError):
-            return BadInputError(f"{self.repo_id} is gated on {self.shown_endpoint}: accept its conditions and pass a "
-                                 "token (--token, HF_TOKEN or `hf auth login`)")
-        if isinstance(cause, RepositoryNotFoundError):
-            return BadInputError(f"{self.repo_id}: repository not found on {self.shown_endpoint}, or not visible to "
-                                 f"this token (and there is no local folder {self.repo_id})")
-        if isinstance(cause, RevisionNotFoundError):
-            return BadInputError(f"{self.repo_id}: revision {revision!r} not found on {self.shown_endpoint}")
-        if isinstance(cause, LocalEntryNotFoundError):
-            inner = cause.__cause__ or cause
-            return ExternalError(f"cannot reach the Hub at {self.shown_endpoint} to download {filename} of {where}, "
-                                 f"and it is not in the cache: {self.redact(first_line(inner))}")
-        if isinstance(cause, EntryNotFoundError):
-            if filename == MANIFEST_NAME:
-                return BadInputError(f"{where}: no {MANIFEST_NAME}: not an embedding-exporter artifact repo")
-            return CheckFailedError(f"{filename}: listed in manifest.json but missing from {where}")
-        status = http_status(cause)
-        if status == 401:
-            return BadInputError(f"the Hub at {self.shown_endpoint} rejected the token (401 Unauthorized); pass a "
-                                 "valid --token, set HF_TOKEN or log in with `hf auth login`")
-        if isinstance(cause, (requests.ConnectionError, requests.Timeout)):
-            return ExternalError(f"cannot reach the Hub at {self.shown_endpoint} while downloading {filename}: {detail}")
-        if isinstance(cause, HfHubHTTPError) and status is not None:
-            return ExternalError(f"the Hub at {self.shown_endpoint} answered HTTP {status} for {filename} of {where}: "
-                                 f"{detail}")
-        if isinstance(cause, OSError) and "Consistency check failed" in str(cause):
-            return CheckFailedError(f"{filename}: the download from {where} was cut short or has the wrong size: "
-                                    f"{detail}")
-        return ExternalError(f"downloading {filename} of {where} failed: {type(cause).__name__}: {detail}")
+        return self.hub.call(f"downloading {filename} of {where}", attempt, revision=revision)
 
     def discard(self, path: Path, filename: str) -> None:
         """Delete a file that failed verification, and what would make the client trust it again."""
@@ -440,28 +372,19 @@ class _Hub:
 
     # -- the fetch --------------------------------------------------------------------------------
 
-    def fetch(self, select) -> FetchResult:
-        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
-        bars_were_disabled = are_progress_bars_disabled()
-        disable_progress_bars()
-        try:
+    def fetch(self, select: Select) -> FetchResult:
+        with self.hub.session():
             return self._fetch(select)
-        except ExporterError as error:
-            error.args = (self.redact(str(error)),)
-            raise
-        finally:
-            if not bars_were_disabled:
-                enable_progress_bars()
 
-    def _fetch(self, select) -> FetchResult:
+    def _fetch(self, select: Select) -> FetchResult:
         created = None  # the outermost folder of dest that this fetch creates
         if self.dest is not None:
             for folder in [self.dest.absolute(), *self.dest.absolute().parents]:
                 if folder.exists():
                     break
                 created = folder
-        with self.progress.step(f"Reading {MANIFEST_NAME} of {self.repo_id}@{self.revision} from {self.shown_endpoint}"):
+        endpoint = self.hub.endpoint
+        with self.progress.step(f"Reading {MANIFEST_NAME} of {self.repo_id}@{self.revision} from {endpoint}"):
             manifest_path = self.download(MANIFEST_NAME, self.revision)
         root = manifest_path.parent
         try:
@@ -471,19 +394,19 @@ class _Hub:
             raise
         commit = self.commit_of(manifest_path)
         choice = select(manifest)
-        entries, skipped = needed_entries(manifest, choice.variant)
+        entries, skipped = manifest.needed_entries(choice.variant, skip=DOCUMENTATION_FILES)
         downloaded = []
-        size = sum(entry["size"] for entry in entries)
+        size = sum(entry.size for entry in entries)
         label = (f"Fetching {choice.name}: {len(entries)} files ({size / 1e6:.1f} MB) of {self.repo_id}@{commit[:12]}"
                  + (f" into {self.dest}" if self.dest is not None else ""))
         with self.progress.step(label):
             for entry in entries:
                 if self._get_verified(root, entry, commit):
-                    downloaded.append(entry["path"])
-        files = sorted([entry["path"] for entry in entries] + [MANIFEST_NAME])
+                    downloaded.append(entry.path)
+        files = sorted([entry.path for entry in entries] + [MANIFEST_NAME])
         return FetchResult(path=root, source=self.repo_id, kind="hub", variant=choice.variant, choice=choice,
                            files=files, downloaded=downloaded, skipped=skipped, revision=self.revision, commit=commit,
-                           endpoint=self.shown_endpoint)
+                           endpoint=endpoint)
 
     def _forget_manifest(self, manifest_path: Path, created: Path | None) -> None:
         """A refused manifest is not left in ``dest`` (folders this fetch created go entirely)."""
@@ -494,9 +417,9 @@ class _Hub:
         else:
             self.discard(manifest_path, MANIFEST_NAME)
 
-    def _get_verified(self, root: Path, entry: dict[str, Any], commit: str) -> bool:
+    def _get_verified(self, root: Path, entry: FileEntry, commit: str) -> bool:
         """Download (or find) one file and verify it; True when it was not there before."""
-        relative = entry["path"]
+        relative = entry.path
         expected = _inside(root, relative)
         was_there = expected.is_file()
         problem = None
@@ -508,14 +431,14 @@ class _Hub:
             self.discard(path, relative)
             if attempt == 0:
                 self.progress.log(f"{relative}: {problem}; deleted, downloading it again")
-        raise CheckFailedError(f"{relative}: {problem} (downloaded twice from {self.repo_id}@{commit[:12]}); "
-                               "the file was deleted")
+        raise IntegrityError(f"{relative}: {problem} (downloaded twice from {self.repo_id}@{commit[:12]}); "
+                             "the file was deleted", path=relative)
 
 
 # ------------------------------------------------------------------------------------------- check
 
 
-def check_variant(folder: str | os.PathLike, variant: dict[str, Any] | str):
+def check_variant(folder: str | os.PathLike, variant: Variant | str):
     """Run ``variant`` (a manifest entry or a name) of the artifact in ``folder`` on the stored validation
     texts on this host and compare with the stored reference embeddings, against its thresholds; no torch
     weights needed. Returns an ``exporter.validators.VariantResult`` (``passed``, ``failures()``)."""
@@ -524,6 +447,4 @@ def check_variant(folder: str | os.PathLike, variant: dict[str, Any] | str):
     return check_stored(Path(folder), variant)
 
 
-__all__ = ["DOCUMENTATION_FILES", "FetchResult", "check_variant", "fetch", "fetch_variant", "load", "load_line",
-           "mismatch", "needed_entries"]
-
+__all__ = ["DOCUMENTATION_FILES", "FetchResult", "check_variant", "fetch", "fetch_variant", "load", "load_line"]

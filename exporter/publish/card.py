@@ -3,8 +3,9 @@
 ``write_card(folder, repo_id)`` renders ``templates/model_card.md`` through ``ModelCard.from_template``:
 YAML front matter from ``ModelCardData`` (base_model, library_name, pipeline_tag, tags, license), a table
 of the variants with their parity and benchmark numbers, a load snippet per variant, the recipe, the
-provenance and the toolchain versions. Everything comes from manifest.json (and bench.json), never from
-the clock, so the same folder always gives the same card: pushing it again changes nothing.
+provenance and the toolchain versions. Everything comes from manifest.json (read once, typed: ``Manifest``)
+and bench.json, never from the clock, so the same folder always gives the same card: pushing it again
+changes nothing. Package names and versions come from the one package table (``exporter.runtime.packages``).
 
 The card is listed in manifest.json's ``shared_files`` like every other file.
 """
@@ -18,19 +19,25 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from exporter.artifact.manifest import file_entry, read_manifest, write_manifest
+from exporter.artifact.integrity import file_entry, write_text_atomic
+from exporter.artifact.manifest import Manifest, Variant, read_manifest, write_manifest
+from exporter.constants import REPO_ID_PATTERN
+from exporter.runtime.packages import PACKAGES
 
 CARD_NAME = "README.md"
+BENCH_NAME = "bench.json"
 TEMPLATE = "model_card.md"
 LIBRARY_NAME = "sentence-transformers"
 PIPELINE_TAG = "sentence-similarity"
-# Shown in the versions table, in this order, when known.
-VERSION_PACKAGES = ("torch", "transformers", "sentence-transformers", "optimum", "optimum-onnx", "optimum-intel",
-                    "onnx", "onnxruntime", "openvino", "nncf", "huggingface-hub")
+# Shown in the versions table, in the package table's order, when known.
+VERSION_PACKAGES = tuple(package.name for package in PACKAGES if package.in_environment)
 PARITY_FIELDS = (("cosine_min", "cosine min", 5), ("cosine_mean", "cosine mean", 5),
                  ("neighbour_overlap", "neighbour overlap", 4), ("spearman", "spearman", 4))
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+# A card's base_model may also be a bare (legacy, un-namespaced) Hub id such as "bert-base-uncased", which
+# REPO_ID_PATTERN (ORG/NAME, what push and fetch accept) rightly refuses: this pattern adds only that.
+_BARE_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SAMPLE_TEXTS = '["first text", "second text"]'
+RUNTIME_NAMES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 def cell(value: Any) -> str:
@@ -52,17 +59,13 @@ def fence_for(text: str) -> str:
     return "`" * max(3, max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
 
 
-def _number(value: Any, digits: int) -> str:
-    if isinstance(value, bool) or value is None:
-        return "–" if value is None else str(value)
-    if isinstance(value, (int, float)):
-        if not math.isfinite(value):
-            return str(value)
-        # rounded down, so 0.999996 reads 0.99999 and never passes for a perfect 1.00000
-        return f"{math.floor(value * 10**digits) / 10**digits:.{digits}f}"
-    if isinstance(value, dict):  # e.g. per batch size: show each
-        return ", ".join(f"{k}: {_number(v, digits)}" for k, v in value.items())
-    return str(value)
+def _number(value: float | None, digits: int) -> str:
+    if value is None:
+        return "–"
+    if not math.isfinite(value):
+        return str(value)
+    # rounded down, so 0.999996 reads 0.99999 and never passes for a perfect 1.00000
+    return f"{math.floor(value * 10**digits) / 10**digits:.{digits}f}"
 
 
 def _size(num_bytes: int) -> str:
@@ -73,26 +76,30 @@ def _size(num_bytes: int) -> str:
     return f"{num_bytes / 1e3:.1f} kB"
 
 
-def card_tags(manifest: dict[str, Any]) -> list[str]:
+def card_tags(manifest: Manifest) -> list[str]:
     tags = [LIBRARY_NAME]
-    backends = {v.get("backend") for v in manifest["variants"]}
-    tags += [backend for backend in ("onnx", "openvino") if backend in backends]
-    precisions = sorted({str(v.get("precision")) for v in manifest["variants"] if v.get("precision")} - {"fp32"})
-    tags += precisions
-    if any(v.get("graph") == "sentence" for v in manifest["variants"]):
+    tags += [backend for backend in ("onnx", "openvino") if backend in manifest.backends]
+    tags += sorted({variant.precision for variant in manifest.variants} - {"fp32"})
+    if any(variant.graph == "sentence" for variant in manifest.variants):
         tags.append("sentence-embedding-graph")
     tags.append("embedding-exporter")
     return list(dict.fromkeys(tags))
 
 
-def card_data(manifest: dict[str, Any]):
+def base_model(manifest: Manifest) -> str | None:
+    """``source.id`` when it is a Hub id (ORG/NAME, or a bare legacy name), for the card's ``base_model``."""
+    source_id = manifest.source.id
+    if source_id and (REPO_ID_PATTERN.match(source_id) or _BARE_HUB_ID.match(source_id)):
+        return source_id
+    return None
+
+
+def card_data(manifest: Manifest):
     """The card's metadata as ``ModelCardData``."""
     from huggingface_hub import ModelCardData
 
-    source = manifest.get("source") or {}
-    base_model = source.get("id") if isinstance(source.get("id"), str) and _HUB_ID.match(source["id"]) else None
     return ModelCardData(
-        base_model=base_model,
+        base_model=base_model(manifest),
         library_name=LIBRARY_NAME,
         pipeline_tag=PIPELINE_TAG,
         tags=card_tags(manifest),
@@ -100,46 +107,47 @@ def card_data(manifest: dict[str, Any]):
     )
 
 
-def source_license(manifest: dict[str, Any]) -> str | None:
-    """``source.license`` (recorded by ``finalize_manifest``), else the local source README's license."""
-    source = manifest.get("source") or {}
-    if isinstance(source.get("license"), str):
-        return source["license"]
-    from exporter.artifact.provenance import local_source_dir
-    from exporter.artifact.provenance import source_license as read_license
+def source_license(manifest: Manifest) -> str | None:
+    """``source.license`` (recorded by ``finalize_manifest``), else the license in the README of the source
+    model, when it is on this machine."""
+    if manifest.source.license:
+        return manifest.source.license
+    from exporter.artifact import model_folder
 
-    directory = local_source_dir(manifest)
-    return read_license(directory) if directory else None
-
-
-def _has_bench(folder: Path, manifest: dict[str, Any]) -> bool:
-    listed = any(entry.get("path") == "bench.json" for entry in manifest.get("shared_files", []))
-    return listed or (folder / "bench.json").is_file()
+    directory = model_folder.find_source_model(manifest).directory
+    return model_folder.source_license(directory) if directory is not None else None
 
 
-def variant_table(folder: Path, manifest: dict[str, Any]) -> tuple[list[str], list[list[str]], bool]:
+def _has_bench(folder: Path, manifest: Manifest) -> bool:
+    return BENCH_NAME in manifest.entries() or (folder / BENCH_NAME).is_file()
+
+
+def _verdict(variant: Variant) -> str:
+    if variant.parity is None:
+        return "not validated"
+    return "✅ pass" if variant.parity.passed else "❌ fail"
+
+
+def variant_table(folder: Path, manifest: Manifest) -> tuple[list[str], list[list[str]], bool]:
     """Header and rows of the variants table; whether bench columns are in it."""
-    with_bench = _has_bench(folder, manifest) and any(isinstance(v.get("bench"), dict) for v in manifest["variants"])
+    with_bench = _has_bench(folder, manifest) and any(variant.bench is not None for variant in manifest.variants)
     header = ["variant", "backend", "precision", "graph", "file", "size", "parity"]
     header += [label for _, label, _ in PARITY_FIELDS]
     if with_bench:
         header += ["× torch", "texts/s"]
     rows = []
-    for variant in manifest["variants"]:
-        parity = variant.get("parity") if isinstance(variant.get("parity"), dict) else None
-        if parity is None:
-            verdict = "not validated"
-        else:
-            verdict = "✅ pass" if parity.get("passed") is True else "❌ fail"
-        size = sum(int(entry.get("size", 0)) for entry in variant.get("files", []))
-        row = [code(variant["name"]), variant.get("backend"), variant.get("precision"), variant.get("graph"),
-               code(variant.get("file_name", "")), _size(size), verdict]
-        row += [_number(parity.get(key), digits) if parity else None for key, _, digits in PARITY_FIELDS]
+    for variant in manifest.variants:
+        parity = variant.parity
+        row: list[Any] = [code(variant.name), variant.backend, variant.precision, variant.graph,
+                          code(variant.file_name), _size(variant.size), _verdict(variant)]
+        row += [_number(getattr(parity, key), digits) if parity is not None else None
+                for key, _, digits in PARITY_FIELDS]
         if with_bench:
-            bench = variant.get("bench") if isinstance(variant.get("bench"), dict) else {}
-            ratio = bench.get("ratio_to_torch")
-            row += [f"{ratio:.2f}×" if isinstance(ratio, (int, float)) else None,
-                    _number(bench.get("throughput"), 1) if bench.get("throughput") is not None else None]
+            bench = variant.bench
+            ratio = bench.ratio_to_torch if bench is not None else None
+            throughput = bench.throughput if bench is not None else None
+            row += [f"{ratio:.2f}×" if ratio is not None else None,
+                    _number(throughput, 1) if throughput is not None else None]
         rows.append([cell(value) for value in row])
     return header, rows, with_bench
 
@@ -148,7 +156,7 @@ def _bench_note(folder: Path) -> str:
     note = ("`× torch`: throughput relative to the torch model, measured in one process with the same threads "
             "(`bench.json`).")
     try:
-        data = json.loads((folder / "bench.json").read_text(encoding="utf-8"))
+        data = json.loads((folder / BENCH_NAME).read_text(encoding="utf-8"))
         host, settings = data.get("host") or {}, data.get("settings") or {}
         details = [str(host["cpu"])] if host.get("cpu") else []
         if settings.get("batch_size"):
@@ -162,45 +170,39 @@ def _bench_note(folder: Path) -> str:
     return note
 
 
-def _parity_note(manifest: dict[str, Any]) -> str:
+def _parity_note(manifest: Manifest) -> str:
     note = ("Parity: each variant's embeddings against the torch model's on the validation texts (cosine per "
             "text, nearest-neighbour overlap and Spearman correlation of the pairwise similarities); "
             "*not validated*: no parity measured.")
-    validation = manifest.get("validation")
-    if isinstance(validation, dict) and isinstance(validation.get("report"), str):
-        note += f" Full report: {code(validation['report'])}."
+    if manifest.validation is not None and manifest.validation.report:
+        note += f" Full report: {code(manifest.validation.report)}."
     return note
 
 
-def _download_patterns(manifest: dict[str, Any], variant: dict[str, Any]) -> list[str]:
-    files = [entry["path"] for entry in variant.get("files", []) if isinstance(entry, dict)]
-    return list(dict.fromkeys([*(files or [variant["file_name"]]), "*.json", "*.txt", "*.model"]))
+def _download_patterns(variant: Variant) -> list[str]:
+    files = [entry.path for entry in variant.files]
+    return list(dict.fromkeys([*(files or [variant.file_name]), "*.json", "*.txt", "*.model"]))
 
 
-def snippets(manifest: dict[str, Any], repo_id: str | None, folder_name: str) -> list[dict[str, str]]:
+def snippets(manifest: Manifest, repo_id: str | None, folder_name: str) -> list[dict[str, str]]:
     """A load snippet per variant: sentence-transformers for ``graph: transformer``, the plain runtime for
     ``graph: sentence`` (which outputs ``sentence_embedding`` and must not be pooled again)."""
     where = repo_id or folder_name
-    max_length = (manifest.get("source") or {}).get("max_seq_length") or 512
-    dimension = (manifest.get("source") or {}).get("dimension")
+    max_length = manifest.source.max_seq_length or 512
+    dimension = manifest.source.dimension
     shape = f"  # shape (2, {dimension})" if dimension else ""
     result = []
-    for variant in manifest["variants"]:
-        backend, file_name = variant.get("backend"), variant.get("file_name")
-        options = variant.get("runtime_options") if isinstance(variant.get("runtime_options"), dict) else None
-        if variant.get("graph") == "sentence":
-            inputs = list(variant.get("inputs") or ["input_ids", "attention_mask"])
-            lines = []
-            if backend == "onnx":
-                lines.append("import onnxruntime as ort")
-            else:
-                lines.append("import openvino as ov")
+    for variant in manifest.variants:
+        backend, file_name, options = variant.backend, variant.file_name, variant.runtime_options
+        if variant.graph == "sentence":
+            inputs = list(variant.inputs or ["input_ids", "attention_mask"])
+            lines = ["import onnxruntime as ort" if backend == "onnx" else "import openvino as ov"]
             if repo_id:
                 lines.append("from huggingface_hub import snapshot_download")
             lines += ["from transformers import AutoTokenizer", ""]
             if repo_id:
                 lines.append(f"folder = snapshot_download({json.dumps(repo_id)}, "
-                             f"allow_patterns={json.dumps(_download_patterns(manifest, variant))})")
+                             f"allow_patterns={json.dumps(_download_patterns(variant))})")
             else:
                 lines.append(f"folder = {json.dumps(folder_name)}  # the artifact folder")
             lines += [
@@ -216,7 +218,7 @@ def snippets(manifest: dict[str, Any], repo_id: str | None, folder_name: str) ->
                 config = f", {json.dumps(options)}" if options else ""
                 lines += [f'compiled = ov.Core().compile_model(f"{{folder}}/{file_name}", "CPU"{config})',
                           f'embeddings = compiled(inputs)["sentence_embedding"]{shape}']
-            runtime = "ONNX Runtime" if backend == "onnx" else "OpenVINO"
+            runtime = RUNTIME_NAMES.get(backend, backend)
             text = ("The whole pipeline (transformer, pooling and the model's other modules) in one graph: "
                     f"output `sentence_embedding` `[batch, {dimension or 'dim'}]`, inputs "
                     f"{', '.join(code(name) for name in inputs)} (int64). Run it with plain {runtime}; "
@@ -233,76 +235,83 @@ def snippets(manifest: dict[str, Any], repo_id: str | None, folder_name: str) ->
                 f"embeddings = model.encode({SAMPLE_TEXTS}){shape}",
             ]
             runtime = "sentence-transformers"
-            text = "Token embeddings; sentence-transformers runs the model's pooling (and its other modules) after the graph."
-        result.append({"name": variant["name"], "runtime": runtime, "text": text, "code": "\n".join(lines)})
+            text = ("Token embeddings; sentence-transformers runs the model's pooling (and its other modules) after "
+                    "the graph.")
+        result.append({"name": variant.name, "runtime": runtime, "text": text, "code": "\n".join(lines)})
     return result
 
 
-def _environment(manifest: dict[str, Any]) -> dict[str, Any]:
-    recorded = manifest.get("environment")
-    if isinstance(recorded, dict) and isinstance(recorded.get("packages"), dict):
-        return recorded
-    from exporter.artifact.provenance import environment
+def _versions(manifest: Manifest) -> tuple[str | None, dict[str, str]]:
+    """(python version, package versions): the manifest's recorded environment (``finalize_manifest`` writes
+    ``runtime.packages.environment()``), else this host's."""
+    if manifest.environment is not None:
+        recorded = manifest.environment
+    else:
+        from exporter.runtime.packages import environment
 
-    return environment()
+        recorded = environment()
+    packages = recorded.get("packages") or {}
+    return recorded.get("python"), {str(name): str(version) for name, version in packages.items() if version}
 
 
-def _install_line(manifest: dict[str, Any]) -> str:
-    requirements = manifest.get("runtime_requirements")
-    if not isinstance(requirements, dict) or not requirements:
-        from exporter.artifact.provenance import runtime_requirements
+def _install_line(manifest: Manifest) -> str:
+    requirements = manifest.runtime_requirements
+    if not requirements:
+        from exporter.runtime.packages import runtime_requirements
 
-        requirements = runtime_requirements({str(v.get("backend")) for v in manifest["variants"]})
+        requirements = runtime_requirements(manifest.backends)
     return " ".join(f'"{name}{spec}"' for name, spec in requirements.items()) or "sentence-transformers"
 
 
-def render_card(folder: Path, manifest: dict[str, Any], repo_id: str | None = None):
+def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
     """The ``ModelCard`` for ``folder``'s manifest. ``repo_id`` is used in the load snippets; without it
     (and without ``publish.repo_id``), they load the local folder."""
     from huggingface_hub import ModelCard
 
-    repo_id = repo_id or ((manifest.get("publish") or {}).get("repo_id") or None)
-    source = manifest.get("source") or {}
-    recipe = manifest.get("recipe") or {}
+    from exporter.publish.push import PublishDefaults
+
+    repo_id = repo_id or PublishDefaults.of(manifest, folder).repo_id
+    source, recipe = manifest.source, manifest.recipe
     header, rows, with_bench = variant_table(folder, manifest)
-    base = source.get("id")
-    title = repo_id.split("/")[-1] if repo_id else recipe.get("name") or folder.name
-    backends = sorted({str(v.get("backend")) for v in manifest["variants"]})
-    runtimes = " and ".join({"onnx": "ONNX Runtime", "openvino": "OpenVINO"}.get(b, b) for b in backends)
+    base = source.id
+    title = repo_id.split("/")[-1] if repo_id else (recipe.name if recipe is not None else None) or folder.name
+    runtimes = " and ".join(RUNTIME_NAMES.get(backend, backend) for backend in sorted(manifest.backends))
     of_what = f"of {code(base)} " if base else ""
     dims = []
-    if source.get("dimension"):
-        dims.append(f"{source['dimension']}-dimensional embeddings")
-    if source.get("max_seq_length"):
-        dims.append(f"max_seq_length {source['max_seq_length']}")
-    summary = (f"{len(manifest['variants'])} export{'s' if len(manifest['variants']) != 1 else ''} {of_what}"
-               f"for {runtimes}, built from a recipe by embedding-exporter"
-               + (f" ({', '.join(dims)})." if dims else "."))
-    environment = _environment(manifest)
-    packages = environment.get("packages") or {}
+    if source.dimension:
+        dims.append(f"{source.dimension}-dimensional embeddings")
+    if source.max_seq_length:
+        dims.append(f"max_seq_length {source.max_seq_length}")
+    count = len(manifest.variants)
+    summary = (f"{count} export{'s' if count != 1 else ''} {of_what}for {runtimes}, built from a recipe by "
+               "embedding-exporter" + (f" ({', '.join(dims)})." if dims else "."))
+    python, packages = _versions(manifest)
     version_rows = [[cell(name), cell(packages[name])] for name in VERSION_PACKAGES if packages.get(name)]
-    if environment.get("python"):
-        version_rows.insert(0, [cell("python"), cell(environment["python"])])
-    source_label = base or source.get("location")
-    provenance = [
+    if python:
+        version_rows.insert(0, [cell("python"), cell(python)])
+    source_label = base or source.location
+    recipe_name = recipe.name if recipe is not None else ""
+    recipe_file = (recipe.file if recipe is not None else None) or ""
+    recipe_sha256 = (recipe.sha256 if recipe is not None else None) or ""
+    provenance: list[list[Any]] = [
         ["source model", code(source_label) if source_label else None],
-        ["source revision", code(source["revision"]) if source.get("revision") else "not pinned"],
+        ["source revision", code(source.revision) if source.revision else "not pinned"],
     ]
-    if source.get("weights_sha256"):
-        provenance.append([f"source weights sha256 ({code(source.get('weights_file', 'weights'))})",
-                           code(source["weights_sha256"])])
-    if source.get("license"):
-        provenance.append(["source license", source["license"]])
+    if source.weights_sha256:
+        provenance.append([f"source weights sha256 ({code(source.weights_file or 'weights')})",
+                           code(source.weights_sha256)])
+    if source.license:
+        provenance.append(["source license", source.license])
     provenance += [
-        ["recipe", f"{code(recipe.get('name', ''))} ({code(recipe.get('file', ''))})"],
-        ["recipe sha256", code(recipe.get("sha256", ""))],
-        ["tool", f"embedding-exporter {(manifest.get('tool') or {}).get('version', '')}".strip()],
-        ["built", manifest.get("created_at")],
+        ["recipe", f"{code(recipe_name)} ({code(recipe_file)})"],
+        ["recipe sha256", code(recipe_sha256)],
+        ["tool", f"embedding-exporter {manifest.tool.version or ''}".strip()],
+        ["built", manifest.created_at],
     ]
-    if isinstance(manifest.get("runtime_requirements"), dict) and manifest["runtime_requirements"]:
+    if manifest.runtime_requirements:
         provenance.append(["runtime requirements",
-                           ", ".join(code(f"{k}{v}") for k, v in manifest["runtime_requirements"].items())])
-    recipe_text = str(recipe.get("text", "")).rstrip("\n")
+                           ", ".join(code(f"{k}{v}") for k, v in manifest.runtime_requirements.items())])
+    recipe_text = ((recipe.text if recipe is not None else None) or "").rstrip("\n")
     template = resources.files("exporter").joinpath("templates", TEMPLATE).read_text(encoding="utf-8")
     return ModelCard.from_template(
         card_data(manifest),
@@ -315,9 +324,9 @@ def render_card(folder: Path, manifest: dict[str, Any], repo_id: str | None = No
         bench_note=_bench_note(folder) if with_bench else "",
         install_line=_install_line(manifest),
         snippets=snippets(manifest, repo_id, folder.name),
-        tool_version=(manifest.get("tool") or {}).get("version", ""),
-        recipe_file=recipe.get("file", "recipe.yaml"),
-        recipe_sha256=recipe.get("sha256", ""),
+        tool_version=manifest.tool.version or "",
+        recipe_file=(recipe.file if recipe is not None else None) or "recipe.yaml",
+        recipe_sha256=recipe_sha256,
         recipe_fence=fence_for(recipe_text),
         recipe_text=recipe_text,
         provenance_rows=[[cell(k), cell(v)] for k, v in provenance],
@@ -328,18 +337,19 @@ def render_card(folder: Path, manifest: dict[str, Any], repo_id: str | None = No
 def write_card(folder: str | Path, repo_id: str | None = None) -> Path:
     """Write ``folder/README.md`` from its manifest and list it in manifest.json (replacing the old entry).
 
-    Returns the card's path. Raises ``BadInputError`` when the folder has no valid manifest.
+    Returns the card's path. Raises ``ManifestError`` when the folder has no valid manifest.
     """
     root = Path(folder)
     manifest = read_manifest(root)
-    card = render_card(root, manifest, repo_id)
-    path = root / CARD_NAME
-    text = str(card)
+    text = str(render_card(root, manifest, repo_id))
     if not text.endswith("\n"):
         text += "\n"
-    path.write_text(text, encoding="utf-8", newline="\n")
-    shared = [entry for entry in manifest.get("shared_files", []) if entry.get("path") != CARD_NAME]
-    shared.append(file_entry(root, CARD_NAME))
-    manifest["shared_files"] = sorted(shared, key=lambda entry: entry["path"])
+    path = root / CARD_NAME
+    write_text_atomic(path, text)
+    manifest.set_shared_file(file_entry(root, CARD_NAME))
     write_manifest(root, manifest)
     return path
+
+
+__all__ = ["CARD_NAME", "VERSION_PACKAGES", "card_data", "card_tags", "cell", "code", "fence_for", "render_card",
+           "snippets", "source_license", "variant_table", "write_card"]
