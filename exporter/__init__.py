@@ -38,6 +38,7 @@ _API = {
     "fetch_variant": "exporter.deploy.fetch",
     "FetchResult": "exporter.deploy.fetch",
     "load": "exporter.deploy.fetch",
+    "load_sentence_transformer": "exporter.deploy.fetch",
     "choose_variant": "exporter.deploy.choice",
     "bench": "exporter.diagnostics.benchmark",
     "BenchResult": "exporter.diagnostics.bench_results",

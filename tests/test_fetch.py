@@ -195,8 +195,8 @@ def test_auto_fetch_downloads_only_the_chosen_variant_and_verifies(hub, cache):
     entries = manifest.entries()
     for path in want - {"manifest.json"}:
         assert sha256_file(folder / path) == entries[path].sha256, path
-    assert fetched["python"] == ('from sentence_transformers import SentenceTransformer; model = SentenceTransformer('
-                                 f'"{folder}", backend="onnx", model_kwargs={{"file_name": "{VNNI_INT8_FILE}"}})')
+    assert fetched["python"] == (f'import exporter; model = exporter.load_encoder("{folder}", "{VNNI_INT8}"); '
+                                 'model.encode(["first text", "second text"])')
 
     # the second fetch of the same revision downloads nothing (at most metadata HEADs)
     hub.clear_requests()
@@ -220,11 +220,17 @@ def test_auto_fetch_downloads_only_the_chosen_variant_and_verifies(hub, cache):
     assert hub.requests == []
 
 
-def test_load_returns_a_ready_sentence_transformer(hub, cache):
-    model = exporter.load(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache)
+def test_load_returns_a_ready_encoder_and_sentence_transformer(hub, cache):
+    model = exporter.load(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache, graph="transformer")
+    assert isinstance(model, exporter.Encoder) and model.variant.graph == "transformer"
     embeddings = model.encode(["hello world", "a second, longer text"])
-    assert embeddings.shape == (2, hub.pushed_manifest.source.dimension)
+    assert embeddings.shape == (2, hub.pushed_manifest.source.dimension) and embeddings.dtype == np.float32
     assert np.isfinite(embeddings).all()
+    st_model = exporter.load_sentence_transformer(REPO_ID, variant=model.variant.name, endpoint=hub.url,
+                                                  token=HUB_TOKEN, cache_dir=cache)
+    same = st_model.encode(["hello world", "a second, longer text"])
+    cosines = (same * embeddings).sum(axis=1) / np.linalg.norm(same, axis=1) / np.linalg.norm(embeddings, axis=1)
+    assert cosines.min() >= 0.99999  # both paths load the same validated variant with the same numerics
     path = exporter.fetch(REPO_ID, endpoint=hub.url, token=HUB_TOKEN, cache_dir=cache, graph="transformer")
     assert (path / "manifest.json").is_file()
 
@@ -235,8 +241,8 @@ def test_fetch_into_dest_twice_and_a_damaged_local_file_is_replaced(hub, tmp_pat
     assert result.exit_code == 0, (result.output, result.stderr)
     lines = result.stdout.splitlines()
     assert lines[0].startswith("Chose onnx-fp32 as asked") and lines[1] == str(dest)
-    assert lines[2] == ('from sentence_transformers import SentenceTransformer; model = SentenceTransformer('
-                        f'"{dest}", backend="onnx", model_kwargs={{"file_name": "onnx/model.onnx"}})')
+    assert lines[2] == (f'import exporter; model = exporter.load_encoder("{dest}", "onnx-fp32"); '
+                        'model.encode(["first text", "second text"])')
     assert files_under(dest) == expected_files(hub.pushed_manifest, "onnx-fp32")
     assert not any(p.is_symlink() for p in dest.rglob("*"))
 
@@ -361,9 +367,8 @@ def test_cli_fetch_with_endpoint_in_a_process_without_hf_endpoint(hub, tmp_path)
     folder = Path(fetched["path"])
     assert folder.is_relative_to(cache) and files_under(folder) == expected_files(hub.pushed_manifest, "openvino-fp32")
     assert set(file_gets(hub)) == set(fetched["files"])  # every file came from the local server
-    assert fetched["python"] == ('from sentence_transformers import SentenceTransformer; model = SentenceTransformer('
-                                 f'"{folder}", backend="openvino", model_kwargs={{"file_name": '
-                                 '"openvino/openvino_model.xml"})')
+    assert fetched["python"] == (f'import exporter; model = exporter.load_encoder("{folder}", "openvino-fp32"); '
+                                 'model.encode(["first text", "second text"])')
     assert HUB_TOKEN not in process.stdout + process.stderr
 
 
@@ -376,9 +381,8 @@ def test_local_folder_verified_in_place_and_copied_to_dest(local_copy, tmp_path)
     dest = tmp_path / "dest"
     copied = fetch_variant(local_copy, variant="openvino-fp32", dest=dest)
     assert files_under(dest) == expected_files(read_manifest(local_copy), "openvino-fp32")
-    assert copied.python_line() == (
-        'from sentence_transformers import SentenceTransformer; model = SentenceTransformer('
-        f'"{dest}", backend="openvino", model_kwargs={{"file_name": "openvino/openvino_model.xml"}})')
+    assert copied.python_line() == (f'import exporter; model = exporter.load_encoder("{dest}", "openvino-fp32"); '
+                                    'model.encode(["first text", "second text"])')
     assert set(copied.downloaded) == files_under(dest)
     assert fetch_variant(local_copy, variant="openvino-fp32", dest=dest).downloaded == []  # nothing copied again
     assert not list(dest.rglob("*.part"))
@@ -414,9 +418,11 @@ def test_check_fails_when_this_hosts_numerics_break_the_thresholds(local_copy):
     assert any("cosine_min" in failure for failure in raised.value.failures)
 
 
-def test_load_refuses_sentence_graphs_and_local_unsafe_manifest(local_copy):
+def test_load_runs_sentence_graphs_and_refuses_a_local_unsafe_manifest(local_copy):
+    encoder = exporter.load(local_copy, variant="onnx-fp32-sentence")
+    assert encoder.encode("one text").shape == (read_manifest(local_copy).source.dimension,)
     with pytest.raises(BadInputError, match="graph: sentence"):
-        exporter.load(local_copy, variant="onnx-fp32-sentence")
+        exporter.load_sentence_transformer(local_copy, variant="onnx-fp32-sentence")
     raw = json.loads((local_copy / "manifest.json").read_text(encoding="utf-8"))  # what the typed model refuses
     raw["variants"][0]["files"][0]["path"] = "/etc/passwd"
     (local_copy / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
@@ -499,12 +505,12 @@ def test_cuda_host_prefers_onnx_fp16_on_the_gpu():
     assert choice.name == "onnx-fp16" and choice.device == "cuda" and "on cuda" in choice.reason
     assert by_name(choice)["onnx-int8-vnni"].device == "cpu"
     assert load_line(Path("/m"), choice.variant, choice.device) == (
-        'from sentence_transformers import SentenceTransformer; model = SentenceTransformer("/m", backend="onnx", '
-        'device="cuda", model_kwargs={"file_name": "onnx-fp16.bin"})')
+        'import exporter; model = exporter.load_encoder("/m", "onnx-fp16", device="cuda"); '
+        'model.encode(["first text", "second text"])')
     sentence = MIXED.variant("onnx-fp32-sentence")
     assert load_line(Path("/m"), sentence) == (
-        'from transformers import AutoTokenizer; tokenizer = AutoTokenizer.from_pretrained("/m"); '
-        'import onnxruntime as ort; session = ort.InferenceSession("/m/onnx-fp32-sentence.bin")')
+        'import exporter; model = exporter.load_encoder("/m", "onnx-fp32-sentence"); '
+        'model.encode(["first text", "second text"])')
     no_fp16 = manifest_of(*[v for v in MIXED_VARIANTS if v["name"] != "onnx-fp16"])
     assert choose_variant(no_fp16, CUDA).name == "onnx-fp32"
     # a GPU but a CPU-only onnxruntime: runs on the CPU, and says why
@@ -525,11 +531,13 @@ def test_missing_runtimes_exclude_their_backend():
         choose_variant(MIXED, no_openvino, backend="openvino")
     with pytest.raises(ExternalError):
         choose_variant(MIXED, no_openvino, variant="openvino-fp32")
-    # no sentence-transformers: the plain-runtime sentence graph is what runs
+    # a deploy host with the runtime only (no sentence-transformers): the Encoder runs both graph kinds, and
+    # the transformer graph still ranks first
     runtime_only = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes={"onnxruntime": "1.31.1"})
-    assert choose_variant(MIXED, runtime_only).name == "onnx-fp32-sentence"
-    with pytest.raises(ExternalError, match="sentence-transformers"):
-        choose_variant(MIXED, runtime_only, graph="transformer")
+    assert choose_variant(MIXED, runtime_only).name == "onnx-fp32"
+    assert choose_variant(MIXED, runtime_only, graph="sentence").name == "onnx-fp32-sentence"
+    with pytest.raises(ExternalError, match="pip install onnxruntime"):
+        choose_variant(MIXED, HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes={}))
 
 
 def test_bench_numbers_rank_cpu_variants():

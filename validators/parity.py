@@ -26,8 +26,15 @@ from exporter.runtime.runners import RunSpec, VariantRunner, load_runner
 from exporter.runtime.tokenization import TextTokenizer
 from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
 from exporter.validators.batching import EncodingPass, mixed_length_pass, single_text_pass
-from exporter.validators.checks import (SENTENCE_TRANSFORMERS_CHECK, Check, build_checks, cosine_rows,
-                                        failed_run_checks, measure, not_run_check)
+from exporter.validators.checks import (
+    SENTENCE_TRANSFORMERS_CHECK,
+    Check,
+    build_checks,
+    cosine_rows,
+    failed_run_checks,
+    measure,
+    not_run_check,
+)
 from exporter.validators.reference import (
     TEXTS_FILE,
     Reference,

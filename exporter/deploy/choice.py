@@ -8,15 +8,14 @@ How ``auto`` chooses, in order:
 1. Only variants whose validation passed (``parity.passed`` true in the manifest) are candidates, then the
    constraints (``backend``, ``precision``, ``graph``, ``min_cosine`` on ``parity.cosine_min``).
 2. A variant whose runtime is not installed is excluded: ``onnx`` needs onnxruntime, ``openvino`` needs
-   openvino; ``graph: transformer`` also needs sentence-transformers and its optimum backend (optimum-onnx,
-   optimum-intel), which load it.
+   openvino. Both graph kinds run in the deploy runtime (``exporter.load``), so nothing else is needed.
 3. Each remaining variant gets a fit for this host: ``good``, ``check`` (works, but this host's numerics or
    kernels differ from where it was validated: check it once, ``fetch(..., check=True)``) or ``poor`` (known to
    misbehave here). Poor: an ONNX int8 graph quantised without the reduced 7-bit weight range
    (``quantization.isa`` ``avx512_vnni`` / ``arm64``, or ``static``) on an x86 CPU without VNNI, where the
    uint8 x int8 kernels can saturate; an unsupported CPU architecture. Check: OpenVINO int8 on ARM, unknown
    CPUs. OpenVINO fp32/fp16 on ARM is good (the reason still says to check it once).
-4. Ranking: fit, then ``graph: transformer`` before ``graph: sentence`` (what sentence-transformers loads),
+4. Ranking: fit, then ``graph: transformer`` before ``graph: sentence`` (it also loads in sentence-transformers),
    then variants that run on the GPU (ONNX fp32/fp16 with onnxruntime's CUDAExecutionProvider on an NVIDIA
    host; int8 ONNX graphs run on the CPU there), then speed, then ``parity.cosine_min``, then the name.
    Speed is the manifest's bench numbers (``bench.ratio_to_torch``, else ``bench.throughput``) when every
@@ -41,7 +40,6 @@ from exporter.runtime.host import HostProfile
 from exporter.runtime.packages import install_hint
 
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino"}
-LOADER_OF = {"onnx": "optimum-onnx", "openvino": "optimum-intel"}
 FITS = ("good", "check", "poor")
 CHECK_HINT = "check it once on this host (fetch with check=True)"
 
@@ -101,7 +99,7 @@ def assess(variant: Variant, host: HostProfile) -> Candidate:
     if backend not in BACKENDS:
         candidate.excluded, candidate.exclusion = f"unknown backend {backend!r}", "constraint"
         return candidate
-    needed = [RUNTIME_OF[backend]] + (["sentence-transformers", LOADER_OF[backend]] if graph == "transformer" else [])
+    needed = [RUNTIME_OF[backend]]
     missing = [component for component in needed if not host.has(component)]
     if missing:
         fixes = sorted({install_hint(component) for component in missing})

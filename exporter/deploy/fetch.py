@@ -43,7 +43,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exporter.artifact.integrity import mismatch
 from exporter.artifact.manifest import FileEntry, Manifest, Variant, read_manifest
@@ -51,13 +51,16 @@ from exporter.constants import DEFAULT_REVISION, MANIFEST_NAME, REPO_ID_PATTERN
 from exporter.deploy.choice import Choice, choose_variant
 from exporter.errors import (
     BadInputError,
-    ExternalError,
     IntegrityError,
     NotFoundOnHubError,
     ParityFailedError,
+    RuntimeUnavailableError,
 )
 from exporter.progress import Progress, SilentProgress
 from exporter.runtime.host import HostProfile
+
+if TYPE_CHECKING:
+    from exporter.runtime.encoder import Encoder
 
 DOCUMENTATION_FILES = frozenset({"README.md", "bench.json", "parity_report.json"})
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -108,17 +111,10 @@ class FetchResult:
 
 
 def load_line(path: Path, variant: Variant, device: str = "cpu") -> str:
-    """The exact Python line that loads ``variant`` from the folder ``path``."""
-    folder, file_name = _py(str(path)), variant.file_name
-    if variant.graph == "transformer":
-        device_arg = f", device={_py(device)}" if device != "cpu" else ""
-        return (f"from sentence_transformers import SentenceTransformer; model = SentenceTransformer({folder}, "
-                f"backend={_py(variant.backend)}{device_arg}, model_kwargs={{\"file_name\": {_py(file_name)}}})")
-    graph_file = _py(str(Path(path) / file_name))
-    tokenizer = f"from transformers import AutoTokenizer; tokenizer = AutoTokenizer.from_pretrained({folder}); "
-    if variant.backend == "onnx":
-        return tokenizer + f"import onnxruntime as ort; session = ort.InferenceSession({graph_file})"
-    return tokenizer + f"import openvino as ov; compiled = ov.Core().compile_model({graph_file}, \"CPU\")"
+    """The exact Python line that loads ``variant`` from the folder ``path`` (the deploy runtime: no torch)."""
+    device_arg = f", device={_py(device)}" if device != "cpu" else ""
+    return (f"import exporter; model = exporter.load_encoder({_py(str(path))}, {_py(variant.name)}{device_arg}); "
+            "model.encode([\"first text\", \"second text\"])")
 
 
 def _py(text: str) -> str:
@@ -138,32 +134,64 @@ def fetch(source: str | os.PathLike, **options: Any) -> Path:
     return fetch_variant(source, **options).path
 
 
-def load(source: str | os.PathLike, *, device: str | None = None, model_kwargs: dict[str, Any] | None = None,
-         **options: Any):
-    """``fetch`` a ``graph: transformer`` variant and return it as a ready ``SentenceTransformer``.
+def load(source: str | os.PathLike, variant: str | None = "auto", *, device: str = "auto", mode: str = "latency",
+         threads: int | None = None, **options: Any) -> Encoder:
+    """``fetch`` a variant (verified) and return it as a ready ``Encoder``: the deploy runtime, no torch.
+
+    ``source`` is a Hub repo id or a local artifact folder; ``variant`` a name or ``"auto"`` (the best
+    validated variant for this host); the other options are those of ``fetch`` (``backend``, ``precision``,
+    ``graph``, ``min_cosine``, ``revision``, ``endpoint``, ``token``, ``dest``, ``cache_dir``, ``check``,
+    ``host``, ``progress``). ``device`` (``auto``: where the choice runs, CPU unless asked), ``mode``
+    (``latency`` or ``throughput``) and ``threads`` go to the Encoder; a device other than the validated
+    one is used only when asked, and ``encoder.settings`` marks it not validated.
+    """
+    from exporter.runtime.encoder import Encoder
+
+    result = fetch_variant(source, variant=variant, **options)
+    return Encoder(result.path, read_manifest(result.path), result.variant, device=device, mode=mode,
+                   threads=threads)
+
+
+def load_sentence_transformer(source: str | os.PathLike, *, device: str | None = None,
+                              model_kwargs: dict[str, Any] | None = None, **options: Any):
+    """``fetch`` a ``graph: transformer`` variant and return it as a ``SentenceTransformer`` (needs
+    sentence-transformers and its backend: ``pip install "sentence-transformers[onnx]"`` or ``[openvino]``).
 
     Takes the options of ``fetch`` (``graph`` is always ``transformer``) plus ``device`` (default: ``cuda``
     when the choice runs on the GPU, else ``cpu``) and extra ``model_kwargs`` for sentence-transformers.
+    OpenVINO variants get the validated numerics settings (``ov_config``) unless ``model_kwargs`` says
+    otherwise.
     """
     if options.get("graph") not in (None, "transformer"):
-        raise BadInputError("load() returns a SentenceTransformer: only graph: transformer variants load that way")
+        raise BadInputError("load_sentence_transformer() returns a SentenceTransformer: only graph: transformer "
+                            "variants load that way")
     if options.get("variant") in (None, "", "auto"):
         options["graph"] = "transformer"
     result = fetch_variant(source, **options)
     if result.variant.graph != "transformer":
-        raise BadInputError(f"variant {result.name} is a graph: sentence variant; load() needs graph: transformer "
-                            f"(load it with: {result.python_line()})")
-    from sentence_transformers import SentenceTransformer
+        raise BadInputError(f"variant {result.name} is a graph: sentence variant; load_sentence_transformer() "
+                            f"needs graph: transformer (load it with: {result.python_line()})")
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as error:
+        raise RuntimeUnavailableError(f"load_sentence_transformer() needs sentence-transformers: {error}",
+                                      fix=f'pip install "sentence-transformers[{result.variant.backend}]"') from None
+
+    from exporter.runtime.encoder import numerics_settings
 
     trust_remote_code = read_manifest(result.path).source.trust_remote_code
-    kwargs = {"file_name": result.variant.file_name, **(model_kwargs or {})}
+    kwargs: dict[str, Any] = {"file_name": result.variant.file_name}
+    if result.variant.backend == "openvino":
+        kwargs["ov_config"] = numerics_settings(result.variant)
+    kwargs.update(model_kwargs or {})
     try:
         return SentenceTransformer(str(result.path), backend=result.variant.backend,
                                    device=device or result.choice.device, local_files_only=True,
                                    trust_remote_code=trust_remote_code, model_kwargs=kwargs)
     except ImportError as error:
-        raise ExternalError(f"variant {result.name}: the {result.variant.backend} runtime cannot start: "
-                            f"{error}") from None
+        raise RuntimeUnavailableError(f"variant {result.name}: the {result.variant.backend} runtime cannot start: "
+                                      f"{error}", fix=f'pip install "sentence-transformers[{result.variant.backend}]"'
+                                      ) from None
 
 
 def fetch_variant(
@@ -447,4 +475,5 @@ def check_variant(folder: str | os.PathLike, variant: Variant | str):
     return check_stored(Path(folder), variant)
 
 
-__all__ = ["DOCUMENTATION_FILES", "FetchResult", "check_variant", "fetch", "fetch_variant", "load", "load_line"]
+__all__ = ["DOCUMENTATION_FILES", "FetchResult", "check_variant", "fetch", "fetch_variant", "load", "load_line",
+           "load_sentence_transformer"]
