@@ -185,8 +185,9 @@ def _download_patterns(variant: Variant) -> list[str]:
 
 
 def snippets(manifest: Manifest, repo_id: str | None, folder_name: str) -> list[dict[str, str]]:
-    """A load snippet per variant: sentence-transformers for ``graph: transformer``, the plain runtime for
-    ``graph: sentence`` (which outputs ``sentence_embedding`` and must not be pooled again)."""
+    """A load snippet per variant: ``exporter.load`` first (torch-free, the numerics that were validated), then
+    sentence-transformers for ``graph: transformer`` or the plain runtime for ``graph: sentence`` (which
+    outputs ``sentence_embedding`` and must not be pooled again)."""
     where = repo_id or folder_name
     max_length = manifest.source.max_seq_length or 512
     dimension = manifest.source.dimension
@@ -237,7 +238,15 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str) -> list[
             runtime = "sentence-transformers"
             text = ("Token embeddings; sentence-transformers runs the model's pooling (and its other modules) after "
                     "the graph.")
-        result.append({"name": variant.name, "runtime": runtime, "text": text, "code": "\n".join(lines)})
+        deploy = [
+            "import exporter  # the deploy runtime: no torch",
+            "",
+            f"model = exporter.load({json.dumps(where)}, {json.dumps(variant.name)})  # fetched, verified, pinned",
+            f"embeddings = model.encode({SAMPLE_TEXTS}){shape}",
+            "",
+            f"# The same variant through {runtime}:",
+        ]
+        result.append({"name": variant.name, "runtime": runtime, "text": text, "code": "\n".join(deploy + lines)})
     return result
 
 
@@ -323,6 +332,8 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
         parity_note=_parity_note(manifest),
         bench_note=_bench_note(folder) if with_bench else "",
         install_line=_install_line(manifest),
+        deploy_install="\n".join(f'pip install "embedding-exporter[{backend}]"  # {RUNTIME_NAMES.get(backend, backend)} '
+                                 "variants" for backend in sorted(manifest.backends)),
         snippets=snippets(manifest, repo_id, folder.name),
         tool_version=manifest.tool.version or "",
         recipe_file=(recipe.file if recipe is not None else None) or "recipe.yaml",
