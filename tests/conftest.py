@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach the Hub; the local server is explicit
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from hub_fixtures import hub_endpoint, hub_server  # noqa: F401, E402
+from hub_fixtures import hub_endpoint, hub_server, hub_url_fixture  # noqa: F401, E402
 from models import MINILM_DIR, build_tiny_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,9 +20,13 @@ from exporter.cli.common import EPILOG, handle_errors, json_option, quiet_option
 from exporter.diagnostics.bench_measure import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LATENCY_TEXTS,
+    DEFAULT_MODE,
     DEFAULT_NUM_TEXTS,
     DEFAULT_ROUNDS,
+    DEFAULT_VIA,
     DEFAULT_WARMUP_ROUNDS,
+    LOADERS,
+    MODES,
 )
 
 
@@ -72,6 +76,13 @@ class RichBenchProgress:
 @click.option("--compare", "compare", multiple=True, metavar="FOLDER:FILE",
               help="Add another sentence-transformers-loadable model: FILE (.onnx → onnx, .xml → openvino) inside "
                    "FOLDER (repeatable).")
+@click.option("--via", "via", multiple=True, type=click.Choice(LOADERS), metavar="LOADER",
+              help="Load variants and --compare models through LOADER: encoder (the deploy runtime, what deploy "
+                   "hosts run) or sentence-transformers (graph: transformer only; rows named 'NAME "
+                   "(sentence-transformers)'). Repeatable: both measure each model twice in the same run "
+                   f"(default: {', '.join(DEFAULT_VIA)}).")
+@click.option("--mode", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
+              help="The encoder's mode: latency (one request at a time) or throughput (batches run concurrently).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Batch size for throughput.")
 @click.option("--num-texts", type=click.IntRange(min=1), default=DEFAULT_NUM_TEXTS, show_default=True,
@@ -94,21 +105,24 @@ class RichBenchProgress:
 @quiet_option
 @handle_errors
 @reword_errors(compare="--compare", texts_file="--texts", source_dir="--source")  # the others: click checks them
-def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], batch_size: int,
-                  num_texts: int, rounds: int, warmup_rounds: int, latency_count: int, threads: int | None,
-                  texts_file: str | None, source_dir: str | None, no_memory: bool, no_save: bool, as_json: bool,
-                  quiet: bool) -> None:
+def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], via: tuple[str, ...],
+                  mode: str, batch_size: int, num_texts: int, rounds: int, warmup_rounds: int, latency_count: int,
+                  threads: int | None, texts_file: str | None, source_dir: str | None, no_memory: bool,
+                  no_save: bool, as_json: bool, quiet: bool) -> None:
     """Measure the torch model and each variant of ARTIFACT_DIR: throughput, latency, size, memory.
 
     Every model runs in this process with the same thread count, warmed up and interleaved round by
-    round; memory is measured in one child process per model. The result goes to ARTIFACT_DIR/bench.json
-    (listed in manifest.json, with a summary on each variant).
+    round; memory is measured in one child process per model. Variants run through the deploy runtime
+    (--via encoder); --via sentence-transformers adds them as SentenceTransformer loads them, in the same
+    run. The result goes to ARTIFACT_DIR/bench.json (listed in manifest.json, with a summary on each
+    variant from its encoder row).
 
     \b
     Examples:
       exporter bench artifacts/minilm-onnx
       exporter bench artifacts/minilm-onnx --variant onnx-fp32 --threads 4 --json
       exporter bench artifacts/minilm-onnx --compare st-export:onnx/model_qint8_avx512_vnni.onnx
+      exporter bench artifacts/minilm-openvino --via encoder --via sentence-transformers
     """
     from rich.console import Console
 
@@ -122,6 +136,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
         num_texts=num_texts, threads=threads, rounds=rounds, warmup_rounds=warmup_rounds,
         latency_count=latency_count, texts_file=texts_file, source_dir=source_dir, measure_memory=not no_memory,
         save=not no_save, progress=SilentBenchProgress() if quiet else RichBenchProgress(console),
+        via=list(via) or list(DEFAULT_VIA), mode=mode,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
@@ -139,9 +154,10 @@ def render(result, console) -> None:
     settings = data["settings"]
     title = (f"{result.folder.name}: {settings['num_texts']} texts, batch {settings['batch_size']}, "
              f"{settings['threads']} thread{'s' if settings['threads'] != 1 else ''}, "
-             f"median of {settings['rounds']} rounds; latency at batch 1")
+             f"median of {settings['rounds']} rounds; latency at batch 1"
+             + (f"; encoder in {settings['mode']} mode" if "encoder" in settings["via"] else ""))
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    columns = (("model", "left"), ("runtime", "left"), ("MB", "right"), ("texts/s", "right"),
+    columns = (("model", "left"), ("runtime", "left"), ("via", "left"), ("MB", "right"), ("texts/s", "right"),
                ("× torch", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("+RSS MiB", "right"),
                ("cos mean", "right"), ("cos min", "right"))
     for column, justify in columns:
@@ -149,7 +165,7 @@ def render(result, console) -> None:
     for row in data["results"]:
         runtime = row["backend"] + (" · sentence" if row["graph"] == "sentence" else "")
         table.add_row(
-            row["name"], runtime,
+            row["name"], runtime, row["loader"],
             _fmt(row["size_bytes"], lambda v: f"{v / 1e6:.1f}"),
             _fmt(row["throughput"], lambda v: f"{v:.1f}"),
             _fmt(row["ratio_to_torch"], lambda v: f"{v:.2f}×"),

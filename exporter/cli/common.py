@@ -116,14 +116,25 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def reword_errors(command: Callable[..., Any] | None = None, **flags: str) -> Any:
-    """Decorator: library messages name parameters (``source_dir``); the CLI shows its flags (``--source``).
-
-    ``@reword_errors(source_dir="--source")`` rewrites each parameter name, as a whole word, in the message
-    of an ``ExporterError`` raised by the command, keeping its type and fields. Recipe errors are left as
-    they are: they name recipe keys, which may share a parameter's name."""
+def reword(message: str, flags: dict[str, str]) -> str:
+    """``message`` with parameter names turned into CLI flags: ``name=True`` → ``--flag``, ``name=`` → ``--flag ``,
+    and a bare ``snake_case`` name (one with an underscore, so ordinary words stay as they are) → ``--flag``."""
     import re
 
+    for parameter, flag in flags.items():
+        message = re.sub(rf"\b{re.escape(parameter)}=True\b", flag, message)
+        message = re.sub(rf"\b{re.escape(parameter)}=", flag + " ", message)
+        if "_" in parameter:
+            message = re.sub(rf"\b{re.escape(parameter)}\b", flag, message)
+    return message
+
+
+def reword_errors(command: Callable[..., Any] | None = None, **flags: str) -> Any:
+    """Decorator: library messages name parameters (``source_dir``, ``dest=``); the CLI shows its flags.
+
+    ``@reword_errors(source_dir="--source")`` rewrites each parameter name (see ``reword``) in the message of
+    an ``ExporterError`` raised by the command, keeping its type and fields. Recipe errors are left as they
+    are: they name recipe keys, which may share a parameter's name."""
     from exporter.errors import RecipeError
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -132,12 +143,8 @@ def reword_errors(command: Callable[..., Any] | None = None, **flags: str) -> An
             try:
                 return function(*args, **kwargs)
             except ExporterError as error:
-                if isinstance(error, RecipeError):
-                    raise
-                message = str(error)
-                for parameter, flag in flags.items():
-                    message = re.sub(rf"\b{re.escape(parameter)}\b=?", flag, message)
-                error.args = (message,)
+                if not isinstance(error, RecipeError):
+                    error.args = (reword(str(error), flags),)
                 raise
 
         return wrapper

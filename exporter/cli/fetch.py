@@ -6,7 +6,7 @@ import json
 
 import click
 
-from exporter.cli.common import EPILOG, handle_errors, progress_for
+from exporter.cli.common import EPILOG, handle_errors, progress_for, reword_errors
 from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
 
 
@@ -36,6 +36,9 @@ from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
+@reword_errors(variant="--variant", backend="--backend", precision="--precision", graph="--graph",
+               min_cosine="--min-cosine", revision="--revision", endpoint="--endpoint", token="--token", dest="--dest",
+               cache_dir="--cache-dir", check="--check")
 def fetch_command(source: str, variant: str, backend: str | None, precision: str | None, graph: str | None,
                   min_cosine: float | None, revision: str | None, endpoint: str | None, token: str | None,
                   dest: str | None, cache_dir: str | None, check: bool, as_json: bool, quiet: bool) -> None:

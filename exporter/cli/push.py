@@ -11,7 +11,7 @@ import json
 
 import click
 
-from exporter.cli.common import EPILOG, handle_errors, progress_for
+from exporter.cli.common import EPILOG, handle_errors, progress_for, reword_errors
 
 
 @click.command("push", epilog=EPILOG)
@@ -33,6 +33,8 @@ from exporter.cli.common import EPILOG, handle_errors, progress_for
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
+@reword_errors(repo_id="--repo-id", private="--private", create_pr="--create-pr", revision="--revision", tag="--tag",
+               commit_message="--commit-message", endpoint="--endpoint", token="--token")
 def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, create_pr: bool | None,
                  revision: str | None, tag: str | None, commit_message: str | None, endpoint: str | None,
                  token: str | None, as_json: bool, quiet: bool) -> None:

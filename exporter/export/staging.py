@@ -23,17 +23,17 @@ from exporter.errors import BadInputError
 def check_output(target: Path) -> None:
     """The target may be absent, an empty folder or a previous artifact folder; nothing else is replaced."""
     if target.is_file() or (target.exists() and not target.is_dir()):
-        raise BadInputError(f"output {target}: is a file, expected a folder")
+        raise BadInputError(f"output={target}: is a file, expected a folder")
     if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
         raise BadInputError(
-            f"output {target}: exists and is not an artifact folder (no {MANIFEST_NAME}); refusing to replace it"
+            f"output={target}: exists and is not an artifact folder (no {MANIFEST_NAME}); refusing to replace it"
         )
     for parent in target.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise BadInputError(f"output {target}: {parent} is a file, expected a folder")
+                raise BadInputError(f"output={target}: {parent} is a file, expected a folder")
             if not os.access(parent, os.W_OK):
-                raise BadInputError(f"output {target}: {parent} is not writable")
+                raise BadInputError(f"output={target}: {parent} is not writable")
             break
 
 
