@@ -90,10 +90,12 @@ def test_bench_writes_results_and_updates_the_manifest(artifacts):
         assert row["kind"] == "variant" and row["precision"] == "fp32"
         assert row["graph"] == ("sentence" if name.endswith("sentence") else "transformer")
         assert row["size_bytes"] > 0
-        assert row["runtime"].get("intra_op_num_threads", row["runtime"].get("INFERENCE_NUM_THREADS")) == 1
+        assert row["loader"] == "encoder" and row["runtime"]["mode"] == "latency"  # the defaults
+        speed = row["runtime"]["speed"]  # the deploy runtime's settings: speed-only, and numerics
+        assert speed.get("intra_op_num_threads", speed.get("INFERENCE_NUM_THREADS")) == 1
         assert row["cosine_min"] >= FP32_COSINE and row["cosine_mean"] >= row["cosine_min"], row
         if row["backend"] == "openvino":  # the manifest's runtime_options are what the runner compiled with
-            assert row["runtime"]["INFERENCE_PRECISION_HINT"] == "f32", row["runtime"]
+            assert row["runtime"]["numerics"]["INFERENCE_PRECISION_HINT"] == "f32", row["runtime"]
     assert rows["openvino-fp32-sentence"]["runtime"]["compiled_inference_precision"] == "f32"
     for row in rows.values():
         assert row["throughput"] > 0 and len(row["round_seconds"]) == 2
@@ -129,7 +131,7 @@ def test_compare_adds_other_models_to_the_same_run(artifacts, built, tmp_path):
     assert rows["other-export/onnx/model.onnx"]["backend"] == "onnx"
     assert rows["other-export/openvino/openvino_model.xml"]["backend"] == "openvino"
     assert rows["other-export/onnx/model.onnx"]["size_bytes"] == (other / "onnx" / "model.onnx").stat().st_size
-    assert rows["other-export/openvino/openvino_model.xml"]["runtime"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert rows["other-export/openvino/openvino_model.xml"]["runtime"]["numerics"]["INFERENCE_PRECISION_HINT"] == "f32"
     assert_numbers_agree(rows, 12)
     for name, row in rows.items():
         if name != "torch":  # the peers are fp32 exports of the same model: torch's embeddings, same texts
@@ -143,6 +145,51 @@ def test_compare_peers_run_like_fp32_transformer_variants_and_repeated_names_are
     assert openvino.spec.runtime_options == {"INFERENCE_PRECISION_HINT": "f32"}  # not the CPU's bf16 default
     assert [target.name for target in unique_names([onnx, onnx, onnx.renamed("torch")])] == [
         f"{built.name}/onnx/model.onnx", f"{built.name}/onnx/model.onnx#2", "torch#2"]
+
+
+def test_via_both_loaders_measures_each_variant_twice_and_the_manifest_keeps_the_encoder_numbers(artifacts, built):
+    st = "sentence-transformers"
+    peer = f"{built.name}/onnx/model.onnx"
+    result = invoke(str(artifacts), "--num-texts", "8", "--batch-size", "4", "--rounds", "1", "--warmup", "0",
+                    "--latency-texts", "2", "--threads", "1", "--no-memory", "--json", "-q", "--mode", "throughput",
+                    "--via", "encoder", "--via", st, "--compare", f"{built}:onnx/model.onnx")
+    assert result.exit_code == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert printed == json.loads((artifacts / BENCH_NAME).read_text())
+    assert printed["settings"]["via"] == ["encoder", st] and printed["settings"]["mode"] == "throughput"
+    rows = {row["name"]: row for row in printed["results"]}
+    assert list(rows) == ["torch", "onnx-fp32", f"onnx-fp32 ({st})", "onnx-fp32-sentence", "openvino-fp32",
+                          f"openvino-fp32 ({st})", "openvino-fp32-sentence", peer, f"{peer} ({st})"]
+    assert rows["torch"]["loader"] == st
+    for name, row in rows.items():
+        if name == "torch":
+            continue
+        loader = st if name.endswith(f"({st})") else "encoder"
+        assert row["loader"] == loader and row["runtime"]["loader"] == loader, row
+        assert row["kind"] == ("compare" if name.startswith(peer) else "variant")
+        assert row["cosine_min"] >= FP32_COSINE, row  # fp32 rows of both loaders give torch's embeddings
+        if loader == "encoder":
+            assert row["runtime"]["mode"] == "throughput"
+        else:
+            assert row["graph"] == "transformer"  # graph: sentence variants have no sentence-transformers row
+    assert rows[f"openvino-fp32 ({st})"]["runtime"]["INFERENCE_PRECISION_HINT"] == "f32"
+    skipped = [note for note in printed["notes"] if f"not measured through {st}" in note]
+    assert len(skipped) == 1 and "onnx-fp32-sentence" in skipped[0] and "openvino-fp32-sentence" in skipped[0]
+
+    manifest = assert_manifest_complete(artifacts)
+    for variant in manifest.variants:  # the summaries come from the encoder rows (what deploy hosts run)
+        row = rows[variant.name]
+        assert variant.bench == BenchSummary(**{key: row[key] for key in BenchSummary.model_fields})
+    kept = {variant.name: variant.bench for variant in manifest.variants}
+
+    # sentence-transformers only: bench.json has its rows, the manifest's summaries stay as they were.
+    only = bench(artifacts, variants=["onnx-fp32", "onnx-fp32-sentence"], via=[st], num_texts=4, batch_size=2,
+                 rounds=1, warmup_rounds=0, latency_count=0, threads=1, measure_memory=False)
+    assert [(r.target.name, r.target.loader) for r in only.results] == [("torch", st), (f"onnx-fp32 ({st})", st)]
+    assert any("bench summaries were left as they were" in note for note in only.notes)
+    assert [row["loader"] for row in json.loads((artifacts / BENCH_NAME).read_text())["results"]] == [st, st]
+    manifest = assert_manifest_complete(artifacts)
+    assert {variant.name: variant.bench for variant in manifest.variants} == kept
 
 
 def test_memory_is_measured_in_child_processes(artifacts):
@@ -211,5 +258,5 @@ def test_bad_input_is_exit_2(artifacts, tmp_path):
 def test_a_runtime_that_cannot_load_is_exit_3_naming_the_variant(artifacts):
     (artifacts / "onnx" / "model_fp32_sentence.onnx").write_bytes(b"not an onnx graph")
     result = invoke(str(artifacts), *SMALL, "--no-memory", "--variant", "onnx-fp32-sentence")
-    _assert_one_line(result, 3, "onnx-fp32-sentence", "could not load")
+    _assert_one_line(result, 3, "variant onnx-fp32-sentence", "onnxruntime cannot load it")
     assert not (artifacts / BENCH_NAME).exists()

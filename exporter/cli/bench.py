@@ -161,11 +161,13 @@ def render(result, console) -> None:
                ("× torch", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("+RSS MiB", "right"),
                ("cos mean", "right"), ("cos min", "right"))
     for column, justify in columns:
-        table.add_column(column, justify=justify, overflow="fold")
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column == "via")
     for row in data["results"]:
         runtime = row["backend"] + (" · sentence" if row["graph"] == "sentence" else "")
+        # bench.json names a sentence-transformers row "NAME (sentence-transformers)": here the via column says it.
+        name = row["name"].removesuffix(f" ({row['loader']})") if row["kind"] != "torch" else row["name"]
         table.add_row(
-            row["name"], runtime, row["loader"],
+            name, runtime, row["loader"],
             _fmt(row["size_bytes"], lambda v: f"{v / 1e6:.1f}"),
             _fmt(row["throughput"], lambda v: f"{v:.1f}"),
             _fmt(row["ratio_to_torch"], lambda v: f"{v:.2f}×"),

@@ -41,6 +41,14 @@ DEFAULT_NUM_TEXTS = 256
 DEFAULT_ROUNDS = 5
 DEFAULT_WARMUP_ROUNDS = 1
 DEFAULT_LATENCY_TEXTS = 50
+# How variants and --compare peers are loaded: the deploy runtime (``Encoder``, what deploy hosts run) and/or
+# ``SentenceTransformer(folder, backend=...)`` (graph: transformer only). The torch model always goes through
+# sentence-transformers.
+LOADERS = ("encoder", "sentence-transformers")
+DEFAULT_VIA = ("encoder",)
+# The Encoder's mode for encoder rows (``exporter.runtime.encoder.MODES``; kept here so the CLI needs no runtime).
+MODES = ("latency", "throughput")
+DEFAULT_MODE = "latency"
 LATENCY_MAX_CHARS = 400  # "short and medium" texts for the batch-1 latency
 # Before each model's timed block: a pause, so the thread pools of the model before (ONNX Runtime and
 # OpenMP spin after a run) are idle and do not steal cores from it; batch-1 blocks also start with one
@@ -279,7 +287,7 @@ def percentile_ms(samples: list[float], q: float) -> float | None:
     return float(np.percentile(np.asarray(samples) * 1000.0, q))
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LATENCY_TEXTS", "DEFAULT_NUM_TEXTS", "DEFAULT_ROUNDS",
-           "DEFAULT_WARMUP_ROUNDS", "SilentBenchProgress", "Throughput", "available_cores", "configure_threads",
-           "cosines", "host_info", "latency_rounds", "latency_texts", "load_texts", "percentile_ms", "select_texts",
-           "throughput_rounds"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_LATENCY_TEXTS", "DEFAULT_MODE", "DEFAULT_NUM_TEXTS", "DEFAULT_ROUNDS",
+           "DEFAULT_VIA", "DEFAULT_WARMUP_ROUNDS", "LOADERS", "MODES", "SilentBenchProgress", "Throughput",
+           "available_cores", "configure_threads", "cosines", "host_info", "latency_rounds", "latency_texts",
+           "load_texts", "percentile_ms", "select_texts", "throughput_rounds"]

@@ -29,7 +29,8 @@ _CHILD_CODE = "import sys; from exporter.diagnostics.bench_memory import memory_
 
 
 def memory_child() -> int:
-    """Entry of a memory child: reads {spec, threads, texts, batch_size} on stdin, prints {"rss_delta_mb": ...}."""
+    """Entry of a memory child: reads {spec, threads, texts, batch_size, mode} on stdin, prints
+    {"rss_delta_mb": ...}."""
     import gc
 
     from exporter.runtime.runners import RunSpec, load_runner, quiet_loading
@@ -37,6 +38,7 @@ def memory_child() -> int:
     request = json.loads(sys.stdin.read())
     spec = RunSpec.from_dict(request["spec"])
     threads = int(request["threads"])
+    mode = request.get("mode", "latency")
     import psutil
     import sentence_transformers  # noqa: F401 - the libraries are the baseline, not what the model adds
     import torch  # noqa: F401
@@ -45,17 +47,17 @@ def memory_child() -> int:
     with quiet_loading():
         if spec.backend == "onnx":
             import onnxruntime  # noqa: F401
-            if spec.graph != "sentence":
+            if spec.loader == "sentence-transformers":
                 import optimum.onnxruntime  # noqa: F401
         elif spec.backend == "openvino":
             import openvino  # noqa: F401
-            if spec.graph != "sentence":
+            if spec.loader == "sentence-transformers":
                 import optimum.intel.openvino  # noqa: F401
     configure_threads(threads)
     gc.collect()
     process = psutil.Process()
     before = process.memory_info().rss
-    runner = load_runner(spec, threads=threads)
+    runner = load_runner(spec, threads=threads, mode=mode)
     runner.encode(request["texts"], int(request["batch_size"]))
     runner.encode(request["texts"][:1], 1)
     gc.collect()
@@ -64,11 +66,12 @@ def memory_child() -> int:
     return 0
 
 
-def measure_memory(spec: RunSpec, *, threads: int, texts: list[str],
-                   batch_size: int) -> tuple[float | None, str | None]:
+def measure_memory(spec: RunSpec, *, threads: int, texts: list[str], batch_size: int,
+                   mode: str = "latency") -> tuple[float | None, str | None]:
     """RSS delta (MiB) of loading and running ``spec`` in a fresh child process; (None, reason) on failure."""
     env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
-    request = json.dumps({"spec": spec.to_dict(), "threads": threads, "texts": texts, "batch_size": batch_size})
+    request = json.dumps({"spec": spec.to_dict(), "threads": threads, "texts": texts, "batch_size": batch_size,
+                          "mode": mode})
     try:
         completed = subprocess.run([sys.executable, "-c", _CHILD_CODE], input=request, capture_output=True, text=True,
                                    env=env, timeout=MEMORY_TIMEOUT_S)
@@ -82,8 +85,8 @@ def measure_memory(spec: RunSpec, *, threads: int, texts: list[str],
     return float(json.loads(lines[-1])["rss_delta_mb"]), None
 
 
-def measure_all(targets: Sequence[Target], *, threads: int, texts: list[str], batch_size: int,
-                progress) -> tuple[dict[str, float | None], list[str]]:
+def measure_all(targets: Sequence[Target], *, threads: int, texts: list[str], batch_size: int, progress,
+                mode: str = "latency") -> tuple[dict[str, float | None], list[str]]:
     """Each target's RSS delta by name (None where it failed), and one note per failure."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -92,7 +95,7 @@ def measure_all(targets: Sequence[Target], *, threads: int, texts: list[str], ba
     with track(progress, f"Memory: {len(targets)} child processes", len(targets)) as tick:
         with ThreadPoolExecutor(max_workers=MEMORY_WORKERS) as pool:
             futures = {target.name: pool.submit(measure_memory, target.spec, threads=threads, texts=texts,
-                                                batch_size=batch_size) for target in targets}
+                                                batch_size=batch_size, mode=mode) for target in targets}
             for name, future in futures.items():
                 value, problem = future.result()
                 memory[name] = value

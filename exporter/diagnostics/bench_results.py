@@ -2,8 +2,9 @@
 
 ``BenchResult.to_dict()`` is bench.json's content (schema version 1; numbers rounded so the file reads
 well). ``save_result`` writes it into the artifact folder and updates manifest.json through the typed
-manifest: bench.json joins ``shared_files`` (every file of the folder is listed), and each measured variant
-gets a ``bench`` summary (``BenchSummary``) that deploy's variant choice ranks by.
+manifest: bench.json joins ``shared_files`` (every file of the folder is listed), and each variant measured
+through the encoder (what deploy hosts run) gets a ``bench`` summary (``BenchSummary``) that deploy's variant
+choice ranks by; rows through sentence-transformers never make a summary.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class ModelResult:
             "backend": t.backend,
             "precision": t.precision,
             "graph": t.graph,
+            "loader": t.loader,
             "file_name": t.file_name,
             "size_bytes": t.size_bytes,
             "throughput": _round(self.throughput, 2),
@@ -103,18 +105,26 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
+def updates_summaries(result: BenchResult) -> bool:
+    """Whether the run measured the encoder (the manifest's summaries come from its rows only)."""
+    return "encoder" in result.settings.get("via", ("encoder",))
+
+
 def save_result(root: Path, result: BenchResult) -> Path:
-    """Write bench.json and record it in manifest.json: a shared file, and a summary on each measured variant
-    (variants not measured in this run lose a previous summary, so the manifest agrees with bench.json)."""
+    """Write bench.json and record it in manifest.json: a shared file, and a summary on each variant measured
+    through the encoder (variants not measured in this run lose a previous summary, so the manifest agrees
+    with bench.json). A run through sentence-transformers only leaves the summaries as they were."""
     path = Path(root) / BENCH_NAME
     write_text_atomic(path, json.dumps(result.to_dict(), indent=2) + "\n")
     manifest = read_manifest(root)
     manifest.set_shared_file(file_entry(root, BENCH_NAME))
-    summaries = {r.target.name: r.summary() for r in result.results if r.target.kind == "variant"}
-    for variant in manifest.variants:
-        variant.bench = summaries.get(variant.name)
+    if updates_summaries(result):
+        summaries = {r.target.name: r.summary() for r in result.results
+                     if r.target.kind == "variant" and r.target.loader == "encoder"}
+        for variant in manifest.variants:
+            variant.bench = summaries.get(variant.name)
     write_manifest(root, manifest)
     return path
 
 
-__all__ = ["BENCH_NAME", "BENCH_SCHEMA_VERSION", "BenchResult", "ModelResult", "save_result"]
+__all__ = ["BENCH_NAME", "BENCH_SCHEMA_VERSION", "BenchResult", "ModelResult", "save_result", "updates_summaries"]

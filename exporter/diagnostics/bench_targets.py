@@ -6,10 +6,13 @@ and fetch do (OpenVINO at the inference precision the manifest records, f32 othe
 
 * ``torch``: the source model (``manifest.source.location``, or ``source_dir``) in sentence-transformers, fp32
   on CPU. Without it the run goes on without ratios, and the result says why.
-* ``variant``: a manifest variant, ``graph: transformer`` through sentence-transformers, ``graph: sentence``
-  through the plain runtime with the folder's tokenizer.
+* ``variant``: a manifest variant, through the deploy runtime (``Encoder``: the folder's tokenizer, ONNX
+  Runtime / OpenVINO and numpy pooling) — what deploy hosts run.
 * ``compare``: any other sentence-transformers-loadable ONNX / OpenVINO file (``FOLDER:FILE``), run like a
   ``graph: transformer`` fp32 variant.
+
+``with_loaders`` adds, for ``--via sentence-transformers``, the same variants and peers loaded through
+``SentenceTransformer(folder, backend=...)`` (``graph: transformer`` only), named ``<name> (sentence-transformers)``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class Target:
     @property
     def file_name(self) -> str | None:
         return self.spec.file_name
+
+    @property
+    def loader(self) -> str:
+        """What loads it: ``encoder`` or ``sentence-transformers`` (always, for the torch model)."""
+        return "sentence-transformers" if self.kind == "torch" else self.spec.loader
 
     def renamed(self, name: str) -> Target:
         return dataclasses.replace(self, spec=dataclasses.replace(self.spec, name=name))
@@ -133,6 +141,28 @@ def parse_compare(spec: str) -> Target:
     return Target(kind="compare", spec=run_spec, precision=None, size_bytes=size)
 
 
+def with_loaders(targets: Sequence[Target], via: Sequence[str]) -> tuple[list[Target], list[str]]:
+    """Each of ``targets`` (variants and compare peers) once per loader of ``via``, the loaders of one model
+    side by side; a row through sentence-transformers is named ``<name> (sentence-transformers)``.
+    ``graph: sentence`` models have no sentence-transformers row; the notes (one at most) say so."""
+    rows: list[Target] = []
+    skipped: list[str] = []
+    for target in targets:
+        for loader in via:
+            if loader == "encoder":
+                rows.append(target)
+            elif target.graph != "transformer":
+                skipped.append(target.name)
+            else:
+                spec = dataclasses.replace(target.spec.via(loader), name=f"{target.name} ({loader})")
+                rows.append(dataclasses.replace(target, spec=spec))
+    notes = []
+    if skipped:
+        notes.append(f"not measured through sentence-transformers: {', '.join(skipped)} (graph: sentence; "
+                     "sentence-transformers loads graph: transformer variants only)")
+    return rows, notes
+
+
 def unique_names(targets: Sequence[Target]) -> list[Target]:
     """``targets`` (variants and compare peers) with a repeated name, or ``torch`` (the reference's name,
     whether or not it is found), suffixed ``#2``, ``#3``... in order."""
@@ -149,4 +179,4 @@ def unique_names(targets: Sequence[Target]) -> list[Target]:
 
 
 __all__ = ["COMPARE_BACKENDS", "KINDS", "Target", "find_reference", "parse_compare", "torch_target",
-           "unique_names", "variant_target", "variant_targets"]
+           "unique_names", "variant_target", "variant_targets", "with_loaders"]

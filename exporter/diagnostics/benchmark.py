@@ -5,7 +5,9 @@ variants, ``compare`` peers), ``bench_measure`` runs the interleaved rounds in t
 ``bench_memory`` measures each model's resident memory in a child process, ``bench_results`` holds the
 numbers and writes bench.json and the manifest's summaries. Every model is loaded through
 ``exporter.runtime.runners``, the one runner validate and fetch use too, so bench measures the variants
-with the settings they were validated with.
+with the settings they were validated with: through the deploy runtime (``via="encoder"``, the default),
+and/or as sentence-transformers loads them (``via="sentence-transformers"``), each loader a row of its own
+in the same interleaved run. The manifest's summaries come from the encoder rows only.
 
 The module is not called ``bench``: a submodule named like the function would replace it on the package
 once imported.
@@ -22,9 +24,13 @@ from exporter.artifact.manifest import read_manifest
 from exporter.diagnostics.bench_measure import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LATENCY_TEXTS,
+    DEFAULT_MODE,
     DEFAULT_NUM_TEXTS,
     DEFAULT_ROUNDS,
+    DEFAULT_VIA,
     DEFAULT_WARMUP_ROUNDS,
+    LOADERS,
+    MODES,
     NOISY_SPREAD,
     SilentBenchProgress,
     available_cores,
@@ -41,8 +47,15 @@ from exporter.diagnostics.bench_measure import (
 )
 from exporter.diagnostics.bench_memory import measure_all
 from exporter.diagnostics.bench_results import BENCH_NAME, BenchResult, ModelResult, save_result
-from exporter.diagnostics.bench_targets import Target, find_reference, parse_compare, unique_names, variant_targets
-from exporter.errors import BadInputError
+from exporter.diagnostics.bench_targets import (
+    Target,
+    find_reference,
+    parse_compare,
+    unique_names,
+    variant_targets,
+    with_loaders,
+)
+from exporter.errors import BadInputError, ExporterError
 from exporter.runtime.packages import versions
 from exporter.runtime.runners import load_runner
 
@@ -69,30 +82,43 @@ def bench(
     measure_memory: bool = True,
     save: bool = True,
     progress=None,
+    via: list[str] | tuple[str, ...] = DEFAULT_VIA,
+    mode: str = DEFAULT_MODE,
 ) -> BenchResult:
     """Benchmark an artifact folder's variants (all, or ``variants``) against the torch reference and the
     ``compare`` models (``FOLDER:FILE``). Saves bench.json and updates manifest.json when ``save``.
 
+    ``via`` names the loaders each variant and peer is measured through, in the same interleaved run:
+    ``encoder`` (the deploy runtime, what deploy hosts run) and/or ``sentence-transformers`` (rows named
+    ``<name> (sentence-transformers)``; ``graph: sentence`` variants are skipped, with a note). The manifest's
+    summaries come from the encoder rows; a run without the encoder leaves them as they were. ``mode``
+    (``latency`` | ``throughput``) is the encoder's mode.
+
     Raises:
-        BadInputError: a missing folder or manifest, an unknown variant, a bad ``compare`` spec, texts file
-            or ``source_dir``, a setting out of range (the message names the parameter).
+        BadInputError: a missing folder or manifest, an unknown variant, a bad ``compare`` spec, texts file,
+            ``source_dir``, ``via`` or ``mode``, a setting out of range (the message names the parameter).
         ExternalError: a runtime cannot load or run a model (the message names it).
     """
     progress = progress or SilentBenchProgress()
     _check_settings(batch_size=batch_size, num_texts=num_texts, rounds=rounds, warmup_rounds=warmup_rounds,
                     latency_count=latency_count, threads=threads)
+    loaders = _check_choices(via=via, mode=mode)
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise BadInputError(f"{folder}: no such artifact folder")
     root = root.resolve()
     manifest = read_manifest(root)
-    targets = unique_names([*variant_targets(root, manifest, variants), *(parse_compare(spec) for spec in compare)])
+    models = unique_names([*variant_targets(root, manifest, variants), *(parse_compare(spec) for spec in compare)])
+    targets, notes = with_loaders(models, loaders)
+    targets = unique_names(targets)
     all_texts, texts_source = load_texts(texts_file)
     texts = select_texts(all_texts, num_texts)
     single = latency_texts(texts, latency_count)
     threads = threads or available_cores()
 
-    notes: list[str] = []
+    if save and "encoder" not in loaders:
+        notes.append("manifest.json's bench summaries were left as they were: they come from the encoder rows "
+                     "(what deploy hosts run), and this run measured sentence-transformers only")
     reference, location, missing = find_reference(manifest, source_dir)
     if missing:
         notes.append(missing)
@@ -101,12 +127,13 @@ def bench(
 
     host = host_info(threads)  # before measuring: its load average is the one the run started with
     throughput, latencies, runtimes = _measure(targets, texts, single, threads=threads, batch_size=batch_size,
-                                               rounds=rounds, warmup_rounds=warmup_rounds, progress=progress)
+                                               rounds=rounds, warmup_rounds=warmup_rounds, mode=mode,
+                                               progress=progress)
     host["load_average_end"] = load_average()
     memory: dict[str, float | None] = {}
     if measure_memory:
         memory, problems = measure_all(targets, threads=threads, texts=texts, batch_size=batch_size,
-                                       progress=progress)
+                                       progress=progress, mode=mode)
         notes.extend(problems)
 
     spread = throughput.spread()
@@ -139,6 +166,7 @@ def bench(
         host=host,
         settings={"batch_size": batch_size, "num_texts": num_texts, "rounds": rounds, "warmup_rounds": warmup_rounds,
                   "latency_texts": len(single), "threads": threads, "texts": texts_source,
+                  "via": list(loaders), "mode": mode,
                   "memory": "rss delta of load + run in a child process (MiB)" if measure_memory else None,
                   "order": "interleaved, rotated each round; throughput = texts / median round time",
                   "cosine": "per-text cosine with the torch model's embeddings of the first measured round"},
@@ -158,8 +186,22 @@ def _check_settings(**settings: int | None) -> None:
             raise BadInputError(f"{name} must be at least {MINIMUMS[name]}, got {value}")
 
 
+def _check_choices(*, via: Sequence[str], mode: str) -> tuple[str, ...]:
+    """The loaders of ``via``, each once, in ``LOADERS`` order; ``BadInputError`` naming the parameter."""
+    if isinstance(via, str):
+        via = (via,)
+    if not via:
+        raise BadInputError(f"via: expected one or more of {', '.join(LOADERS)}, got none")
+    unknown = [loader for loader in via if loader not in LOADERS]
+    if unknown:
+        raise BadInputError(f"via {unknown[0]!r}: expected one or more of {', '.join(LOADERS)}")
+    if mode not in MODES:
+        raise BadInputError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    return tuple(loader for loader in LOADERS if loader in via)
+
+
 def _measure(targets: list[Target], texts: list[str], single: list[str], *, threads: int, batch_size: int,
-             rounds: int, warmup_rounds: int, progress):
+             rounds: int, warmup_rounds: int, mode: str, progress):
     """Load every model, run the throughput and latency rounds; (throughput, latency samples, runtime settings).
     The models are released before returning, so the memory children start on a clean host."""
     previous_threads = configure_threads(threads)
@@ -167,7 +209,7 @@ def _measure(targets: list[Target], texts: list[str], single: list[str], *, thre
     try:
         for target in targets:
             with progress.step(f"Loading {target.name}"):
-                runners.append(load_runner(target.spec, threads=threads))
+                runners.append(_load(target, threads=threads, mode=mode))
         throughput = throughput_rounds(targets, runners, texts, batch_size=batch_size, rounds=rounds,
                                        warmup_rounds=warmup_rounds, progress=progress)
         latencies = latency_rounds(targets, runners, single, rounds=rounds, progress=progress)
@@ -177,6 +219,16 @@ def _measure(targets: list[Target], texts: list[str], single: list[str], *, thre
         gc.collect()
         configure_threads(previous_threads)
     return throughput, latencies, runtimes
+
+
+def _load(target: Target, *, threads: int, mode: str):
+    """``load_runner``; a failure's message names the model (the deploy runtime's name the file only)."""
+    try:
+        return load_runner(target.spec, threads=threads, mode=mode)
+    except ExporterError as error:
+        if target.name not in str(error):
+            error.args = (f"{target.describe()}: {error}",)
+        raise
 
 
 def _versions() -> dict[str, str | None]:
