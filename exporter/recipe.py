@@ -166,7 +166,8 @@ class Variant(_Strict):
         method = q.method or DEFAULT_METHOD[self.backend]
         if method not in METHODS[self.backend]:
             allowed = " | ".join(METHODS[self.backend])
-            raise _LocatedError(("quantization", "method"), f"{method!r} is not a {self.backend} method (expected {allowed})")
+            raise _LocatedError(("quantization", "method"),
+                                f"{method!r} is not a {self.backend} method (expected {allowed})")
         if q.isa is not None and not (self.backend == "onnx" and method == "dynamic"):
             raise _LocatedError(("quantization", "isa"), "only for backend onnx with method dynamic")
         if q.calibration is not None and method != "static":
@@ -179,7 +180,8 @@ class Variant(_Strict):
             try:
                 re.compile(pattern)
             except re.error as error:
-                raise _LocatedError(("quantization", "exclude", index), f"invalid regular expression: {error}") from None
+                raise _LocatedError(("quantization", "exclude", index),
+                                    f"invalid regular expression: {error}") from None
         return self
 
     @property
@@ -231,7 +233,8 @@ class Recipe(_Strict):
         for index, variant in enumerate(self.variants):
             name = variant.resolved_name
             if name in names:
-                raise _LocatedError(("variants", index), f"duplicate variant name {name!r} (also variant {names[name]})")
+                raise _LocatedError(("variants", index),
+                                    f"duplicate variant name {name!r} (also variant {names[name]})")
             names[name] = index
             key = variant.build_key()
             if key in builds:
@@ -384,5 +387,6 @@ def _explain(problem: dict[str, Any], message: str) -> str:
         expected = (problem.get("ctx") or {}).get("expected", "")
         return f"expected one of {expected}, got {problem.get('input')!r}"
     if kind == "string_pattern_mismatch":
-        return f"expected letters, digits, '.', '_' or '-' (starting with a letter or digit), got {problem.get('input')!r}"
+        return (f"expected letters, digits, '.', '_' or '-' (starting with a letter or digit), "
+                f"got {problem.get('input')!r}")
     return re.sub(r"^Value error, ", "", message)

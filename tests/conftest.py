@@ -64,7 +64,10 @@ def run_plain_runtime(folder: Path, variant, tokenizer, texts: list[str], max_le
     import openvino as ov
 
     compiled = ov.Core().compile_model(path, "CPU", dict(variant.runtime_options))
-    assert compiled.get_property("INFERENCE_PRECISION_HINT").to_string() == variant.runtime_options["INFERENCE_PRECISION_HINT"]
+    assert (
+        compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+        == variant.runtime_options["INFERENCE_PRECISION_HINT"]
+    )
     return compiled(feeds)[0]
 
 

@@ -61,13 +61,15 @@ def test_sentence_graph_matches_sentence_transformers(tmp_path, tiny_model, arch
 
 def test_inputs_follow_the_architecture(tmp_path, tiny_model):
     bert = build(_recipe(tmp_path / "b", tiny_model("bert"), ("onnx",)), output=tmp_path / "b" / "out", validate=False)
-    distil = build(_recipe(tmp_path / "d", tiny_model("distilbert"), ("onnx",)), output=tmp_path / "d" / "out", validate=False)
+    distil = build(_recipe(tmp_path / "d", tiny_model("distilbert"), ("onnx",)), output=tmp_path / "d" / "out",
+                   validate=False)
     assert bert.manifest.variants[0].inputs == ["input_ids", "attention_mask", "token_type_ids"]
     assert distil.manifest.variants[0].inputs == ["input_ids", "attention_mask"]
 
 
 def test_dense_weights_are_shared_files(tmp_path, tiny_model):
-    result = build(_recipe(tmp_path, tiny_model("bert", "mean", True, True), ("onnx",)), output=tmp_path / "out", validate=False)
+    result = build(_recipe(tmp_path, tiny_model("bert", "mean", True, True), ("onnx",)), output=tmp_path / "out",
+                   validate=False)
     shared = {entry.path for entry in result.manifest.shared_files}
     assert any(path.startswith("2_Dense/") for path in shared)
     modules = json.loads((result.output / "modules.json").read_text())

@@ -46,7 +46,8 @@ BAD_RECIPES = {
     "a list": ("- a\n- b\n", ["recipe.yaml:1", "expected a mapping"]),
     "unknown key": ("name: tiny\n{model}variants:\n  - backend: onnx\n    colour: red\n",
                     ["recipe.yaml:6", "variants[0].colour", "unknown key"]),
-    "unknown top-level key": ("name: tiny\nflavour: x\n{model}" + GOOD_VARIANTS, ["recipe.yaml:2", "flavour", "unknown key"]),
+    "unknown top-level key": ("name: tiny\nflavour: x\n{model}" + GOOD_VARIANTS,
+                              ["recipe.yaml:2", "flavour", "unknown key"]),
     "unknown backend": ("name: tiny\n{model}variants:\n  - backend: tensorrt\n",
                         ["recipe.yaml:5", "variants[0].backend", "'onnx'", "'openvino'", "'tensorrt'"]),
     "unknown precision": ("name: tiny\n{model}variants:\n  - backend: onnx\n    precision: int4\n",
@@ -55,9 +56,11 @@ BAD_RECIPES = {
                       ["variants[0].graph", "'tokens'"]),
     "missing name": ("{model}" + GOOD_VARIANTS, ["recipe.yaml:1", "name", "required"]),
     "no variants": ("name: tiny\n{model}variants: []\n", ["recipe.yaml:4", "variants"]),
-    "no id or path": ("name: tiny\nmodel:\n  revision: main\n" + GOOD_VARIANTS, ["recipe.yaml:2", "model", "id", "path"]),
+    "no id or path": ("name: tiny\nmodel:\n  revision: main\n" + GOOD_VARIANTS,
+                      ["recipe.yaml:2", "model", "id", "path"]),
     "bad name": ("name: ../escape\n{model}" + GOOD_VARIANTS, ["recipe.yaml:1", "name"]),
-    "duplicate name": ("name: tiny\n{model}variants:\n  - {{backend: onnx, name: a}}\n  - {{backend: openvino, name: a}}\n",
+    "duplicate name": ("name: tiny\n{model}variants:\n  - {{backend: onnx, name: a}}\n"
+                       "  - {{backend: openvino, name: a}}\n",
                        ["recipe.yaml:6", "variants[1]", "duplicate variant name 'a'"]),
     "same build twice": ("name: tiny\n{model}variants:\n  - {{backend: onnx}}\n  - {{backend: onnx, name: other}}\n",
                          ["recipe.yaml:6", "variants[1]", "same artifact as variant 0"]),
@@ -67,7 +70,9 @@ BAD_RECIPES = {
 @pytest.mark.parametrize("case", sorted(BAD_RECIPES))
 def test_bad_recipe_is_exit_2_with_one_line_and_nothing_written(case, workdir, tiny_model):
     body, fragments = BAD_RECIPES[case]
-    recipe = write_recipe(workdir, body.replace("{model}", _model_block(tiny_model())).replace("{{", "{").replace("}}", "}"))
+    recipe = write_recipe(
+        workdir, body.replace("{model}", _model_block(tiny_model())).replace("{{", "{").replace("}}", "}")
+    )
     assert_bad_input(invoke("run", str(recipe), "--output", "out"), *fragments)
     assert_bad_input(invoke("recipe", "check", str(recipe)), *fragments)
     assert sorted(p.name for p in workdir.iterdir()) == ["recipe.yaml"]
@@ -202,7 +207,8 @@ def test_public_api_functions_stay_callable_after_their_modules_are_imported(tmp
     replace it, so the second ``exporter.build(...)`` would call a module. Checked in a fresh process."""
     code = (
         "import exporter, exporter.cli, exporter.cli.push, exporter.cli.fetch\n"
-        "for name in ('build', 'validate', 'push', 'fetch', 'load', 'load_recipe', 'write_card', 'finalize_manifest'):\n"
+        "for name in ('build', 'validate', 'push', 'fetch', 'load', 'load_recipe', "
+        "'write_card', 'finalize_manifest'):\n"
         "    first = getattr(exporter, name); second = getattr(exporter, name)\n"
         "    assert callable(first) and second is first and not isinstance(second, type(exporter)), name\n"
         "import exporter.export.builder, exporter.publish.push, exporter.deploy.fetch, exporter.validators.parity\n"

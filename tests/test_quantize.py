@@ -19,7 +19,8 @@ from exporter.export.calibration import builtin_validation_records
 
 TEXTS = [r["text"] for r in builtin_validation_records()][::6]
 
-ALL_KINDS = """
+ALL_KINDS = (
+    """
 name: tiny-kinds
 model: {{path: {model}}}
 variants:
@@ -31,9 +32,12 @@ variants:
   - {{backend: onnx, precision: int8, quantization: {{method: static, calibration: {{corpus: calib.txt, samples: 8}}}}}}
   - {{backend: openvino}}
   - {{backend: openvino, precision: fp16, graph: sentence}}
-  - {{backend: openvino, precision: int8, quantization: {{calibration: {{samples: 16, seed: 3}}, exclude: [".*output/dense/MatMul.*"]}}}}
-  - {{backend: openvino, precision: int8, quantization: {{method: weight_only}}, graph: sentence}}
 """
+    '  - {{backend: openvino, precision: int8, quantization: {{calibration: {{samples: 16, seed: 3}}, '
+    'exclude: [".*output/dense/MatMul.*"]}}}}\n'
+    """  - {{backend: openvino, precision: int8, quantization: {{method: weight_only}}, graph: sentence}}
+"""
+)
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.95}
 
 
@@ -115,7 +119,9 @@ def test_manifest_records_settings(kinds):
     result, _ = kinds
     by_name = {v.name: v for v in result.manifest.variants}
     dynamic = by_name["onnx-int8-dynamic-avx2"]
-    assert dynamic.quantization.to_json_dict() == {"method": "dynamic", "isa": "avx2", "per_channel": True, "exclude": []}
+    assert dynamic.quantization.to_json_dict() == {
+        "method": "dynamic", "isa": "avx2", "per_channel": True, "exclude": []
+    }
     static = by_name["openvino-int8-static"]
     assert static.calibration.corpus == "builtin"
     assert static.calibration.samples == 16 and static.calibration.seed == 3
@@ -132,8 +138,10 @@ def test_manifest_records_settings(kinds):
 
 
 BAD_COMBINATIONS = {
-    "isa on openvino": ("{backend: openvino, precision: int8, quantization: {isa: avx2}}", "variants[0].quantization.isa"),
-    "calibration with dynamic": ("{backend: onnx, precision: int8, quantization: {method: dynamic, calibration: {samples: 5}}}",
+    "isa on openvino": ("{backend: openvino, precision: int8, quantization: {isa: avx2}}",
+                        "variants[0].quantization.isa"),
+    "calibration with dynamic": ("{backend: onnx, precision: int8, "
+                                 "quantization: {method: dynamic, calibration: {samples: 5}}}",
                                  "variants[0].quantization.calibration"),
     "quantization on fp32": ("{backend: onnx, quantization: {method: dynamic}}", "variants[0].quantization"),
     "optimize on openvino": ("{backend: openvino, optimize: O2}", "variants[0].optimize"),
@@ -143,7 +151,8 @@ BAD_COMBINATIONS = {
                             "variants[0].quantization.method"),
     "per_channel on openvino": ("{backend: openvino, precision: int8, quantization: {per_channel: false}}",
                                 "variants[0].quantization.per_channel"),
-    "bad regex": ("{backend: onnx, precision: int8, quantization: {exclude: ['(']}}", "variants[0].quantization.exclude[0]"),
+    "bad regex": ("{backend: onnx, precision: int8, quantization: {exclude: ['(']}}",
+                  "variants[0].quantization.exclude[0]"),
     "unknown isa": ("{backend: onnx, precision: int8, quantization: {isa: sse2}}", "variants[0].quantization.isa"),
     "samples zero": ("{backend: openvino, precision: int8, quantization: {calibration: {samples: 0}}}",
                      "variants[0].quantization.calibration.samples"),

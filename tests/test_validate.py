@@ -272,7 +272,9 @@ def test_junit_has_a_testcase_per_variant_and_check(failing_report, tmp_path):
     path.write_text(failing_report.to_junit(), encoding="utf-8")
     xml = JUnitXml.fromfile(str(path))
     cases = [(case.classname, case.name, case) for suite in xml for case in suite]
-    assert [(c, n) for c, n, _ in cases] == [(v.name, check) for v in failing_report.variants for check in check_names(v.graph)]
+    assert [(c, n) for c, n, _ in cases] == [
+        (v.name, check) for v in failing_report.variants for check in check_names(v.graph)
+    ]
     failed = {(c, n): case for c, n, case in cases if not case.is_passed}
     expected = {(v.name, line.split(": ")[1].split(" ")[0]) for v in failing_report.variants for line in v.failures()}
     assert set(failed) == expected and ("onnx-fp32", "cosine_min") in failed
@@ -308,7 +310,9 @@ def test_cli_writes_junit_and_markdown(tiny_artifacts, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""  # tables and progress go to stderr
     assert "onnx-fp32-sentence" in result.stderr and "cosine_min" in result.stderr
-    assert JUnitXml.fromfile(str(tmp_path / "parity.xml")).tests == sum(len(check_names(graph)) for _, graph in ALL_KINDS)
+    assert JUnitXml.fromfile(str(tmp_path / "parity.xml")).tests == sum(
+        len(check_names(graph)) for _, graph in ALL_KINDS
+    )
     assert (tmp_path / "parity.md").read_text().count("| check |") == 4
     manifest = read_manifest(folder)  # OpenVINO and ONNX loading left no unlisted file behind
     listed = [e.path for e in manifest.shared_files] + [e.path for v in manifest.variants for e in v.files]

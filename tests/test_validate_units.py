@@ -132,7 +132,9 @@ def test_noise_lowers_cosine_and_ranking():
     noisy = reference + 0.5 * _embeddings(seed=1)
     values = measure(noisy, reference)
     assert values["cosine_min"] < 0.95 and values["neighbour_overlap"] < 1.0 and values["spearman"] < 0.99
-    checks = {c.name: c for c in build_checks({1: measure(reference, reference), 32: values}, default_thresholds("int8"))}
+    checks = {
+        c.name: c for c in build_checks({1: measure(reference, reference), 32: values}, default_thresholds("int8"))
+    }
     assert not checks["cosine_min"].passed
     assert checks["cosine_min"].measured == values["cosine_min"]  # the worse pass is reported
     assert checks["cosine_min"].by_batch["1"] == pytest.approx(1.0)
@@ -147,7 +149,10 @@ def test_non_finite_and_wrong_shape_fail_without_numbers():
     assert checks["cosine_min"].measured is None and not checks["cosine_min"].passed
     checks = {c.name: c for c in build_checks({32: measure(reference[:, :8], reference)}, default_thresholds("fp32"))}
     assert checks["shape"].measured == [40, 8] and checks["shape"].required == [40, 16] and not checks["shape"].passed
-    fp16 = {c.name: c for c in build_checks({32: measure(reference.astype(np.float16), reference)}, default_thresholds("fp16"))}
+    fp16 = {
+        c.name: c
+        for c in build_checks({32: measure(reference.astype(np.float16), reference)}, default_thresholds("fp16"))
+    }
     assert fp16["dtype"].measured == "float16" and not fp16["dtype"].passed
 
 

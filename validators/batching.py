@@ -34,7 +34,10 @@ class EncodingPass:
 
 
 def single_text_pass(
-    lengths: list[int], max_length: int, short_texts: int = SHORT_TEXTS_AT_BATCH_1, long_texts: int = LONG_TEXTS_AT_BATCH_1
+    lengths: list[int],
+    max_length: int,
+    short_texts: int = SHORT_TEXTS_AT_BATCH_1,
+    long_texts: int = LONG_TEXTS_AT_BATCH_1,
 ) -> EncodingPass:
     """Batch size 1 on up to ``short_texts`` texts shorter than ``max_length // 2`` tokens (evenly spaced in
     list order) and ``long_texts`` longer ones (the shortest, the longest and evenly spaced ones between)."""

@@ -173,7 +173,8 @@ def failed_run_checks(error: str, thresholds: Thresholds) -> list[Check]:
     required: dict[str, Any] = {"shape": None, "dtype": "float32", "finite": 0, **thresholds.model_dump()}
     checks = [Check("runs", measured=False, required=True, comparison="==", passed=False, detail=error)]
     for name in GATING_CHECKS[1:]:
-        checks.append(Check(name, measured=None, required=required[name], comparison=">=" if name in THRESHOLD_KEYS else "==",
+        checks.append(Check(name, measured=None, required=required[name],
+                            comparison=">=" if name in THRESHOLD_KEYS else "==",
                             passed=False, detail="not measured: the variant did not run"))
     checks.extend(Check(name, measured=None, gating=False, detail="not measured") for name in REPORTED_CHECKS)
     return checks

@@ -79,7 +79,9 @@ def validate(
     progress = progress or SilentProgress()
     folder = Path(folder)
     if not folder.is_dir():
-        raise BadInputError(f"{folder}: artifact folder not found" if not folder.exists() else f"{folder}: not a folder")
+        raise BadInputError(
+            f"{folder}: artifact folder not found" if not folder.exists() else f"{folder}: not a folder"
+        )
     manifest = read_manifest(folder)
     if not manifest.variants:
         raise BadInputError(f"{folder}/manifest.json: no variants to validate")
@@ -139,7 +141,9 @@ def validate_variant(
     try:
         spec = RunSpec.for_variant(folder, manifest, variant, trust_remote_code=trust_remote_code)
         runner = load_runner(spec)
-        metrics = {p.batch_size: measure(encode_pass(runner, texts, p), reference.embeddings[p.indices]) for p in passes}
+        metrics = {
+            p.batch_size: measure(encode_pass(runner, texts, p), reference.embeddings[p.indices]) for p in passes
+        }
         checks = build_checks(metrics, thresholds)
     except (BadInputError, RuntimeUnavailableError):
         raise  # the input or this host is the problem, not the artifact
@@ -200,7 +204,8 @@ def encode_pass(runner: VariantRunner, texts: list[str], encoding: EncodingPass)
     for batch in encoding.batches:
         output = np.asarray(runner.encode([texts[i] for i in batch], batch_size=max(1, len(batch))))
         if output.ndim != 2 or output.shape[0] != len(batch):
-            raise ValueError(f"expected [{len(batch)}, dim] embeddings for a batch of {len(batch)}, got {list(output.shape)}")
+            raise ValueError(f"expected [{len(batch)}, dim] embeddings for a batch of {len(batch)}, "
+                             f"got {list(output.shape)}")
         rows.update(zip(batch, output, strict=True))
     return np.stack([rows[i] for i in encoding.indices])
 
@@ -242,7 +247,9 @@ def _thresholds(variant: Variant, thresholds_for: ThresholdsFor | None) -> Thres
         except ValidationError as error:
             problem = error.errors(include_url=False)[0]
             where = ".".join(str(part) for part in problem["loc"])
-            raise BadInputError(f"manifest.json: variant {name!r}: validation_thresholds.{where}: {problem['msg']}") from None
+            raise BadInputError(
+                f"manifest.json: variant {name!r}: validation_thresholds.{where}: {problem['msg']}"
+            ) from None
     try:
         return effective_thresholds(str(precision), None, explicit)
     except ValueError as error:

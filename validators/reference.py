@@ -77,6 +77,7 @@ def load_stored_reference(folder: Path, manifest: Manifest) -> Reference:
         raise BadInputError(f"{folder / REFERENCE_FILE}: unreadable: {error}") from None
     if embeddings.ndim != 2 or embeddings.shape[0] != len(texts) or embeddings.dtype != np.float32:
         raise BadInputError(
-            f"{folder / REFERENCE_FILE}: expected float32 [{len(texts)}, dim], got {embeddings.dtype} {list(embeddings.shape)}"
+            f"{folder / REFERENCE_FILE}: expected float32 [{len(texts)}, dim], "
+            f"got {embeddings.dtype} {list(embeddings.shape)}"
         )
     return Reference(texts, embeddings, "stored", None)

@@ -43,7 +43,11 @@ class VariantResult:
 
     def failures(self) -> list[str]:
         """One line per failed gating check, e.g. "variant onnx-int8: cosine_min 0.9412 < required 0.95"."""
-        return [f"variant {self.name}: {describe_failure(check)}" for check in self.checks if check.gating and not check.passed]
+        return [
+            f"variant {self.name}: {describe_failure(check)}"
+            for check in self.checks
+            if check.gating and not check.passed
+        ]
 
 
 @dataclass
@@ -166,7 +170,8 @@ class ParityReport:
             for check in variant.checks:
                 required = format_requirement(check)
                 result = ("pass" if check.passed else "**FAIL**") if check.gating else "reported"
-                lines.append(f"| {check.name} | {format_value(check.measured, check.required)} | {required} | {result} |")
+                lines.append(f"| {check.name} | {format_value(check.measured, check.required)} "
+                             f"| {required} | {result} |")
         return "\n".join(lines) + "\n"
 
 
@@ -183,7 +188,8 @@ def describe_failure(check: Check) -> str:
     if check.measured is None:
         return f"{check.name} {check.detail or 'not measured'}"
     operator = "<" if check.comparison == ">=" else "!="
-    return f"{check.name} {format_value(check.measured, check.required)} {operator} required {format_required(check.required)}"
+    return (f"{check.name} {format_value(check.measured, check.required)} {operator} "
+            f"required {format_required(check.required)}")
 
 
 def format_value(value: Any, against: Any = None) -> str:

@@ -40,7 +40,9 @@ def list_files(root: Path) -> list[str]:
     )
 
 
-def describe_files(root: Path, variant_files: dict[str, list[str]]) -> tuple[list[FileEntry], dict[str, list[FileEntry]]]:
+def describe_files(
+    root: Path, variant_files: dict[str, list[str]]
+) -> tuple[list[FileEntry], dict[str, list[FileEntry]]]:
     """Split the folder's files into shared files and each variant's own files, with checksums."""
     owned = {relative for files in variant_files.values() for relative in files}
     shared = [file_entry(root, relative) for relative in list_files(root) if relative not in owned]

@@ -40,7 +40,9 @@ def modules(folder: Path) -> list[dict[str, Any]]:
 
 def transformer_module_path(folder: Path) -> str:
     """The Transformer module's folder relative to ``folder`` (``""`` for the usual layout)."""
-    return next((str(m.get("path", "")) for m in modules(folder) if str(m.get("type", "")).endswith(".Transformer")), "")
+    return next(
+        (str(m.get("path", "")) for m in modules(folder) if str(m.get("type", "")).endswith(".Transformer")), ""
+    )
 
 
 def sentence_bert_config(folder: Path) -> dict[str, Any]:

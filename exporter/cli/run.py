@@ -26,10 +26,14 @@ if TYPE_CHECKING:
 
 @click.command("run", epilog=EPILOG)
 @click.argument("recipe", type=click.Path(dir_okay=True, path_type=str))
-@click.option("-o", "--output", type=click.Path(path_type=str), help="Artifact folder (default: the recipe's output: or artifacts/<name>), relative to the working directory.")
+@click.option("-o", "--output", type=click.Path(path_type=str),
+              help="Artifact folder (default: the recipe's output: or artifacts/<name>), "
+                   "relative to the working directory.")
 @click.option("--variant", "variants", multiple=True, metavar="NAME", help="Build only this variant (repeatable).")
-@click.option("--no-validate", is_flag=True, help="Skip parity validation (variants stay unvalidated and cannot be pushed).")
-@click.option("--push", "push_after", is_flag=True, help="Push to the Hub afterwards, with the recipe's publish: settings.")
+@click.option("--no-validate", is_flag=True,
+              help="Skip parity validation (variants stay unvalidated and cannot be pushed).")
+@click.option("--push", "push_after", is_flag=True,
+              help="Push to the Hub afterwards, with the recipe's publish: settings.")
 @token_option
 @endpoint_option
 @json_option

@@ -61,7 +61,10 @@ def validate_command(
     report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, record=True, progress=progress)
     if report.record_error:
         click.echo(f"warning: results not recorded in {artifact_dir}: {report.record_error}", err=True)
-    for path, text in ((junit, report.to_junit() if junit else ""), (markdown, report.to_markdown() if markdown else "")):
+    for path, text in (
+        (junit, report.to_junit() if junit else ""),
+        (markdown, report.to_markdown() if markdown else ""),
+    ):
         if path is not None:
             try:
                 path.write_text(text, encoding="utf-8")
@@ -92,11 +95,16 @@ def render_report(report) -> None:
                   f"batch {max(report.batch_sizes)} on all.")
     for variant in report.variants:
         status = "[green]passed[/green]" if variant.passed else "[red]FAILED[/red]"
-        table = Table(title=f"{variant.name} ({variant.backend}, {variant.precision}, graph: {variant.graph}): {status}")
+        table = Table(title=f"{variant.name} ({variant.backend}, {variant.precision}, "
+                            f"graph: {variant.graph}): {status}")
         for column in ("check", "measured", "required", "result"):
             table.add_column(column)
         for check in variant.checks:
-            result = ("[green]pass[/green]" if check.passed else "[red]FAIL[/red]") if check.gating else "[dim]reported[/dim]"
+            result = (
+                ("[green]pass[/green]" if check.passed else "[red]FAIL[/red]")
+                if check.gating
+                else "[dim]reported[/dim]"
+            )
             table.add_row(check.name, format_value(check.measured, check.required), format_requirement(check), result)
         console.print(table)
     verdict = "[green]all variants passed[/green]" if report.passed else "[red]parity failed[/red]"

@@ -86,7 +86,9 @@ class BuildResult:
 
 def resolve_output(loaded: LoadedRecipe, output: str | Path | None) -> Path:
     """``output``, else the recipe's ``output:``, else ``artifacts/<name>``; relative to the working directory."""
-    chosen = Path(output) if output is not None else Path(loaded.recipe.output or Path("artifacts") / loaded.recipe.name)
+    chosen = (
+        Path(output) if output is not None else Path(loaded.recipe.output or Path("artifacts") / loaded.recipe.name)
+    )
     return (Path.cwd() / chosen).resolve() if not chosen.is_absolute() else chosen
 
 

@@ -332,7 +332,8 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
         parity_note=_parity_note(manifest),
         bench_note=_bench_note(folder) if with_bench else "",
         install_line=_install_line(manifest),
-        deploy_install="\n".join(f'pip install "embedding-exporter[{backend}]"  # {RUNTIME_NAMES.get(backend, backend)} '
+        deploy_install="\n".join(f'pip install "embedding-exporter[{backend}]"  '
+                                 f"# {RUNTIME_NAMES.get(backend, backend)} "
                                  "variants" for backend in sorted(manifest.backends)),
         snippets=snippets(manifest, repo_id, folder.name),
         tool_version=manifest.tool.version or "",

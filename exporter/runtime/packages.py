@@ -32,7 +32,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("sentence-transformers", "sentence_transformers", ("sentence-transformers",),
             "pip install sentence-transformers", needed_for="all"),
     Package("optimum", "optimum", ("optimum",), "pip install optimum", needed_for="all"),
-    Package("optimum-onnx", "optimum.onnxruntime", ("optimum-onnx", "optimum"), 'pip install "sentence-transformers[onnx]"'),
+    Package("optimum-onnx", "optimum.onnxruntime", ("optimum-onnx", "optimum"),
+            'pip install "sentence-transformers[onnx]"'),
     Package("optimum-intel", "optimum.intel", ("optimum-intel",), 'pip install "sentence-transformers[openvino]"'),
     Package("onnx", "onnx", ("onnx",), "pip install onnx"),
     Package("onnxruntime", "onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino",
@@ -92,7 +93,9 @@ def runtime_requirements(backends: set[str]) -> dict[str, str]:
     requirements = {}
     for package in PACKAGES:
         version = installed_version(package.name)
-        if version and package.needed_for is not None and (package.needed_for == "all" or package.needed_for in backends):
+        if version and package.needed_for is not None and (
+            package.needed_for == "all" or package.needed_for in backends
+        ):
             requirements[package.name] = minimum_requirement(version)
     return requirements
 

@@ -75,7 +75,9 @@ class RunSpec:
         return replace(self, loader=loader)
 
     @classmethod
-    def for_torch(cls, directory: Path, manifest: Manifest | None = None, *, trust_remote_code: bool = False) -> RunSpec:
+    def for_torch(
+        cls, directory: Path, manifest: Manifest | None = None, *, trust_remote_code: bool = False
+    ) -> RunSpec:
         """The torch source model, with the artifact's max_seq_length (which carries a recipe override)."""
         length = manifest.source.max_seq_length if manifest is not None else None
         return cls(name="torch", backend="torch", graph="transformer", folder=str(directory), max_seq_length=length,
