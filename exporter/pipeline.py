@@ -46,6 +46,7 @@ def run_recipe(
     push: bool = False,
     token: str | None = None,
     endpoint: str | None = None,
+    wait: bool = False,
     progress: Progress | None = None,
 ) -> RunResult:
     """Build the recipe's artifacts (see ``exporter.build``) and, with ``push``, publish them with the recipe's
@@ -59,7 +60,7 @@ def run_recipe(
     if push and not validate:
         raise BadInputError("push=True needs validate=True: unvalidated variants cannot be published")
     progress = progress or SilentProgress()
-    built = build(recipe, output=output, variants=variants, progress=progress, validate=validate)
+    built = build(recipe, output=output, variants=variants, progress=progress, validate=validate, wait=wait)
     result = RunResult(build=built)
     if push and result.passed:
         from exporter.publish.push import push as push_folder

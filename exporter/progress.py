@@ -47,3 +47,34 @@ class RichProgress:
 
     def log(self, message: str) -> None:
         self.console.print(message)
+
+
+VERBOSE_ENV = "EXPORTER_VERBOSE"
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Keep third-party chatter (NNCF's progress bars, ONNX Runtime's quantiser hints, export warnings) out of
+    the user's terminal: what they print to stdout/stderr, their warnings and their log records below ERROR
+    are dropped for the block. ``EXPORTER_VERBOSE=1`` (the CLI's ``--verbose``) lets everything through."""
+    import io
+    import logging
+    import os
+    import sys
+    import warnings
+
+    if os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
+        yield
+        return
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = io.StringIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+        root.setLevel(level)

@@ -22,6 +22,9 @@ from exporter.validators.thresholds import Thresholds
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 IsaOrAuto = Literal["auto", Isa]
+# Bounds on what a recipe file may be: a real one is a few KiB and a few hundred values.
+MAX_RECIPE_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 100_000
 
 
 class _Strict(BaseModel):
@@ -314,8 +317,12 @@ def _kind(value: Any) -> str:
 
 def _parse_yaml(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     """Parse YAML, returning the data and the line of every key/item (by its location tuple)."""
+    if len(text.encode("utf-8")) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: {len(text.encode('utf-8'))} bytes; a recipe may have at most {MAX_RECIPE_BYTES}")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_expansion(path, node)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -328,6 +335,36 @@ def _parse_yaml(path: Path, text: str) -> tuple[Any, dict[tuple[Any, ...], int]]
     if node is not None:
         _record_lines(node, (), lines)
     return data, lines
+
+
+def _check_expansion(path: Path, root: yaml.Node) -> None:
+    """Refuse recursive aliases and documents whose aliases expand past ``MAX_EXPANDED_NODES`` nodes: a few
+    hundred bytes of nested aliases can otherwise expand to billions of values ("billion laughs")."""
+    sizes: dict[int, int] = {}
+    in_progress: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in in_progress:
+            mark = node.start_mark
+            raise RecipeError(f"{path}:{mark.line + 1}: malformed YAML: a recursive alias (an anchor used inside "
+                              "itself)")
+        in_progress.add(key)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        total = 1 + sum(size(child) for child in children)
+        in_progress.discard(key)
+        if total > MAX_EXPANDED_NODES:
+            raise RecipeError(f"{path}: malformed YAML: aliases expand to more than {MAX_EXPANDED_NODES} values")
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def _record_lines(node: yaml.Node, location: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:

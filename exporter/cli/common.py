@@ -32,6 +32,18 @@ endpoint_option = click.option("--endpoint", metavar="URL",
                                help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
 
 
+def _set_verbose(context: click.Context, parameter: click.Parameter, value: bool) -> bool:
+    if value:
+        from exporter.progress import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
+    return value
+
+
+verbose_option = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_verbose,
+                              help="Let the libraries' own progress bars, warnings and log lines through.")
+
+
 # --- output --------------------------------------------------------------------------------------
 
 
@@ -90,12 +102,41 @@ def write_traceback(error: BaseException) -> Path | None:
     return path
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks (staging folders, locks) run."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _external_os_error(error: OSError) -> ExporterError | None:
+    """Our error for an OS failure that is not a bug: a full disk (3), a path we may not write (2)."""
+    import errno
+
+    from exporter.errors import BadInputError, ExternalError
+
+    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ExternalError(f"disk full{where}: {error.strerror or error}; nothing was placed")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return BadInputError(f"cannot write{where}: {error.strerror or error}")
+    return None
+
+
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """One line on stderr and the exit code for every failure: ``ExporterError`` by its own code, Ctrl-C 130,
-    anything else (a bug of ours) 4, with the traceback in a log file the line names."""
+    SIGTERM 143 (both after the command's own clean-up), a full disk or out of memory 3, a path that cannot
+    be written 2, anything else (a bug of ours) 4, with the traceback in a log file the line names."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import signal
+        import threading
+
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
             return command(*args, **kwargs)
         except ExporterError as error:
@@ -104,14 +145,27 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was placed", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo("terminated: nothing was placed", err=True)
+            sys.exit(143)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
+        except MemoryError:
+            click.echo("error: out of memory; nothing was placed", err=True)
+            sys.exit(3)
         except Exception as error:  # noqa: BLE001 - a bug: one line, the traceback in a file
+            known = _external_os_error(error) if isinstance(error, OSError) else None
+            if known is not None:
+                click.echo(f"error: {known}", err=True)
+                sys.exit(known.exit_code)
             log = write_traceback(error)
             where = f"traceback in {log}" if log else "no log file could be written"
             click.echo(f"internal error: {type(error).__name__}: {_redact(first_line(error))} ({where}; "
                        "please report it)", err=True)
             sys.exit(INTERNAL_ERROR_EXIT)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 

@@ -17,6 +17,7 @@ from exporter.cli.common import (
     reword_errors,
     stderr_console,
     token_option,
+    verbose_option,
 )
 
 if TYPE_CHECKING:
@@ -34,19 +35,24 @@ if TYPE_CHECKING:
               help="Skip parity validation (variants stay unvalidated and cannot be pushed).")
 @click.option("--push", "push_after", is_flag=True,
               help="Push to the Hub afterwards, with the recipe's publish: settings.")
+@click.option("--wait", is_flag=True, help="When another run is building the same folder, wait for it instead of "
+              "exiting 2.")
 @token_option
 @endpoint_option
 @json_option
 @quiet_option
+@verbose_option
 @handle_errors
-@reword_errors(output="--output", variants="--variant", validate="--no-validate", push="--push")
+@reword_errors(output="--output", variants="--variant", validate="--no-validate", push="--push", wait="--wait")
 def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_validate: bool, push_after: bool,
-                token: str | None, endpoint: str | None, as_json: bool, quiet: bool) -> None:
+                wait: bool, token: str | None, endpoint: str | None, as_json: bool, quiet: bool) -> None:
     """Build the artifacts RECIPE declares, validate them against the torch model, and place them.
 
     The folder is built beside the target and moved into place only when the run has finished: an
     interrupted run leaves the previous folder untouched. An existing folder that is not an artifact
-    folder (no manifest.json) is never replaced. A run whose variants fail validation still places the
+    folder (no manifest.json) is never replaced; an artifact folder is replaced whole (with --variant, the
+    variants not built are named as dropped). Only one run builds a folder at a time: a second exits 2
+    naming the first one's pid (--wait waits). A run whose variants fail validation still places the
     folder (marked failed in manifest.json, so it can be inspected but not pushed) and exits 1.
 
     \b
@@ -61,9 +67,13 @@ def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_v
     if push_after and no_validate:
         raise BadInputError("--push needs validation: unvalidated variants cannot be published (drop --no-validate)")
     result = run_recipe(recipe, output=output, variants=list(variants) or None, validate=not no_validate,
-                        push=push_after, token=token, endpoint=endpoint, progress=progress_for(quiet or as_json))
+                        push=push_after, token=token, endpoint=endpoint, wait=wait,
+                        progress=progress_for(quiet or as_json))
     if not quiet and not as_json:
         _render_build(result.build)
+        if result.build.dropped:
+            click.echo(f"Replaced {result.build.output}: its variants {', '.join(result.build.dropped)} are gone "
+                       "(not built in this run).", err=True)
         if result.push is not None:
             for line in result.push.lines():
                 click.echo(line, err=True)

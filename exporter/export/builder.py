@@ -32,6 +32,7 @@ from exporter.artifact.manifest import (
 from exporter.artifact.manifest import Variant as ManifestVariant
 from exporter.artifact.model_folder import transformer_module_path
 from exporter.artifact.provenance import finalize_manifest
+from exporter.constants import MANIFEST_NAME
 from exporter.errors import BadInputError
 from exporter.export.graphs import GraphSpec
 from exporter.export.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
@@ -66,6 +67,7 @@ class BuildResult:
     seconds: float
     variants: list[BuiltVariant] = field(default_factory=list)
     report: Any = None  # exporter.validators.ParityReport, or None when validation was skipped
+    dropped: list[str] = field(default_factory=list)  # variants of the replaced folder that this one lacks
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -75,6 +77,7 @@ class BuildResult:
             "validated": self.report is not None,
             "passed": self.report.passed if self.report is not None else None,
             "failures": self.report.failures() if self.report is not None else [],
+            "dropped": list(self.dropped),
             "variants": [
                 {"name": v.name, "backend": v.backend, "precision": v.precision, "graph": v.graph,
                  "file_name": v.file_name, "size": v.size,
@@ -98,9 +101,14 @@ def build(
     variants: list[str] | None = None,
     progress: Progress | None = None,
     validate: bool = True,
+    wait: bool = False,
 ) -> BuildResult:
     """Build the artifacts a recipe declares. Returns where they were placed, the manifest and the parity
     report.
+
+    One run per target: while another run builds the same folder this raises ``TargetBusyError`` (naming its
+    pid) at once, or with ``wait`` waits for it. Staging folders that killed runs left are removed. A
+    previous artifact folder is replaced whole: ``result.dropped`` names its variants the new one lacks.
 
     ``variants`` restricts the run to the named variants. Raises ``BadInputError`` (nothing written) for a
     bad recipe, model path or output path. With ``validate`` (the default) every variant is checked against
@@ -115,10 +123,9 @@ def build(
     check_output(target)
     source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
     check_input_files(loaded, selected)
-    with progress.step(f"Loading {source.location}"):
-        model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
-
-    with staging_for(target) as staging:
+    with staging_for(target, wait=wait) as staging:
+        with progress.step(f"Loading {source.location}"):
+            model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
         with progress.step("Writing sentence-transformers files"):
             write_shared_files(model, staging.folder)
         built = export_variants(model, selected, staging.folder, loaded.base_dir, progress)
@@ -127,11 +134,23 @@ def build(
         report = validate_staged(loaded, staging.folder, source.directory, progress) if validate else None
         if report is not None:
             manifest = read_manifest(staging.folder)
+        dropped = dropped_variants(target, manifest)
         staging.place()
     if report is not None:
         report.folder = str(target)
     return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started, variants=built,
-                       report=report)
+                       report=report, dropped=dropped)
+
+
+def dropped_variants(target: Path, manifest: Manifest) -> list[str]:
+    """Variants of the folder being replaced that the new one does not have (e.g. a run with ``variants``)."""
+    if not (target / MANIFEST_NAME).is_file():
+        return []
+    try:
+        previous = read_manifest(target)
+    except BadInputError:
+        return []
+    return [name for name in previous.variant_names if name not in manifest.variant_names]
 
 
 def validate_staged(loaded: LoadedRecipe, folder: Path, source_dir: Path, progress: Progress):

@@ -37,6 +37,7 @@ from exporter.export.graphs import (
     graph_inputs,
     sample_inputs,
 )
+from exporter.progress import quiet_libraries
 
 ONNX_OPSET = 17
 # Protobuf cannot hold a model of 2 GiB or more: larger weights go to a single external data file.
@@ -205,16 +206,17 @@ def quantize_onnx_dynamic(source: Path, target: Path, isa: str, per_channel: boo
     model = onnx.load(str(source), load_external_data=False)
     excluded = matching_nodes((node.name for node in model.graph.node), exclude)
     with _normalised_output(target) as raw_target:
-        quantize_dynamic(
-            str(source), str(raw_target),
-            use_external_data_format=_has_external_data(source),
-            op_types_to_quantize=["MatMul", "Attention"],
-            per_channel=per_channel,
-            reduce_range=isa in ("avx2", "avx512"),
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # needed after contrib-op fusions
-        )
+        with quiet_libraries():
+            quantize_dynamic(
+                str(source), str(raw_target),
+                use_external_data_format=_has_external_data(source),
+                op_types_to_quantize=["MatMul", "Attention"],
+                per_channel=per_channel,
+                reduce_range=isa in ("avx2", "avx512"),
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # needed after contrib-op fusions
+            )
 
 
 def quantize_onnx_static(source: Path, target: Path, feeds: list[dict[str, np.ndarray]], per_channel: bool,
@@ -233,17 +235,18 @@ def quantize_onnx_static(source: Path, target: Path, feeds: list[dict[str, np.nd
     model = onnx.load(str(source), load_external_data=False)
     excluded = matching_nodes((node.name for node in model.graph.node), exclude)
     with _normalised_output(target) as raw_target:
-        quantize_static(
-            str(source), str(raw_target), Reader(),
-            use_external_data_format=_has_external_data(source),
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["MatMul"],
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        with quiet_libraries():
+            quantize_static(
+                str(source), str(raw_target), Reader(),
+                use_external_data_format=_has_external_data(source),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul"],
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
 
 
 @contextlib.contextmanager

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from exporter.progress import quiet_libraries
+
 OPENVINO_RUNTIME_OPTIONS = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
@@ -77,10 +79,11 @@ def quantize_openvino_static(ov_model, feeds: list[dict[str, np.ndarray]], exclu
             smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1)
         )
     ignored = nncf.IgnoredScope(patterns=exclude, validate=False) if exclude else None
-    return nncf.quantize(
-        ov_model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
-        ignored_scope=ignored, advanced_parameters=advanced,
-    )
+    with quiet_libraries():
+        return nncf.quantize(
+            ov_model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
+            ignored_scope=ignored, advanced_parameters=advanced,
+        )
 
 
 def compress_openvino_weights(ov_model, exclude: list[str]):
@@ -88,4 +91,5 @@ def compress_openvino_weights(ov_model, exclude: list[str]):
     nncf = _quiet_nncf()
 
     ignored = nncf.IgnoredScope(patterns=exclude, validate=False) if exclude else None
-    return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored)
+    with quiet_libraries():
+        return nncf.compress_weights(ov_model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=ignored)

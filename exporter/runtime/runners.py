@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from exporter.artifact import model_folder
 from exporter.errors import BadInputError, ExporterError, ExternalError, first_line
+from exporter.progress import quiet_libraries
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
@@ -149,8 +149,7 @@ def quiet_loading() -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_libraries():
             yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
