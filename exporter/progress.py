@@ -24,7 +24,9 @@ class SilentProgress:
 
     @contextlib.contextmanager
     def step(self, description: str) -> Iterator[None]:
+        raise_if_signalled()
         yield
+        raise_if_signalled()
 
     def log(self, message: str) -> None:
         pass
@@ -40,9 +42,11 @@ class RichProgress:
 
     @contextlib.contextmanager
     def step(self, description: str) -> Iterator[None]:
+        raise_if_signalled()
         started = time.perf_counter()
         with self.console.status(description):
             yield
+        raise_if_signalled()
         self.console.print(f"[green]✓[/green] {description} [dim]({time.perf_counter() - started:.1f} s)[/dim]")
 
     def log(self, message: str) -> None:
@@ -78,3 +82,20 @@ def quiet_libraries() -> Iterator[None]:
     finally:
         sys.stdout, sys.stderr = stdout, stderr
         root.setLevel(level)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks (staging folders, locks) run."""
+
+
+# The signal (SIGINT or SIGTERM) the CLI caught, kept because Python swallows an exception raised while a
+# ``__del__`` runs: long steps and the final placement check it again.
+PENDING_SIGNAL: list[int] = []
+
+
+def raise_if_signalled() -> None:
+    """Raise ``KeyboardInterrupt`` / ``Terminated`` when the CLI caught Ctrl-C / SIGTERM earlier."""
+    import signal
+
+    if PENDING_SIGNAL:
+        raise Terminated() if PENDING_SIGNAL[-1] == signal.SIGTERM else KeyboardInterrupt()

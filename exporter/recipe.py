@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporter.constants import DEFAULT_METHOD, METHODS, Backend, Graph, Isa, Method, Optimize, Precision
 from exporter.errors import RecipeError
 from exporter.validators.thresholds import Thresholds
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+# A Hub model id: NAME or ORG/NAME (letters, digits, '.', '_', '-'; as huggingface_hub's validate_repo_id).
+HUB_MODEL_ID_PATTERN = r"^(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$"
 
 IsaOrAuto = Literal["auto", Isa]
 # Bounds on what a recipe file may be: a real one is a few KiB and a few hundred values.
@@ -49,6 +51,13 @@ class ModelSource(_Strict):
         None, gt=0, description="Override of the model's max_seq_length (tokens); recorded in the artifacts."
     )
     trust_remote_code: bool = Field(False, description="Allow custom model code from the source. Explicit opt-in only.")
+
+    @field_validator("id")
+    @classmethod
+    def _hub_id(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) > 96 or not re.match(HUB_MODEL_ID_PATTERN, value)):
+            raise ValueError(f"{value!r} is not a Hub model id (NAME or ORG/NAME: letters, digits, '.', '_', '-')")
+        return value
 
     @model_validator(mode="after")
     def _id_or_path(self) -> ModelSource:

@@ -25,6 +25,7 @@ from exporter.errors import ManifestError
 
 SCHEMA_VERSION = 1
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+MAX_FILE_SIZE = 1 << 44  # 16 TiB: a bigger size is a corrupt or hostile manifest, not a model
 # Optional sections that are removed, not written as null, when cleared (e.g. a variant not measured any more).
 _DROPPED_WHEN_NONE = frozenset({"parity", "bench", "validation"})
 
@@ -62,7 +63,7 @@ class FileEntry(_Record):
 
     path: str
     sha256: str
-    size: int = Field(ge=0)
+    size: int = Field(ge=0, le=MAX_FILE_SIZE)
 
     @field_validator("path")
     @classmethod

@@ -30,6 +30,15 @@ token_option = click.option("--token", metavar="TOKEN",
                             help="Hub token (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
 endpoint_option = click.option("--endpoint", metavar="URL",
                                help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
+trust_remote_code_option = click.option(
+    "--trust-remote-code", "trust_remote_code", is_flag=True,
+    help="Allow the artifact's own code: Python files, pickles and custom module classes in modules.json (refused "
+         "without it). The only source of trust: a manifest's trust_remote_code is reported, never obeyed.")
+thresholds_option = click.option(
+    "--thresholds", "thresholds", metavar="defaults|artifact|FILE", default=None,
+    help="Parity thresholds: defaults (the precision defaults), artifact (the thresholds its recipe recorded) or "
+         "FILE (YAML/JSON like a recipe's validation.thresholds). Default: the stricter of defaults and artifact. "
+         "Loosened thresholds are always reported; below 0.5 is refused.")
 
 
 def _set_verbose(context: click.Context, parameter: click.Parameter, value: bool) -> bool:
@@ -102,25 +111,42 @@ def write_traceback(error: BaseException) -> Path | None:
     return path
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that ``finally`` blocks (staging folders, locks) run."""
+_HANDLER_PID: list[int] = []  # the process that installed the SIGTERM handler
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise Terminated()
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    from exporter.progress import PENDING_SIGNAL, Terminated
+
+    if _HANDLER_PID and os.getpid() != _HANDLER_PID[-1]:
+        # A child a library forked (telemetry, workers) inherited the handler: die as the signal would.
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    PENDING_SIGNAL.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def _external_os_error(error: OSError) -> ExporterError | None:
-    """Our error for an OS failure that is not a bug: a full disk (3), a path we may not write (2)."""
+def _external_os_error(error: BaseException) -> ExporterError | None:
+    """Our error for an OS failure that is not a bug: a full disk (3), a path we may not write (2). Libraries
+    (safetensors, protobuf, ONNX) report a full disk in their own exception types: their message says so."""
     import errno
 
     from exporter.errors import BadInputError, ExternalError
 
-    where = f" ({error.filename})" if getattr(error, "filename", None) else ""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return ExternalError(f"disk full{where}: {error.strerror or error}; nothing was placed")
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return BadInputError(f"cannot write{where}: {error.strerror or error}")
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for item in chain:
+        where = f" ({item.filename})" if isinstance(item, OSError) and item.filename else ""
+        code = item.errno if isinstance(item, OSError) else None
+        if code in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(item):
+            return ExternalError(f"disk full{where}: No space left on device; nothing was placed")
+        if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return BadInputError(f"cannot write{where}: {item.strerror or item}")
     return None
 
 
@@ -134,11 +160,29 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         import signal
         import threading
 
+        from exporter.progress import PENDING_SIGNAL, Terminated
+
         previous = None
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+            _HANDLER_PID.append(os.getpid())
+            previous = (signal.signal(signal.SIGTERM, _on_signal), signal.signal(signal.SIGINT, _on_signal))
+        default_unraisable = sys.unraisablehook
+
+        def unraisable(info: Any) -> None:  # our interrupt raised inside a __del__: Python would print it
+            if not isinstance(info.exc_value, (KeyboardInterrupt, Terminated)):
+                default_unraisable(info)
+
+        sys.unraisablehook = unraisable
         try:
-            return command(*args, **kwargs)
+            try:
+                result = command(*args, **kwargs)
+            except (ExporterError, Exception) as error:
+                if PENDING_SIGNAL:  # the interrupt surfaced as another error (e.g. ImportError mid-import)
+                    raise (Terminated() if PENDING_SIGNAL[-1] == signal.SIGTERM else KeyboardInterrupt()) from error
+                raise
+            if PENDING_SIGNAL:  # caught but swallowed (inside a __del__) after the last check: still an interrupt
+                raise Terminated() if PENDING_SIGNAL[-1] == signal.SIGTERM else KeyboardInterrupt()
+            return result
         except ExporterError as error:
             click.echo(f"error: {error}", err=True)
             sys.exit(error.exit_code)
@@ -154,7 +198,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             click.echo("error: out of memory; nothing was placed", err=True)
             sys.exit(3)
         except Exception as error:  # noqa: BLE001 - a bug: one line, the traceback in a file
-            known = _external_os_error(error) if isinstance(error, OSError) else None
+            known = _external_os_error(error)
             if known is not None:
                 click.echo(f"error: {known}", err=True)
                 sys.exit(known.exit_code)
@@ -165,7 +209,11 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(INTERNAL_ERROR_EXIT)
         finally:
             if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGTERM, previous[0])
+                signal.signal(signal.SIGINT, previous[1])
+                _HANDLER_PID.pop()
+            PENDING_SIGNAL.clear()
+            sys.unraisablehook = default_unraisable
 
     return wrapper
 

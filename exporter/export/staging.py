@@ -25,6 +25,7 @@ from pathlib import Path
 
 from exporter.constants import MANIFEST_NAME
 from exporter.errors import BadInputError
+from exporter.progress import raise_if_signalled
 
 
 def check_output(target: Path) -> None:
@@ -53,6 +54,7 @@ class Staging:
     placed: bool = False
 
     def place(self) -> None:
+        raise_if_signalled()  # a Ctrl-C swallowed inside a library's __del__ must not place the folder
         place(self.folder, self.target)
         self.placed = True
 
