@@ -69,6 +69,17 @@ class ManifestError(BadInputError):
     """A manifest.json that is missing, malformed or unsafe (a path outside the folder)."""
 
 
+class UnsafeArtifactError(BadInputError):
+    """An artifact that would run code on this host (a listed Python file or pickle, or a ``modules.json`` naming
+    a module class outside sentence-transformers' own) and the caller did not pass ``trust_remote_code=True``.
+    ``path``: the file (relative to the artifact); ``reason``: what it is."""
+
+    def __init__(self, message: str, path: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
 class HubAuthError(BadInputError):
     """The Hub refused the token (or one is needed and missing). The message never contains the token."""
 

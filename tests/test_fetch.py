@@ -347,6 +347,7 @@ def test_check_passes_on_this_host(hub, cache):
     check = json.loads(result.stdout)["check"]
     assert check["passed"] is True and check["failures"] == []
     assert check["measured"]["cosine_min"] >= check["thresholds"]["cosine_min"] == 0.9999
+    assert check["policy"]["policy"] == "strict" and check["loosened"] == []  # at least the defaults, by default
 
 
 def test_cli_fetch_with_endpoint_in_a_process_without_hf_endpoint(hub, tmp_path):

@@ -170,6 +170,7 @@ def test_push_then_snapshot_matches_manifest_and_repush_is_a_noop(folder, hub_se
     assert pushed["created_commit"] is True and pushed["files"] == len(listed(manifest)) + 1
     assert pushed["commit_url"] == f"{hub_url}/{repo_id}/commit/{pushed['commit_oid']}"
     assert pushed["tag"] == "v1.0" and pushed["tag_created"] is True
+    assert pushed["verified"] is True and pushed["verified_variants"] == manifest.variant_names  # re-run first
     assert hub_server.count_requests("POST", r"/commit/") == 1  # one commit for everything
     assert hub_server.count_requests("PUT", r"^/_lfs/") >= 4  # the graphs went through LFS
     assert api.model_info(repo_id).sha == pushed["commit_oid"]

@@ -91,6 +91,8 @@ def test_shipped_recipe_passes_with_defaults(minilm):
     assert report.texts["total"] == report.texts["builtin"] == 362 and report.texts["extra"] == 0
     assert report.batch_sizes == [1, 32] and report.texts["batch_1"] == 123  # 120 short + 3 long texts
     assert report.max_seq_length == 256
+    assert report.thresholds["policy"] == "strict" and report.loosened() == []
+    assert report.trust_remote_code == {"recorded": False, "used": False}
     for variant in report.variants:
         assert [check.name for check in variant.checks] == list(check_names(variant.graph))
         assert variant.thresholds == default_thresholds(variant.precision).model_dump()

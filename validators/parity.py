@@ -5,11 +5,18 @@ can be found, else the stored one) → plan the two encoding passes (batch size 
 → run each variant the way its users will → measure and judge. A variant that cannot be loaded or run
 fails its ``runs`` check (the artifact is broken); problems with the input itself (folder, manifest,
 thresholds, reference) raise ``BadInputError`` before any variant is run.
+
+The caller owns the gate and the trust: thresholds follow ``thresholds=`` (``ThresholdPolicy``: by default
+the stricter of the precision defaults and the artifact's recorded thresholds; every loosened one is
+reported), and only ``trust_remote_code=True`` lets a folder holding code or pickles, or naming custom
+module classes, be loaded (``exporter.artifact.safety``); the manifest's own ``source.trust_remote_code``
+is reported, never obeyed.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +25,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from exporter import __version__
-from exporter.artifact import model_folder
+from exporter.artifact import model_folder, safety
 from exporter.artifact.manifest import Manifest, Variant, read_manifest
 from exporter.errors import BadInputError, RuntimeUnavailableError, first_line
 from exporter.progress import Progress, SilentProgress
@@ -35,6 +42,7 @@ from exporter.validators.checks import (
     measure,
     not_run_check,
 )
+from exporter.validators.policy import ARTIFACT, ThresholdPolicy
 from exporter.validators.reference import (
     TEXTS_FILE,
     Reference,
@@ -44,7 +52,7 @@ from exporter.validators.reference import (
     store_reference,
 )
 from exporter.validators.report import ParityReport, VariantResult
-from exporter.validators.thresholds import Thresholds, effective_thresholds
+from exporter.validators.thresholds import Thresholds, effective_thresholds, loosened
 
 ThresholdsFor = Callable[[Variant], Thresholds]
 
@@ -57,6 +65,9 @@ def validate(
     write_reference: bool = True,
     record: bool = False,
     progress: Progress | None = None,
+    *,
+    thresholds: str | os.PathLike | ThresholdPolicy | None = None,
+    trust_remote_code: bool = False,
 ) -> ParityReport:
     """Validate every variant of the artifact folder against the torch model; returns the report.
 
@@ -64,10 +75,16 @@ def validate(
     and when that does not resolve here the stored reference (``parity/``) is used. ``extra_texts_file``
     adds texts (.txt / .jsonl) to the built-in set and needs the source model; without it, the extra texts
     of the stored reference (a recipe's ``validation.texts``, stored when ``exporter run`` validated) are
-    used again, so a revalidation keeps the same text set. ``thresholds_for(variant)``
-    gives a manifest variant's thresholds (explicit keys override the precision's defaults); by default
-    they come from the variant's ``validation_thresholds`` in the manifest. ``write_reference`` stores the
-    texts and torch embeddings in ``parity/`` when the reference was computed from the source model.
+    used again, so a revalidation keeps the same text set. ``thresholds`` says which thresholds each
+    variant is held to (``ThresholdPolicy.parse``): ``None`` / ``"strict"`` the stricter of its precision's
+    defaults and its recorded ``validation_thresholds``, ``"defaults"``, ``"artifact"`` (the recorded ones, as
+    ``exporter run`` validates), or the path of a thresholds file; ``thresholds_for(variant)``, when it returns
+    thresholds, overrides that for one variant (explicit keys over the precision's defaults). Thresholds
+    looser than the precision's defaults are reported (``variant.loosened``). ``trust_remote_code=True``
+    allows a folder that holds code or pickles or names custom module classes (refused otherwise:
+    ``UnsafeArtifactError``); the manifest's ``source.trust_remote_code`` is only reported.
+    ``write_reference`` stores the texts and torch embeddings in ``parity/`` when the reference was computed
+    from the source model.
     ``record`` writes the results into the folder (``record_results``: parity_report.json and the verdicts in
     manifest.json); a folder that cannot be written keeps its old record and ``report.record_error`` says why.
 
@@ -85,17 +102,20 @@ def validate(
     manifest = read_manifest(folder)
     if not manifest.variants:
         raise BadInputError(f"{folder}/manifest.json: no variants to validate")
-    thresholds = {v.name: _thresholds(v, thresholds_for) for v in manifest.variants}
-    reference = _reference(folder, manifest, source_dir, extra_texts_file, write_reference, progress)
+    if not trust_remote_code:
+        safety.check_folder(folder, manifest)
+    policy = ThresholdPolicy.parse(thresholds)
+    held_to = {v.name: _thresholds(v, thresholds_for, policy) for v in manifest.variants}
+    reference = _reference(folder, manifest, source_dir, extra_texts_file, write_reference, progress,
+                           trust_remote_code)
 
     max_length, passes = _passes(folder, manifest, reference)
     texts = [t.text for t in reference.texts]
-    trust_remote_code = manifest.source.trust_remote_code
 
     results = []
     for variant in manifest.variants:
         with progress.step(f"Validating {variant.name} ({variant.backend}, graph: {variant.graph})"):
-            results.append(validate_variant(folder, manifest, variant, reference, passes, thresholds[variant.name],
+            results.append(validate_variant(folder, manifest, variant, reference, passes, held_to[variant.name],
                                             trust_remote_code))
     report = ParityReport(
         folder=str(folder),
@@ -114,6 +134,8 @@ def validate(
         seconds=time.perf_counter() - started,
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         tool_version=__version__,
+        thresholds=policy.to_dict(),
+        trust_remote_code={"recorded": manifest.source.trust_remote_code, "used": trust_remote_code},
     )
     if record:
         from exporter.validators.record import record_results
@@ -133,9 +155,12 @@ def validate_variant(
     passes: list[EncodingPass],
     thresholds: Thresholds,
     trust_remote_code: bool = False,
+    *,
+    sentence_transformers: bool = True,
 ) -> VariantResult:
     """Run one variant through every pass and judge it. Any failure to load or run it is a failed check
-    (a broken artifact), except a missing runtime package (``ExternalError``, exit 3)."""
+    (a broken artifact), except a missing runtime package (``ExternalError``, exit 3). ``sentence_transformers``:
+    also check a ``graph: transformer`` variant loaded through sentence-transformers."""
     started = time.perf_counter()
     texts = [t.text for t in reference.texts]
     try:
@@ -152,7 +177,7 @@ def validate_variant(
                                       f"{error}") from None
     except Exception as error:  # noqa: BLE001 - a variant that cannot load or run is a broken artifact
         checks = failed_run_checks(_one_line(error), thresholds)
-    if variant.graph == "transformer":
+    if variant.graph == "transformer" and sentence_transformers:
         checks.append(sentence_transformers_check(folder, manifest, variant, reference, passes[-1], thresholds,
                                                   trust_remote_code))
     return VariantResult(
@@ -164,6 +189,7 @@ def validate_variant(
         thresholds=thresholds.model_dump(),
         checks=checks,
         seconds=time.perf_counter() - started,
+        loosened=loosened(thresholds, variant.precision),
     )
 
 
@@ -210,22 +236,56 @@ def encode_pass(runner: VariantRunner, texts: list[str], encoding: EncodingPass)
     return np.stack([rows[i] for i in encoding.indices])
 
 
-def check_stored(folder: Path, variant: Variant | str) -> VariantResult:
+def check_stored(folder: Path, variant: Variant | str, *,
+                 thresholds: str | os.PathLike | ThresholdPolicy | None = None,
+                 trust_remote_code: bool = False) -> VariantResult:
     """Run one variant (a manifest entry or a name) on the stored validation texts on this host and compare
-    with the stored reference embeddings (``parity/``), against the variant's ``validation_thresholds``.
+    with the stored reference embeddings (``parity/``), against the thresholds ``thresholds`` selects (as
+    ``validate``'s: by default the stricter of the precision defaults and the variant's recorded ones).
 
     Needs no torch weights: this is how a deploy host checks that its numerics still meet the thresholds.
-    Raises ``BadInputError`` when there is no stored reference.
+    Raises ``BadInputError`` when there is no stored reference, ``UnsafeArtifactError`` for a folder holding
+    code or pickles (or naming custom module classes) without ``trust_remote_code=True``.
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
     entry = manifest.variant(variant) if isinstance(variant, str) else variant
+    if not trust_remote_code:
+        safety.check_folder(folder, manifest)
+    held_to = _thresholds(entry, None, ThresholdPolicy.parse(thresholds))
+    reference = _stored_reference(folder, manifest)
+    max_length, passes = _passes(folder, manifest, reference)
+    return validate_variant(folder, manifest, entry, reference, passes, held_to, trust_remote_code)
+
+
+def reverify(folder: Path, manifest: Manifest | None = None, *, progress: Progress | None = None
+             ) -> list[VariantResult]:
+    """What ``push`` runs before publishing: every variant through the deploy runtime (``Encoder``, which never
+    imports a module class nor unpickles anything) on the stored texts in mixed-length batches of 32, against
+    the stored reference embeddings and the variant's recorded thresholds (the recipe author's gate). A few
+    seconds per variant; a recorded verdict is never taken on trust.
+
+    Raises ``BadInputError`` when there is no stored reference or a recorded threshold is malformed.
+    """
+    folder = Path(folder)
+    progress = progress or SilentProgress()
+    manifest = manifest or read_manifest(folder)
+    policy = ThresholdPolicy(ARTIFACT)
+    held_to = {v.name: _thresholds(v, None, policy) for v in manifest.variants}
+    reference = _stored_reference(folder, manifest)
+    _, passes = _passes(folder, manifest, reference)
+    results = []
+    for variant in manifest.variants:
+        with progress.step(f"Re-running {variant.name} on the stored reference"):
+            results.append(validate_variant(folder, manifest, variant, reference, passes[-1:], held_to[variant.name],
+                                            sentence_transformers=False))
+    return results
+
+
+def _stored_reference(folder: Path, manifest: Manifest) -> Reference:
     if not has_stored_reference(folder):
         raise BadInputError(f"{folder}: no stored reference ({TEXTS_FILE} and parity/reference.npy) to check against")
-    reference = load_stored_reference(folder, manifest)
-    max_length, passes = _passes(folder, manifest, reference)
-    return validate_variant(folder, manifest, entry, reference, passes, _thresholds(entry, None),
-                            manifest.source.trust_remote_code)
+    return load_stored_reference(folder, manifest)
 
 
 def _passes(folder: Path, manifest: Manifest, reference: Reference) -> tuple[int, list[EncodingPass]]:
@@ -236,22 +296,23 @@ def _passes(folder: Path, manifest: Manifest, reference: Reference) -> tuple[int
     return max_length, [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
 
 
-def _thresholds(variant: Variant, thresholds_for: ThresholdsFor | None) -> Thresholds:
+def _thresholds(variant: Variant, thresholds_for: ThresholdsFor | None, policy: ThresholdPolicy) -> Thresholds:
+    """The thresholds ``variant`` is held to: ``thresholds_for``'s when it gives some, else the policy's. The
+    recorded ones are checked either way (malformed or below the sanity floor: ``BadInputError``)."""
     name, precision = variant.name, variant.precision
-    if thresholds_for is not None:
-        explicit = thresholds_for(variant)
-    else:
-        raw = variant.validation_thresholds
-        try:
-            explicit = Thresholds.model_validate(raw) if raw is not None else None
-        except ValidationError as error:
-            problem = error.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in problem["loc"])
-            raise BadInputError(
-                f"manifest.json: variant {name!r}: validation_thresholds.{where}: {problem['msg']}"
-            ) from None
+    raw = variant.validation_thresholds
     try:
-        return effective_thresholds(str(precision), None, explicit)
+        recorded = Thresholds.model_validate(raw) if raw is not None else None
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        raise BadInputError(f"manifest.json: variant {name!r}: validation_thresholds.{where}: {message}") from None
+    explicit = thresholds_for(variant) if thresholds_for is not None else None
+    try:
+        if explicit is not None:
+            return effective_thresholds(str(precision), None, explicit)
+        return policy.resolve(str(precision), recorded)
     except ValueError as error:
         raise BadInputError(f"manifest.json: variant {name!r}: {error}") from None
 
@@ -263,6 +324,7 @@ def _reference(
     extra_texts_file: Path | None,
     write_reference: bool,
     progress: Progress,
+    trust_remote_code: bool = False,
 ) -> Reference:
     """The torch model's embeddings: computed from the source when found (and stored), else the stored ones.
 
@@ -286,7 +348,7 @@ def _reference(
     directory, location = found.directory, found.location
     texts = builtin_texts() + (extra if extra is not None else _stored_extra_texts(folder))
     with progress.step(f"Encoding {len(texts)} texts with the torch model ({location})"):
-        reference = compute_reference(directory, location, manifest, texts)
+        reference = compute_reference(directory, location, manifest, texts, trust_remote_code=trust_remote_code)
     if write_reference:
         store_reference(folder, reference)
     return reference

@@ -34,12 +34,14 @@ class Reference:
     location: str | None = None  # the source model, for kind == "source"
 
 
-def compute_reference(directory: Path, location: str, manifest: Manifest, texts: list[ValidationText]) -> Reference:
+def compute_reference(directory: Path, location: str, manifest: Manifest, texts: list[ValidationText], *,
+                      trust_remote_code: bool = False) -> Reference:
     """Encode ``texts`` with the torch model on CPU, as the artifacts were built from it: the manifest's
-    max_seq_length (which carries a recipe override) and trust_remote_code apply."""
+    max_seq_length (which carries a recipe override) applies. ``trust_remote_code`` is the caller's (the
+    manifest's record of it is never obeyed)."""
     from exporter.runtime.runners import RunSpec, load_runner
 
-    spec = RunSpec.for_torch(directory, manifest, trust_remote_code=manifest.source.trust_remote_code)
+    spec = RunSpec.for_torch(directory, manifest, trust_remote_code=trust_remote_code)
     embeddings = load_runner(spec).encode([t.text for t in texts], batch_size=32)
     embeddings = np.asarray(embeddings, dtype=np.float32)
     if not np.isfinite(embeddings).all():

@@ -12,6 +12,7 @@ from importlib import resources
 from typing import Any
 
 from exporter.validators.checks import Check
+from exporter.validators.thresholds import Loosened
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_NAME = "parity_report.json"
@@ -29,10 +30,19 @@ class VariantResult:
     thresholds: dict[str, float | None]
     checks: list[Check]
     seconds: float = 0.0
+    loosened: list[Loosened] = field(default_factory=list)  # thresholds below the precision's defaults
 
     @property
     def passed(self) -> bool:
         return all(check.passed for check in self.checks if check.gating)
+
+    def loosened_lines(self) -> list[str]:
+        """One line per loosened threshold, e.g. "variant onnx-int8: cosine_min 0.9 < default 0.95"."""
+        return [f"variant {self.name}: {item}" for item in self.loosened]
+
+    def loosened_text(self, check: str) -> str | None:
+        """"cosine_min 0.9 < default 0.95" when the threshold of ``check`` was loosened, else None."""
+        return next((str(item) for item in self.loosened if item.check == check), None)
 
     def check(self, name: str) -> Check:
         """The check called ``name``. Raises ``KeyError`` when there is none."""
@@ -66,6 +76,10 @@ class ParityReport:
     created_at: str = ""
     tool_version: str = ""
     record_error: str | None = None  # validate(record=True) could not write the results into the folder
+    # Where the thresholds came from (``ThresholdPolicy.to_dict``): policy, file, description.
+    thresholds: dict[str, Any] = field(default_factory=lambda: {"policy": "artifact", "file": None})
+    # The manifest's source.trust_remote_code (recorded) and the caller's (used: the only one obeyed).
+    trust_remote_code: dict[str, bool] = field(default_factory=lambda: {"recorded": False, "used": False})
 
     @property
     def passed(self) -> bool:
@@ -82,6 +96,10 @@ class ParityReport:
         """One line per failed gating check over all variants, naming the variant, check, measured and required."""
         return [line for variant in self.variants for line in variant.failures()]
 
+    def loosened(self) -> list[str]:
+        """One line per threshold looser than its precision's default, over all variants."""
+        return [line for variant in self.variants for line in variant.loosened_lines()]
+
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON data (the structure ``report_schema.json`` describes)."""
         return {
@@ -97,11 +115,14 @@ class ParityReport:
             "texts": dict(self.texts),
             "batch_sizes": list(self.batch_sizes),
             "seconds": round(self.seconds, 3),
+            "thresholds": dict(self.thresholds),
+            "trust_remote_code": dict(self.trust_remote_code),
             "variants": [
                 {
                     "name": v.name, "backend": v.backend, "precision": v.precision, "graph": v.graph,
                     "file_name": v.file_name, "passed": v.passed, "seconds": round(v.seconds, 3),
                     "thresholds": dict(v.thresholds),
+                    "loosened": [item.to_dict() for item in v.loosened],
                     "checks": [_json_safe(asdict(check)) for check in v.checks],
                 }
                 for v in self.variants
@@ -116,25 +137,33 @@ class ParityReport:
         """JUnit XML: a testsuite per variant, a testcase per check (classname = variant name).
 
         Failed gating checks carry ``<failure message="measured X vs required Y">``; reported checks always
-        pass and carry their value in ``system-out``.
+        pass and carry their value in ``system-out``. Each testsuite's ``properties`` name the thresholds'
+        policy and every loosened threshold (``loosened.cosine_min`` = "cosine_min 0.9 < default 0.95"), which
+        the check's own testcase repeats.
         """
         suites = ET.Element("testsuites", name="parity", tests="0", failures="0", time=f"{self.seconds:.3f}")
         total = failed = 0
         for variant in self.variants:
             suite = ET.SubElement(suites, "testsuite", name=f"parity.{variant.name}", time=f"{variant.seconds:.3f}")
+            properties = ET.SubElement(suite, "properties")
+            ET.SubElement(properties, "property", name="thresholds", value=str(self.thresholds.get("policy")))
+            for item in variant.loosened:
+                ET.SubElement(properties, "property", name=f"loosened.{item.check}", value=str(item))
             suite_failures = 0
             for check in variant.checks:
                 case = ET.SubElement(suite, "testcase", classname=variant.name, name=check.name, time="0")
+                loosened = variant.loosened_text(check.name)
+                note = f" (loosened: {loosened})" if loosened else ""
                 if check.gating and not check.passed:
                     suite_failures += 1
                     failure = ET.SubElement(
                         case, "failure", type="ParityCheckFailed",
                         message=f"measured {format_value(check.measured, check.required)} vs required "
-                        f"{format_required(check.required)}",
+                        f"{format_required(check.required)}{note}",
                     )
-                    failure.text = f"variant {variant.name}: {describe_failure(check)}"
+                    failure.text = f"variant {variant.name}: {describe_failure(check)}{note}"
                 else:
-                    ET.SubElement(case, "system-out").text = _value_line(check)
+                    ET.SubElement(case, "system-out").text = _value_line(check) + note
             suite.set("tests", str(len(variant.checks)))
             suite.set("failures", str(suite_failures))
             suite.set("errors", "0")
@@ -158,15 +187,19 @@ class ParityReport:
             f"{self.texts.get('batch_1', 0)} texts, batch size {max(self.batch_sizes)} on all (mixed lengths). "
             f"{self.seconds:.1f} s.",
         ]
+        if self.thresholds.get("description"):
+            lines += ["", f"Thresholds: {self.thresholds['description']}."]
         for variant in self.variants:
             mark = "✅" if variant.passed else "❌"
             lines += [
                 "",
                 f"### {mark} `{variant.name}` ({variant.backend}, {variant.precision}, graph: {variant.graph})",
                 "",
-                "| check | measured | required | result |",
-                "|---|---|---|---|",
             ]
+            if variant.loosened:
+                lines += ["**Loosened thresholds** (below the precision defaults): "
+                          + "; ".join(str(item) for item in variant.loosened) + ".", ""]
+            lines += ["| check | measured | required | result |", "|---|---|---|---|"]
             for check in variant.checks:
                 required = format_requirement(check)
                 result = ("pass" if check.passed else "**FAIL**") if check.gating else "reported"

@@ -16,7 +16,14 @@ from typing import Any
 
 import click
 
-from exporter.cli.common import EPILOG, handle_errors, json_option, quiet_option, reword_errors
+from exporter.cli.common import (
+    EPILOG,
+    handle_errors,
+    json_option,
+    quiet_option,
+    reword_errors,
+    trust_remote_code_option,
+)
 from exporter.diagnostics.bench_measure import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LATENCY_TEXTS,
@@ -101,14 +108,16 @@ class RichBenchProgress:
               help="Torch reference model folder (default: the manifest's source.location).")
 @click.option("--no-memory", is_flag=True, help="Skip the memory measurement (one child process per model).")
 @click.option("--no-save", is_flag=True, help="Do not write bench.json nor update manifest.json.")
+@trust_remote_code_option
 @json_option
 @quiet_option
 @handle_errors
-@reword_errors(compare="--compare", texts_file="--texts", source_dir="--source")  # the others: click checks them
+@reword_errors(compare="--compare", texts_file="--texts", source_dir="--source",  # the others: click checks them
+               trust_remote_code="--trust-remote-code")
 def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], via: tuple[str, ...],
                   mode: str, batch_size: int, num_texts: int, rounds: int, warmup_rounds: int, latency_count: int,
                   threads: int | None, texts_file: str | None, source_dir: str | None, no_memory: bool,
-                  no_save: bool, as_json: bool, quiet: bool) -> None:
+                  no_save: bool, trust_remote_code: bool, as_json: bool, quiet: bool) -> None:
     """Measure the torch model and each variant of ARTIFACT_DIR: throughput, latency, size, memory.
 
     Every model runs in this process with the same thread count, warmed up and interleaved round by
@@ -136,7 +145,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
         num_texts=num_texts, threads=threads, rounds=rounds, warmup_rounds=warmup_rounds,
         latency_count=latency_count, texts_file=texts_file, source_dir=source_dir, measure_memory=not no_memory,
         save=not no_save, progress=SilentBenchProgress() if quiet else RichBenchProgress(console),
-        via=list(via) or list(DEFAULT_VIA), mode=mode,
+        via=list(via) or list(DEFAULT_VIA), mode=mode, trust_remote_code=trust_remote_code,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

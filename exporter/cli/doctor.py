@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from exporter.cli.common import EPILOG, handle_errors, json_option, print_json, progress_for, quiet_option
+from exporter.cli.common import (
+    EPILOG,
+    handle_errors,
+    json_option,
+    print_json,
+    progress_for,
+    quiet_option,
+    reword_errors,
+    trust_remote_code_option,
+)
 
 
 @click.command("doctor", epilog=EPILOG)
@@ -17,10 +26,13 @@ from exporter.cli.common import EPILOG, handle_errors, json_option, print_json, 
                    "and each backend encodes with it): tiny in-memory graphs only.")
 @click.option("--backend", "backends", multiple=True, type=click.Choice(["torch", "onnx", "openvino"]),
               help="Exit 3 when this backend is unusable here (repeatable).")
+@trust_remote_code_option
 @json_option
 @quiet_option
 @handle_errors
-def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], as_json: bool, quiet: bool) -> None:
+@reword_errors(trust_remote_code="--trust-remote-code")
+def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], trust_remote_code: bool,
+                   as_json: bool, quiet: bool) -> None:
     """Report what this host can run: runtimes and versions, CPU features, GPU/CUDA, and a smoke test per
     backend (torch, onnx, openvino): load a model, encode two texts, check the shape.
 
@@ -42,7 +54,7 @@ def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], as
 
     if model is not None and not Path(model).is_dir():
         raise BadInputError(f"--model {model}: not a folder")
-    report = doctor(model, demo=not quick, progress=progress_for(quiet or as_json))
+    report = doctor(model, demo=not quick, progress=progress_for(quiet or as_json), trust_remote_code=trust_remote_code)
     if as_json:
         print_json(report.to_dict())
     else:

@@ -6,7 +6,14 @@ import json
 
 import click
 
-from exporter.cli.common import EPILOG, handle_errors, progress_for, reword_errors
+from exporter.cli.common import (
+    EPILOG,
+    handle_errors,
+    progress_for,
+    reword_errors,
+    thresholds_option,
+    trust_remote_code_option,
+)
 from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
 
 
@@ -32,16 +39,20 @@ from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
 @click.option("--cache-dir", metavar="DIR", help="huggingface_hub cache folder (default: HF_HUB_CACHE).")
 @click.option("--check", is_flag=True,
               help="Run the variant on the stored validation texts here and compare with the stored reference "
-              "embeddings; exit 1 when this host breaks the variant's thresholds.")
+              "embeddings; exit 1 when this host breaks the thresholds (see --thresholds).")
+@thresholds_option
+@trust_remote_code_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
 @reword_errors(variant="--variant", backend="--backend", precision="--precision", graph="--graph",
                min_cosine="--min-cosine", revision="--revision", endpoint="--endpoint", token="--token", dest="--dest",
-               cache_dir="--cache-dir", check="--check")
+               cache_dir="--cache-dir", check="--check", thresholds="--thresholds",
+               trust_remote_code="--trust-remote-code")
 def fetch_command(source: str, variant: str, backend: str | None, precision: str | None, graph: str | None,
                   min_cosine: float | None, revision: str | None, endpoint: str | None, token: str | None,
-                  dest: str | None, cache_dir: str | None, check: bool, as_json: bool, quiet: bool) -> None:
+                  dest: str | None, cache_dir: str | None, check: bool, thresholds: str | None,
+                  trust_remote_code: bool, as_json: bool, quiet: bool) -> None:
     """Fetch one variant of SOURCE, verified, and print how to load it.
 
     SOURCE is a Hugging Face Hub repo id (ORG/NAME) or a local artifact folder. Only the chosen variant's
@@ -50,6 +61,10 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
     mismatch deletes the file and downloads it once more, then fails (exit 1) naming it. A manifest with an
     absolute or '..' path is refused (exit 2). A second fetch of the same revision downloads nothing;
     HF_HUB_OFFLINE=1 fetches from the cache only.
+
+    Without --trust-remote-code, an artifact that lists Python files or pickles, or whose modules.json names
+    a module class outside sentence-transformers' own, is refused (exit 2) before anything but manifest.json
+    (and modules.json) is downloaded.
 
     Prints three lines: the choice and why, the local folder, and the Python line that loads it.
 
@@ -65,7 +80,14 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
     progress = progress_for(quiet or as_json)
     result = fetch_variant(source, variant=variant, backend=backend, precision=precision, graph=graph,
                            min_cosine=min_cosine, revision=revision, endpoint=endpoint, token=token, dest=dest,
-                           cache_dir=cache_dir, check=check, progress=progress)
+                           cache_dir=cache_dir, check=check, thresholds=thresholds,
+                           trust_remote_code=trust_remote_code, progress=progress)
+    if result.trust_note():
+        click.echo("note: manifest.json records trust_remote_code: true; not used (only --trust-remote-code allows "
+                   "an artifact's code)", err=True)
+    if result.check is not None:
+        for item in result.check.loosened:
+            click.echo(f"loosened: variant {result.name}: {item}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

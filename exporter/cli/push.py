@@ -30,6 +30,9 @@ from exporter.cli.common import EPILOG, handle_errors, progress_for, reword_erro
 @click.option("--endpoint", metavar="URL", help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
 @click.option("--token", metavar="TOKEN",
               help="Hub token with write access (default: HF_TOKEN, else the `hf auth login` token). Never printed.")
+@click.option("--verify/--no-verify", "verify", default=True,
+              help="Re-run every variant on the stored reference before pushing, against its recorded thresholds "
+              "(default). --no-verify skips it and the commit description and --json result record that.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @handle_errors
@@ -37,13 +40,15 @@ from exporter.cli.common import EPILOG, handle_errors, progress_for, reword_erro
                commit_message="--commit-message", endpoint="--endpoint", token="--token")
 def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, create_pr: bool | None,
                  revision: str | None, tag: str | None, commit_message: str | None, endpoint: str | None,
-                 token: str | None, as_json: bool, quiet: bool) -> None:
+                 token: str | None, verify: bool, as_json: bool, quiet: bool) -> None:
     """Publish ARTIFACT_DIR to a Hugging Face Hub model repository, in one commit.
 
-    Refuses (exit 1, nothing pushed) when a variant was not validated or failed validation, or when the
-    folder does not match manifest.json. Writes the model card (README.md) and finalises manifest.json,
-    then commits every changed file (large ones through LFS) and deletes remote files the folder no
-    longer has: the branch then holds exactly the folder. Identical content makes no commit. A failed
+    Refuses (exit 1, nothing pushed) when a variant was not validated or failed validation, when the
+    folder does not match manifest.json, or when a variant re-run on the stored reference (parity/) no
+    longer meets its recorded thresholds (a few seconds per variant; --no-verify skips it, and says so).
+    Writes the model card (README.md) and finalises manifest.json, then commits every changed file (large
+    ones through LFS) and deletes remote files the folder no longer has: the branch then holds exactly the
+    folder. Identical content makes no commit. A failed
     commit call is retried only after checking that it did not land.
 
     \b
@@ -56,7 +61,7 @@ def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, c
 
     progress = progress_for(quiet or as_json)
     result = push(artifact_dir, repo_id, private=private, create_pr=create_pr, revision=revision, tag=tag,
-                  commit_message=commit_message, endpoint=endpoint, token=token, progress=progress)
+                  commit_message=commit_message, endpoint=endpoint, token=token, verify=verify, progress=progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -71,6 +71,8 @@ def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_v
                         progress=progress_for(quiet or as_json))
     if not quiet and not as_json:
         _render_build(result.build)
+        for line in result.build.report.loosened() if result.build.report is not None else []:
+            click.echo(f"loosened: {line}", err=True)
         if result.build.dropped:
             click.echo(f"Replaced {result.build.output}: its variants {', '.join(result.build.dropped)} are gone "
                        "(not built in this run).", err=True)

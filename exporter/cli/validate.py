@@ -19,6 +19,8 @@ from exporter.cli.common import (
     quiet_option,
     reword_errors,
     stderr_console,
+    thresholds_option,
+    trust_remote_code_option,
 )
 
 
@@ -34,21 +36,27 @@ from exporter.cli.common import (
               help="Write a JUnit XML report (a testcase per variant and check).")
 @click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY).")
+@thresholds_option
+@trust_remote_code_option
 @quiet_option
 @handle_errors
-@reword_errors(source_dir="--source", extra_texts_file="--texts")
+@reword_errors(source_dir="--source", extra_texts_file="--texts", thresholds="--thresholds",
+               trust_remote_code="--trust-remote-code")
 def validate_command(
     artifact_dir: Path, source: Path | None, texts: Path | None, as_json: bool,
-    junit: Path | None, markdown: Path | None, quiet: bool,
+    junit: Path | None, markdown: Path | None, thresholds: str | None, trust_remote_code: bool, quiet: bool,
 ) -> None:
     """Check that every variant in ARTIFACT_DIR gives the torch model's embeddings.
 
     Each variant runs the way its users run it (sentence-transformers for graph: transformer, plain
     onnxruntime / OpenVINO for graph: sentence) on the built-in validation texts, at batch size 1 and in
     mixed-length batches of 32, and is compared with the torch model: per-text cosine, top-10 neighbour
-    overlap and Spearman correlation of pairwise similarities, against the thresholds of its precision
-    (or the recipe's). The results are recorded in the folder (parity_report.json, manifest.json), with
-    the reference embeddings in parity/ so a host without the torch model can validate later.
+    overlap and Spearman correlation of pairwise similarities, against the stricter of its precision's
+    defaults and the thresholds its recipe recorded (--thresholds chooses otherwise; every threshold looser
+    than the default is reported). The results are recorded in the folder (parity_report.json,
+    manifest.json), with the reference embeddings in parity/ so a host without the torch model can validate
+    later. A folder holding Python files or pickles, or naming custom module classes, is refused (exit 2)
+    unless --trust-remote-code.
 
     \b
     Example (CI):
@@ -58,7 +66,8 @@ def validate_command(
     from exporter.errors import BadInputError, ParityFailedError
 
     progress = progress_for(quiet or as_json)
-    report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, record=True, progress=progress)
+    report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, record=True, progress=progress,
+                      thresholds=thresholds, trust_remote_code=trust_remote_code)
     if report.record_error:
         click.echo(f"warning: results not recorded in {artifact_dir}: {report.record_error}", err=True)
     for path, text in (
@@ -74,6 +83,11 @@ def validate_command(
         click.echo(report.to_json())
     if not quiet:
         render_report(report)
+    if report.trust_remote_code["recorded"] and not report.trust_remote_code["used"]:
+        click.echo("note: manifest.json records trust_remote_code: true; not used (only --trust-remote-code allows "
+                   "an artifact's code)", err=True)
+    for line in report.loosened():
+        click.echo(f"loosened: {line}", err=True)
     failures = report.failures()
     for line in failures:
         click.echo(f"parity: {line}", err=True)
@@ -92,7 +106,8 @@ def render_report(report) -> None:
     console = stderr_console()
     where = f"torch model ({report.source})" if report.reference == "source" else "stored reference (parity/)"
     console.print(f"Reference: {where}; {report.texts['total']} texts, batch 1 on {report.texts['batch_1']}, "
-                  f"batch {max(report.batch_sizes)} on all.")
+                  f"batch {max(report.batch_sizes)} on all. Thresholds: "
+                  f"{report.thresholds.get('description') or report.thresholds.get('policy')}.")
     for variant in report.variants:
         status = "[green]passed[/green]" if variant.passed else "[red]FAILED[/red]"
         table = Table(title=f"{variant.name} ({variant.backend}, {variant.precision}, "

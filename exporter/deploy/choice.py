@@ -15,9 +15,12 @@ How ``auto`` chooses, in order:
    (``quantization.isa`` ``avx512_vnni`` / ``arm64``, or ``static``) on an x86 CPU without VNNI, where the
    uint8 x int8 kernels can saturate; an unsupported CPU architecture. Check: OpenVINO int8 on ARM, unknown
    CPUs. OpenVINO fp32/fp16 on ARM is good (the reason still says to check it once).
-4. Ranking: fit, then ``graph: transformer`` before ``graph: sentence`` (it also loads in sentence-transformers),
-   then variants that run on the GPU (ONNX fp32/fp16 with onnxruntime's CUDAExecutionProvider on an NVIDIA
-   host; int8 ONNX graphs run on the CPU there), then speed, then ``parity.cosine_min``, then the name.
+4. Ranking: fit, then variants whose recorded parity numbers meet the tool's precision defaults before
+   those that passed only thresholds their recipe loosened (``meets_defaults``; the reason names what fell
+   short, e.g. "cosine_min 0.93 < default 0.95"), then ``graph: transformer`` before ``graph: sentence`` (it
+   also loads in sentence-transformers), then variants that run on the GPU (ONNX fp32/fp16 with onnxruntime's
+   CUDAExecutionProvider on an NVIDIA host; int8 ONNX graphs run on the CPU there), then speed, then
+   ``parity.cosine_min``, then the name.
    Speed is the manifest's bench numbers (``bench.ratio_to_torch``, else ``bench.throughput``) when every
    CPU candidate has them (they were measured on the build host), else an estimate from the precision and
    this CPU: int8 x2.0 with VNNI / AMX / ARM dot-product, x1.3 without, fp16 x0.95 (half the file, fp32
@@ -38,6 +41,7 @@ from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
 from exporter.errors import BadInputError, ExporterError, ExternalError, NotValidatedError
 from exporter.runtime.host import HostProfile
 from exporter.runtime.packages import install_hint
+from exporter.validators.thresholds import THRESHOLD_KEYS, default_thresholds
 
 RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino"}
 FITS = ("good", "check", "poor")
@@ -62,10 +66,13 @@ class Candidate:
     notes: list[str] = field(default_factory=list)
     excluded: str | None = None
     exclusion: str | None = None
+    meets_defaults: bool = True  # its recorded parity numbers meet the precision defaults
+    below_defaults: list[str] = field(default_factory=list)  # e.g. "cosine_min 0.93 < default 0.95"
 
     def rank_key(self) -> tuple:
-        return (FITS.index(self.fit), 0 if self.graph == "transformer" else 1, 0 if self.device == "cuda" else 1,
-                -self.speed, -(self.cosine_min if self.cosine_min is not None else -2.0), self.name)
+        return (FITS.index(self.fit), 0 if self.meets_defaults else 1, 0 if self.graph == "transformer" else 1,
+                0 if self.device == "cuda" else 1, -self.speed,
+                -(self.cosine_min if self.cosine_min is not None else -2.0), self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,8 +115,32 @@ def assess(variant: Variant, host: HostProfile) -> Candidate:
     if backend == "onnx" and precision in ("fp32", "fp16") and host.onnx_cuda:
         candidate.device = "cuda"
     _judge_fit(candidate, variant.quantization or QuantizationRecord(), host)
+    candidate.below_defaults = below_defaults(variant)
+    if candidate.below_defaults:
+        candidate.meets_defaults = False
+        candidate.notes.append("passed only loosened thresholds: " + ", ".join(candidate.below_defaults))
     candidate.speed = _estimate_speed(candidate, host)
     return candidate
+
+
+def below_defaults(variant: Variant) -> list[str]:
+    """The recorded parity numbers of ``variant`` that miss its precision's default thresholds (numbers not
+    recorded are not held against it), e.g. ``["cosine_min 0.9312 < default 0.95"]``."""
+    if variant.parity is None:
+        return []
+    try:
+        defaults = default_thresholds(variant.precision).model_dump()
+    except ValueError:
+        return [f"no default thresholds for precision {variant.precision!r}"]
+    short = []
+    for key in THRESHOLD_KEYS:
+        value = getattr(variant.parity, key)
+        if value is not None and defaults[key] is not None and value < defaults[key]:
+            # as many decimals as it takes for the printed value to read below the default
+            text = next((f"{value:.{d}f}" for d in range(4, 13) if float(f"{value:.{d}f}") < defaults[key]),
+                        repr(value))
+            short.append(f"{key} {text} < default {defaults[key]:g}")
+    return short
 
 
 def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: HostProfile) -> None:

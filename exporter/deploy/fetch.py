@@ -30,6 +30,13 @@ fetch never leaves a file that a later fetch accepts. Local copies (``dest`` wit
 written to a temporary name and renamed once verified; manifest.json is placed last. A manifest with an
 absolute path or ``..`` anywhere is refused (``ManifestError``, when it is parsed) before any other file is
 fetched.
+
+Safety: nothing from an artifact executes unless the caller passes ``trust_remote_code=True`` (a manifest's
+``source.trust_remote_code`` is reported in the result, never obeyed). Without it, a manifest that lists code
+or pickle files is refused right after it is read, and ``modules.json`` is downloaded (and verified) before
+anything else and refused when it names a module class outside sentence-transformers' own
+(``UnsafeArtifactError``, exit 2, naming the file; the rules: ``exporter.artifact.safety``). A refused
+manifest and modules.json are not left in ``dest``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from exporter.artifact import safety
 from exporter.artifact.integrity import mismatch
 from exporter.artifact.manifest import FileEntry, Manifest, Variant, read_manifest
 from exporter.constants import DEFAULT_REVISION, MANIFEST_NAME, REPO_ID_PATTERN
@@ -55,6 +63,7 @@ from exporter.errors import (
     NotFoundOnHubError,
     ParityFailedError,
     RuntimeUnavailableError,
+    UnsafeArtifactError,
 )
 from exporter.progress import Progress, SilentProgress
 from exporter.runtime.host import HostProfile
@@ -83,6 +92,9 @@ class FetchResult:
     commit: str | None = None
     endpoint: str | None = None
     check: Any = None  # exporter.validators.VariantResult when check=True
+    trust_remote_code: bool = False  # the caller's: the only trust in force
+    recorded_trust_remote_code: bool = False  # the manifest's source.trust_remote_code: reported, never obeyed
+    thresholds: dict[str, Any] | None = None  # the check's thresholds policy (ThresholdPolicy.to_dict)
 
     @property
     def name(self) -> str:
@@ -96,7 +108,8 @@ class FetchResult:
         check = None
         if self.check is not None:
             check = {"passed": self.check.passed, "failures": self.check.failures(),
-                     "thresholds": dict(self.check.thresholds),
+                     "thresholds": dict(self.check.thresholds), "policy": self.thresholds,
+                     "loosened": [item.to_dict() for item in self.check.loosened],
                      "measured": {c.name: c.measured for c in self.check.checks
                                   if c.name.startswith(("cosine", "neighbour", "spearman"))}}
         return {
@@ -107,7 +120,15 @@ class FetchResult:
             "device": self.choice.device, "reason": self.choice.reason, "python": self.python_line(),
             "files": list(self.files), "downloaded": list(self.downloaded), "skipped": list(self.skipped),
             "check": check, "candidates": [c.to_dict() for c in self.choice.candidates],
+            "trust_remote_code": {"recorded": self.recorded_trust_remote_code, "used": self.trust_remote_code},
         }
+
+    def trust_note(self) -> str | None:
+        """A line for people when the manifest asks for trust that was not given (None otherwise)."""
+        if self.recorded_trust_remote_code and not self.trust_remote_code:
+            return (f"note: {MANIFEST_NAME} records trust_remote_code: true; not used (only the caller's "
+                    "trust_remote_code=True allows an artifact's code)")
+        return None
 
 
 def load_line(path: Path, variant: Variant, device: str = "cpu") -> str:
@@ -128,8 +149,9 @@ def fetch(source: str | os.PathLike, **options: Any) -> Path:
     """Fetch one variant of SOURCE (a Hub repo id or a local artifact folder), verified; returns its folder.
 
     Options: ``variant`` (``"auto"`` or a name), ``backend``, ``precision``, ``graph``, ``min_cosine``,
-    ``revision``, ``endpoint``, ``token``, ``dest``, ``cache_dir``, ``check``, ``host`` (a ``HostProfile``;
-    default: this host), ``progress``. See ``fetch_variant`` for the result with the details.
+    ``revision``, ``endpoint``, ``token``, ``dest``, ``cache_dir``, ``check``, ``thresholds``,
+    ``trust_remote_code``, ``host`` (a ``HostProfile``; default: this host), ``progress``. See
+    ``fetch_variant`` for the result with the details.
     """
     return fetch_variant(source, **options).path
 
@@ -141,9 +163,11 @@ def load(source: str | os.PathLike, variant: str | None = "auto", *, device: str
     ``source`` is a Hub repo id or a local artifact folder; ``variant`` a name or ``"auto"`` (the best
     validated variant for this host); the other options are those of ``fetch`` (``backend``, ``precision``,
     ``graph``, ``min_cosine``, ``revision``, ``endpoint``, ``token``, ``dest``, ``cache_dir``, ``check``,
-    ``host``, ``progress``). ``device`` (``auto``: where the choice runs, CPU unless asked), ``mode``
-    (``latency`` or ``throughput``) and ``threads`` go to the Encoder; a device other than the validated
-    one is used only when asked, and ``encoder.settings`` marks it not validated.
+    ``thresholds``, ``trust_remote_code``, ``host``, ``progress``): an artifact that holds code or pickles, or
+    names custom module classes, is refused unless ``trust_remote_code=True``. ``device`` (``auto``: where
+    the choice runs, CPU unless asked), ``mode`` (``latency`` or ``throughput``) and ``threads`` go to the
+    Encoder; a device other than the validated one is used only when asked, and ``encoder.settings`` marks it
+    not validated.
     """
     from exporter.runtime.encoder import Encoder
 
@@ -160,7 +184,8 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     Takes the options of ``fetch`` (``graph`` is always ``transformer``) plus ``device`` (default: ``cuda``
     when the choice runs on the GPU, else ``cpu``) and extra ``model_kwargs`` for sentence-transformers.
     OpenVINO variants get the validated numerics settings (``ov_config``) unless ``model_kwargs`` says
-    otherwise.
+    otherwise. sentence-transformers gets ``trust_remote_code`` from the caller only (default ``False``), never
+    from the manifest.
     """
     if options.get("graph") not in (None, "transformer"):
         raise BadInputError("load_sentence_transformer() returns a SentenceTransformer: only graph: transformer "
@@ -179,7 +204,7 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
 
     from exporter.runtime.encoder import numerics_settings
 
-    trust_remote_code = read_manifest(result.path).source.trust_remote_code
+    trust_remote_code = bool(options.get("trust_remote_code", False))
     kwargs: dict[str, Any] = {"file_name": result.variant.file_name}
     if result.variant.backend == "openvino":
         kwargs["ov_config"] = numerics_settings(result.variant)
@@ -208,12 +233,20 @@ def fetch_variant(
     dest: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     check: bool = False,
+    thresholds: str | os.PathLike | None = None,
+    trust_remote_code: bool = False,
     host: HostProfile | None = None,
     progress: Progress | None = None,
 ) -> FetchResult:
     """``fetch`` with the details: which variant, why, which files, what was downloaded, the check.
 
+    ``check`` holds the variant to ``thresholds`` (``exporter.validators.policy.ThresholdPolicy``: by default
+    the stricter of the precision defaults and the artifact's recorded thresholds; ``"defaults"``,
+    ``"artifact"`` or a thresholds file). ``trust_remote_code=True`` is the only way to fetch an artifact that
+    lists code or pickle files or names custom module classes in modules.json.
+
     Raises ``BadInputError`` (bad argument; ``ManifestError``: unsafe or malformed manifest;
+    ``UnsafeArtifactError``: code or pickles without ``trust_remote_code=True``;
     ``NotFoundOnHubError``: unknown repo, revision or file; ``HubAuthError``; offline and not cached),
     ``CheckFailedError`` (``IntegrityError``: a file that does not match its sha256 twice, or a missing file;
     ``ParityFailedError``: a failed ``check``; ``NotValidatedError``: no validated variant) or
@@ -230,20 +263,29 @@ def fetch_variant(
     if local.is_dir():
         if revision or endpoint:
             raise BadInputError(f"{source}: revision= and endpoint= apply to Hub repos, not to a local folder")
-        result = _fetch_local(local, Path(dest) if dest is not None else None, select, progress)
+        result = _fetch_local(local, Path(dest) if dest is not None else None, select, progress, trust_remote_code)
     elif isinstance(source, str) and REPO_ID_PATTERN.match(source) and ".." not in source:
-        fetcher = _HubFetch(source, revision or DEFAULT_REVISION, endpoint, token, dest, cache_dir, progress)
+        fetcher = _HubFetch(source, revision or DEFAULT_REVISION, endpoint, token, dest, cache_dir, progress,
+                            trust_remote_code)
         result = fetcher.fetch(select)
     elif local.exists():
         raise BadInputError(f"{source}: not a folder (expected an artifact folder or a Hub repo id ORG/NAME)")
     else:
         raise BadInputError(f"{source}: no such folder, and not a Hub repo id (ORG/NAME)")
+    result.trust_remote_code = trust_remote_code
     if check:
+        from exporter.validators.policy import ThresholdPolicy
+
+        policy = ThresholdPolicy.parse(thresholds)
+        result.thresholds = policy.to_dict()
         with progress.step(f"Checking {result.name} on this host against the stored reference"):
-            result.check = check_variant(result.path, result.variant)
+            result.check = check_variant(result.path, result.variant, thresholds=policy,
+                                         trust_remote_code=trust_remote_code)
         if not result.check.passed:
+            loosened = "; ".join(str(item) for item in result.check.loosened)
             raise ParityFailedError(f"{result.name} on this host: " + "; ".join(result.check.failures())
-                                    + f" (stored reference in {result.path / 'parity'})",
+                                    + f" (stored reference in {result.path / 'parity'}"
+                                    + (f"; thresholds loosened: {loosened}" if loosened else "") + ")",
                                     failures=result.check.failures())
     return result
 
@@ -269,8 +311,11 @@ def _inside(root: Path, relative: str) -> Path:
 # ------------------------------------------------------------------------------------------- local
 
 
-def _fetch_local(root: Path, dest: Path | None, select: Select, progress: Progress) -> FetchResult:
+def _fetch_local(root: Path, dest: Path | None, select: Select, progress: Progress,
+                 trust_remote_code: bool = False) -> FetchResult:
     manifest = read_manifest(root)
+    if not trust_remote_code:
+        safety.check_folder(root, manifest)
     choice = select(manifest)
     entries, skipped = manifest.needed_entries(choice.variant, skip=DOCUMENTATION_FILES)
     if dest is not None and dest.exists() and dest.resolve() == root.resolve():
@@ -302,7 +347,8 @@ def _fetch_local(root: Path, dest: Path | None, select: Select, progress: Progre
                 copied.append(MANIFEST_NAME)
     files = sorted([entry.path for entry in entries] + [MANIFEST_NAME])
     return FetchResult(path=dest if dest is not None else root, source=str(root), kind="local",
-                       variant=choice.variant, choice=choice, files=files, downloaded=copied, skipped=skipped)
+                       variant=choice.variant, choice=choice, files=files, downloaded=copied, skipped=skipped,
+                       recorded_trust_remote_code=manifest.source.trust_remote_code)
 
 
 def _copy_verified(source: Path, target: Path, entry: FileEntry | None) -> None:
@@ -329,7 +375,8 @@ class _HubFetch:
     """The downloads of one Hub fetch (through ``exporter.hub.HubClient``: retries, errors, redaction)."""
 
     def __init__(self, repo_id: str, revision: str, endpoint: str | None, token: str | None,
-                 dest: str | os.PathLike | None, cache_dir: str | os.PathLike | None, progress: Progress):
+                 dest: str | os.PathLike | None, cache_dir: str | os.PathLike | None, progress: Progress,
+                 trust_remote_code: bool = False):
         from exporter.hub import HubClient
 
         self.hub = HubClient(repo_id, endpoint=endpoint, token=token, progress=progress)
@@ -338,6 +385,7 @@ class _HubFetch:
         self.dest = Path(dest) if dest is not None else None
         self.cache_dir = str(cache_dir) if cache_dir is not None else None
         self.progress = progress
+        self.trust_remote_code = trust_remote_code
         if self.dest is not None:
             _check_dest(self.dest)
 
@@ -421,20 +469,50 @@ class _HubFetch:
             self._forget_manifest(manifest_path, created)
             raise
         commit = self.commit_of(manifest_path)
+        where = f"{self.repo_id}@{commit[:12]}"
+        if not self.trust_remote_code:
+            self._refuse_unsafe(lambda: safety.check_manifest(manifest, f"{where}: {MANIFEST_NAME}"),
+                                manifest_path, created)
         choice = select(manifest)
         entries, skipped = manifest.needed_entries(choice.variant, skip=DOCUMENTATION_FILES)
         downloaded = []
+        modules = next((entry for entry in entries if entry.path == safety.MODULES_FILE), None)
+        if modules is not None and not self.trust_remote_code:
+            # modules.json names the classes sentence-transformers imports: verified and inspected before the rest
+            if self._get_verified(root, modules, commit):
+                downloaded.append(modules.path)
+            entries = [modules, *(entry for entry in entries if entry is not modules)]
+
+            def inspect() -> None:
+                safety.check_modules(root / safety.MODULES_FILE, f"{where}: {safety.MODULES_FILE}")
+
+            self._refuse_unsafe(inspect, manifest_path, created, also=root / safety.MODULES_FILE)
         size = sum(entry.size for entry in entries)
         label = (f"Fetching {choice.name}: {len(entries)} files ({size / 1e6:.1f} MB) of {self.repo_id}@{commit[:12]}"
                  + (f" into {self.dest}" if self.dest is not None else ""))
         with self.progress.step(label):
             for entry in entries:
+                if entry is modules and not self.trust_remote_code:
+                    continue  # verified above
                 if self._get_verified(root, entry, commit):
                     downloaded.append(entry.path)
         files = sorted([entry.path for entry in entries] + [MANIFEST_NAME])
         return FetchResult(path=root, source=self.repo_id, kind="hub", variant=choice.variant, choice=choice,
                            files=files, downloaded=downloaded, skipped=skipped, revision=self.revision, commit=commit,
-                           endpoint=endpoint)
+                           endpoint=endpoint, recorded_trust_remote_code=manifest.source.trust_remote_code)
+
+    def _refuse_unsafe(self, check: Callable[[], None], manifest_path: Path, created: Path | None,
+                       also: Path | None = None) -> None:
+        """Run a safety ``check``; on refusal leave nothing of the artifact in ``dest`` and say what was fetched."""
+        try:
+            check()
+        except UnsafeArtifactError as error:
+            if also is not None and self.dest is not None:
+                self.discard(also, safety.MODULES_FILE)
+            self._forget_manifest(manifest_path, created)
+            fetched = f"{MANIFEST_NAME} and {safety.MODULES_FILE}" if also is not None else MANIFEST_NAME
+            raise UnsafeArtifactError(f"{error}; nothing but {fetched} was downloaded", path=error.path,
+                                      reason=error.reason) from None
 
     def _forget_manifest(self, manifest_path: Path, created: Path | None) -> None:
         """A refused manifest is not left in ``dest`` (folders this fetch created go entirely)."""
@@ -466,13 +544,16 @@ class _HubFetch:
 # ------------------------------------------------------------------------------------------- check
 
 
-def check_variant(folder: str | os.PathLike, variant: Variant | str):
+def check_variant(folder: str | os.PathLike, variant: Variant | str, *, thresholds: Any = None,
+                  trust_remote_code: bool = False):
     """Run ``variant`` (a manifest entry or a name) of the artifact in ``folder`` on the stored validation
-    texts on this host and compare with the stored reference embeddings, against its thresholds; no torch
-    weights needed. Returns an ``exporter.validators.VariantResult`` (``passed``, ``failures()``)."""
+    texts on this host and compare with the stored reference embeddings, against the thresholds
+    ``thresholds`` selects (default: the stricter of the precision defaults and the recorded ones); no torch
+    weights needed. Returns an ``exporter.validators.VariantResult`` (``passed``, ``failures()``,
+    ``loosened``)."""
     from exporter.validators.parity import check_stored
 
-    return check_stored(Path(folder), variant)
+    return check_stored(Path(folder), variant, thresholds=thresholds, trust_remote_code=trust_remote_code)
 
 
 __all__ = ["DOCUMENTATION_FILES", "FetchResult", "check_variant", "fetch", "fetch_variant", "load", "load_line",

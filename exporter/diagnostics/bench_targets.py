@@ -79,27 +79,30 @@ class Target:
         return f"{'variant' if self.kind == 'variant' else 'compare'} {self.name}{where}"
 
 
-def variant_target(folder: Path, manifest: Manifest, variant: Variant) -> Target:
-    """A manifest variant of the artifact in ``folder``; ``BadInputError`` when its file is missing."""
+def variant_target(folder: Path, manifest: Manifest, variant: Variant, *, trust_remote_code: bool = False) -> Target:
+    """A manifest variant of the artifact in ``folder``; ``BadInputError`` when its file is missing.
+    ``trust_remote_code`` is the caller's (the manifest's record of it is never obeyed)."""
     if not (folder / variant.file_name).is_file():
         raise BadInputError(f"{folder}: variant {variant.name}'s file {variant.file_name} is missing")
-    spec = RunSpec.for_variant(folder, manifest, variant, trust_remote_code=manifest.source.trust_remote_code)
+    spec = RunSpec.for_variant(folder, manifest, variant, trust_remote_code=trust_remote_code)
     return Target(kind="variant", spec=spec, precision=variant.precision, size_bytes=variant.size)
 
 
-def variant_targets(folder: Path, manifest: Manifest, names: Sequence[str] | None = None) -> list[Target]:
+def variant_targets(folder: Path, manifest: Manifest, names: Sequence[str] | None = None, *,
+                    trust_remote_code: bool = False) -> list[Target]:
     """The variants called ``names`` (each once, in the order given), or every variant of the manifest."""
     chosen = [manifest.variant(name) for name in dict.fromkeys(names)] if names else list(manifest.variants)
-    return [variant_target(folder, manifest, variant) for variant in chosen]
+    return [variant_target(folder, manifest, variant, trust_remote_code=trust_remote_code) for variant in chosen]
 
 
-def torch_target(directory: Path, manifest: Manifest) -> Target:
+def torch_target(directory: Path, manifest: Manifest, *, trust_remote_code: bool = False) -> Target:
     """The source model in ``directory``, with the artifact's max_seq_length."""
-    spec = RunSpec.for_torch(directory, manifest, trust_remote_code=manifest.source.trust_remote_code)
+    spec = RunSpec.for_torch(directory, manifest, trust_remote_code=trust_remote_code)
     return Target(kind="torch", spec=spec, precision="fp32", size_bytes=torch_weights_size(directory))
 
 
-def find_reference(manifest: Manifest, source_dir: str | Path | None = None) -> tuple[Target | None, str, str | None]:
+def find_reference(manifest: Manifest, source_dir: str | Path | None = None, *,
+                   trust_remote_code: bool = False) -> tuple[Target | None, str, str | None]:
     """(the torch target or None, where the source model was looked for, why it is missing or None).
 
     ``source_dir`` must be a model folder (``BadInputError`` otherwise); without it the manifest's
@@ -108,10 +111,10 @@ def find_reference(manifest: Manifest, source_dir: str | Path | None = None) -> 
     source = find_source_model(manifest, source_dir)
     if source.directory is None:
         return None, source.location, f"no torch reference ({source.reason}); pass --source DIR for ratios"
-    return torch_target(source.directory, manifest), source.location, None
+    return torch_target(source.directory, manifest, trust_remote_code=trust_remote_code), source.location, None
 
 
-def parse_compare(spec: str) -> Target:
+def parse_compare(spec: str, *, trust_remote_code: bool = False) -> Target:
     """``FOLDER:FILE`` → a compare target; the backend follows the file extension. ``BadInputError`` naming
     ``compare`` when the spec is malformed or the file is not there."""
     folder_text, sep, file_name = spec.rpartition(":")
@@ -136,7 +139,7 @@ def parse_compare(spec: str) -> Target:
     folder = folder.resolve()
     relative = Path(file_name).as_posix()
     run_spec = RunSpec(name=f"{folder.name}/{relative}", backend=backend, graph="transformer", folder=str(folder),
-                       file_name=relative,
+                       file_name=relative, trust_remote_code=trust_remote_code,
                        runtime_options=dict(DEFAULT_OPENVINO_OPTIONS) if backend == "openvino" else {})
     return Target(kind="compare", spec=run_spec, precision=None, size_bytes=size)
 

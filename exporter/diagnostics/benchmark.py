@@ -84,6 +84,7 @@ def bench(
     progress=None,
     via: list[str] | tuple[str, ...] = DEFAULT_VIA,
     mode: str = DEFAULT_MODE,
+    trust_remote_code: bool = False,
 ) -> BenchResult:
     """Benchmark an artifact folder's variants (all, or ``variants``) against the torch reference and the
     ``compare`` models (``FOLDER:FILE``). Saves bench.json and updates manifest.json when ``save``.
@@ -92,7 +93,9 @@ def bench(
     ``encoder`` (the deploy runtime, what deploy hosts run) and/or ``sentence-transformers`` (rows named
     ``<name> (sentence-transformers)``; ``graph: sentence`` variants are skipped, with a note). The manifest's
     summaries come from the encoder rows; a run without the encoder leaves them as they were. ``mode``
-    (``latency`` | ``throughput``) is the encoder's mode.
+    (``latency`` | ``throughput``) is the encoder's mode. ``trust_remote_code=True`` lets sentence-transformers
+    load folders that name custom module classes (or hold code or pickles); without it they are refused
+    (``UnsafeArtifactError``), whatever the manifest records.
 
     Raises:
         BadInputError: a missing folder or manifest, an unknown variant, a bad ``compare`` spec, texts file,
@@ -108,7 +111,8 @@ def bench(
         raise BadInputError(f"{folder}: no such artifact folder")
     root = root.resolve()
     manifest = read_manifest(root)
-    models = unique_names([*variant_targets(root, manifest, variants), *(parse_compare(spec) for spec in compare)])
+    models = unique_names([*variant_targets(root, manifest, variants, trust_remote_code=trust_remote_code),
+                           *(parse_compare(spec, trust_remote_code=trust_remote_code) for spec in compare)])
     targets, notes = with_loaders(models, loaders)
     targets = unique_names(targets)
     all_texts, texts_source = load_texts(texts_file)
@@ -119,7 +123,7 @@ def bench(
     if save and "encoder" not in loaders:
         notes.append("manifest.json's bench summaries were left as they were: they come from the encoder rows "
                      "(what deploy hosts run), and this run measured sentence-transformers only")
-    reference, location, missing = find_reference(manifest, source_dir)
+    reference, location, missing = find_reference(manifest, source_dir, trust_remote_code=trust_remote_code)
     if missing:
         notes.append(missing)
     if reference is not None:

@@ -316,7 +316,8 @@ def _tiny_openvino(device: str) -> str:
 
 
 def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostProfile,
-                     artifact: Path | None, manifest: Manifest | None) -> BackendStatus:
+                     artifact: Path | None, manifest: Manifest | None,
+                     trust_remote_code: bool = False) -> BackendStatus:
     runtime = "onnxruntime" if name == "onnx" else "openvino"
     loader = "optimum-onnx" if name == "onnx" else "optimum-intel"
     status = BackendStatus(name, "ok")
@@ -349,7 +350,7 @@ def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostP
                          "graph: sentence variants still run")
         status.fix = install_hint(loader)
     if artifact is not None and manifest is not None:
-        smoke = _artifact_smoke(name, host, artifact, manifest, loadable)
+        smoke = _artifact_smoke(name, host, artifact, manifest, loadable, trust_remote_code)
         status.smoke.append(smoke)
         if not smoke.passed:
             status.status, status.reason = "unusable", f"{artifact}: {smoke.detail}"
@@ -357,7 +358,8 @@ def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostP
     return status
 
 
-def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Manifest, loadable: bool) -> Smoke:
+def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Manifest, loadable: bool,
+                    trust_remote_code: bool = False) -> Smoke:
     """The best validated ``name`` variant for ``host`` (else any variant of the backend: does it load and run?),
     loaded through ``exporter.runtime.runners`` as validate and fetch load it, encoding two texts."""
     from exporter.deploy.choice import choose_variant
@@ -376,7 +378,7 @@ def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Mani
     def encode() -> str:
         from exporter.runtime.runners import RunSpec, load_runner
 
-        spec = RunSpec.for_variant(artifact, manifest, variant, trust_remote_code=manifest.source.trust_remote_code)
+        spec = RunSpec.for_variant(artifact, manifest, variant, trust_remote_code=trust_remote_code)
         return _check_embeddings(load_runner(spec).encode(SMOKE_TEXTS), 2)
 
     how = "sentence-transformers" if variant.graph == "transformer" else "the plain runtime"
@@ -387,11 +389,12 @@ def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Mani
 
 
 def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Progress | None = None,
-           host: HostProfile | None = None) -> DoctorReport:
+           host: HostProfile | None = None, trust_remote_code: bool = False) -> DoctorReport:
     """Diagnose this host (see the module docstring). ``model``: an artifact folder to smoke-test each backend
     on. Without one, ``demo`` exports the demo model (when its package is installed) to a temporary artifact
-    folder and smoke-tests that. Raises ``BadInputError`` for a ``model`` that is not an artifact folder;
-    backend failures are in the report."""
+    folder and smoke-tests that. ``trust_remote_code`` is the caller's (a manifest's record of it is never
+    obeyed; the smoke tests run the deploy runtime, which imports no artifact code). Raises ``BadInputError``
+    for a ``model`` that is not an artifact folder; backend failures are in the report."""
     from exporter.artifact.manifest import read_manifest
     from exporter.errors import BadInputError
 
@@ -418,7 +421,7 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
             backends["torch"] = _torch_backend(packages)
         for name in ("onnx", "openvino"):
             with progress.step(f"Smoke test: {name}"):
-                backends[name] = _runtime_backend(name, packages, host, artifact, manifest)
+                backends[name] = _runtime_backend(name, packages, host, artifact, manifest, trust_remote_code)
                 if model is None and demo and not export_demo:
                     backends[name].smoke.append(Smoke("demo model", True, 0.0, DEMO_MISSING))
         choice = None

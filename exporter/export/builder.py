@@ -123,6 +123,12 @@ def build(
     check_output(target)
     source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
     check_input_files(loaded, selected)
+    if not loaded.recipe.model.trust_remote_code:  # sentence-transformers imports a local folder's custom modules
+        from exporter.artifact.safety import MODULES_FILE, check_modules
+
+        check_modules(source.directory / MODULES_FILE, f"{loaded.path}: model: {source.location}/{MODULES_FILE}",
+                      opt_in="set model.trust_remote_code: true in the recipe to allow its code",
+                      subject="the source model")
     with staging_for(target, wait=wait) as staging:
         with progress.step(f"Loading {source.location}"):
             model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
@@ -154,13 +160,16 @@ def dropped_variants(target: Path, manifest: Manifest) -> list[str]:
 
 
 def validate_staged(loaded: LoadedRecipe, folder: Path, source_dir: Path, progress: Progress):
-    """Parity of every variant in the staged folder; results go into parity_report.json and the manifest."""
+    """Parity of every variant in the staged folder; results go into parity_report.json and the manifest.
+    The recipe is the gate (its recorded thresholds: ``thresholds="artifact"``) and the trust (its
+    ``model.trust_remote_code``)."""
     from exporter.validators import record_results
     from exporter.validators import validate as validate_folder
 
     texts = loaded.recipe.validation.texts if loaded.recipe.validation else None
     report = validate_folder(folder, source_dir=source_dir,
-                             extra_texts_file=loaded.base_dir / texts if texts else None, progress=progress)
+                             extra_texts_file=loaded.base_dir / texts if texts else None, progress=progress,
+                             thresholds="artifact", trust_remote_code=loaded.recipe.model.trust_remote_code)
     record_results(folder, report)
     return report
 

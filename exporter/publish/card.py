@@ -125,7 +125,24 @@ def _has_bench(folder: Path, manifest: Manifest) -> bool:
 def _verdict(variant: Variant) -> str:
     if variant.parity is None:
         return "not validated"
-    return "✅ pass" if variant.parity.passed else "❌ fail"
+    if not variant.parity.passed:
+        return "❌ fail"
+    return "✅ pass (loosened)" if loosened_thresholds(variant) else "✅ pass"
+
+
+def loosened_thresholds(variant: Variant) -> list[str]:
+    """The variant's recorded thresholds (its recipe's gate) that are looser than its precision's defaults,
+    e.g. ``["cosine_min 0.9 < default 0.95"]``. Unreadable thresholds are push's to refuse, not the card's."""
+    from pydantic import ValidationError
+
+    from exporter.validators.thresholds import Thresholds, effective_thresholds, loosened
+
+    try:
+        recorded = Thresholds.model_validate(variant.validation_thresholds or {})
+        return [str(item) for item in loosened(effective_thresholds(variant.precision, None, recorded),
+                                               variant.precision)]
+    except (ValidationError, ValueError):
+        return []
 
 
 def variant_table(folder: Path, manifest: Manifest) -> tuple[list[str], list[list[str]], bool]:
@@ -176,6 +193,13 @@ def _parity_note(manifest: Manifest) -> str:
             "*not validated*: no parity measured.")
     if manifest.validation is not None and manifest.validation.report:
         note += f" Full report: {code(manifest.validation.report)}."
+    loosened = [(variant.name, loosened_thresholds(variant)) for variant in manifest.variants]
+    loosened = [(name, items) for name, items in loosened if items]
+    if loosened:
+        note += (" **Loosened thresholds** (the recipe's gate, below the tool's defaults for the precision; "
+                 "`exporter validate` and `exporter fetch --check` hold variants to the defaults unless told "
+                 "otherwise): " + "; ".join(f"{code(name)}: loosened: {', '.join(items)}" for name, items in loosened)
+                 + ".")
     return note
 
 

@@ -1,7 +1,11 @@
 """``push``: publish an artifact folder to a Hugging Face Hub model repository in one commit.
 
 Steps: refuse variants that were not validated or failed validation → check the folder against
-manifest.json (no missing, changed or unlisted file) → finalise the manifest and refresh the model card →
+manifest.json (no missing, changed or unlisted file, every sha256) → re-verify every variant: a recorded
+verdict is never taken on trust, so each variant is run again (the deploy runtime, mixed-length batches of 32)
+on the stored reference texts and compared with the stored reference embeddings, held to its recorded
+thresholds (the recipe author's gate; loosened ones are named in the card); ``verify=False`` skips this and
+the commit description and the result say so → finalise the manifest and refresh the model card →
 create the repo (``exist_ok``) → compare the remote tree with the folder → one ``create_commit`` with the
 changed files (LFS through the client's LFS upload) and the deletion of remote files the artifact no longer
 has (``.gitattributes`` is kept) → optionally tag the commit. After a push the branch (or the pull request)
@@ -26,7 +30,7 @@ The token is never printed, logged or written: it is removed from every message 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +48,7 @@ from exporter.errors import (
     ManifestError,
     NotFoundOnHubError,
     NotValidatedError,
+    ParityFailedError,
 )
 from exporter.hub import HubClient, describe, http_status, resolve_token, retryable
 from exporter.progress import Progress, SilentProgress
@@ -69,6 +74,8 @@ class PushResult:
     pr_ref: str | None = None
     tag: str | None = None
     tag_created: bool = False
+    verified: bool = True  # every variant was re-run on the stored reference before pushing (verify=False: not)
+    verified_variants: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +96,9 @@ class PushResult:
                 lines = [f"Pushed to {where} ({what}).", f"Commit: {self.commit_url}"]
         if self.tag:
             lines.append(f"Tag {self.tag}: {'created' if self.tag_created else 'already'} at {self.commit_oid[:12]}")
+        if not self.verified:
+            lines.append("Not re-verified: the variants were pushed on their recorded verdicts (verification "
+                         "skipped; the commit description says so).")
         return lines
 
 
@@ -181,16 +191,45 @@ def hash_file(path: Path) -> LocalFile:
     return LocalFile(sha256.hexdigest(), size, sha1.hexdigest())
 
 
-def local_files(folder: Path, manifest: Manifest) -> dict[str, LocalFile]:
-    """Every file to push (the listed ones and manifest.json), hashed; listed sha256 must match."""
+def local_files(folder: Path, manifest: Manifest, *, skip: frozenset[str] = frozenset(),
+                known: dict[str, LocalFile] | None = None) -> dict[str, LocalFile]:
+    """Every file to push (the listed ones and manifest.json), hashed; listed sha256 must match.
+
+    ``skip``: listed paths left out (the card, before it is written); ``known``: hashes this push took
+    already (of files it has not written since), reused instead of reading the files again."""
     entries: dict[str, FileEntry] = manifest.entries()
-    files = {path: hash_file(folder / path) for path in sorted(entries)}
+    known = known or {}
+    files = {path: known.get(path) or hash_file(folder / path) for path in sorted(entries) if path not in skip}
     changed = sorted(path for path, local in files.items() if local.sha256 != entries[path].sha256)
     if changed:
         raise IntegrityError(f"{folder}: changed since {MANIFEST_NAME} was written (sha256 differs): "
                              f"{', '.join(changed)}", path=changed[0])
     files[MANIFEST_NAME] = hash_file(folder / MANIFEST_NAME)
     return files
+
+
+def reverify_variants(folder: Path, manifest: Manifest, progress: Progress | None = None) -> list[str]:
+    """Re-run every variant on the stored reference against its recorded thresholds (``exporter.validators.
+    parity.reverify``); returns the names. ``ParityFailedError`` naming each failed check when one fails (its
+    files or its verdict changed after validation); ``NotValidatedError`` when there is no stored reference to
+    re-run against."""
+    from exporter.validators.parity import reverify
+    from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, has_stored_reference
+
+    if not has_stored_reference(folder):
+        raise NotValidatedError(f"{folder}: refusing to push: no stored reference ({TEXTS_FILE}, {REFERENCE_FILE}) "
+                                "to re-verify the variants against; validate the folder first (that stores it)",
+                                variants=manifest.variant_names)
+    results = reverify(folder, manifest, progress=progress)
+    failures = [line for result in results for line in result.failures()]
+    if failures:
+        failed = [result.name for result in results if not result.passed]
+        raise ParityFailedError(f"{folder}: refusing to push: re-run on the stored reference, "
+                                f"{', '.join(failed)} fail{'s' if len(failed) == 1 else ''} the recorded "
+                                f"thresholds ({'; '.join(failures)}) although {MANIFEST_NAME} records a pass: "
+                                "the files or the verdict changed after validation; validate the folder again",
+                                failures)
+    return [result.name for result in results]
 
 
 # --------------------------------------------------------------------------------------- reads of the repo
@@ -261,14 +300,19 @@ def push(
     commit_message: str | None = None,
     endpoint: str | None = None,
     token: str | None = None,
+    verify: bool = True,
     progress: Progress | None = None,
 ) -> PushResult:
     """Publish ``folder`` to the Hub model repo ``repo_id`` in one commit (see the module docstring).
 
     Unset options default to the manifest's ``publish`` section (from the recipe), then to: public repo,
     branch ``main``, no pull request, no tag. ``token`` defaults to HF_TOKEN / the huggingface_hub login.
+    ``verify`` (default) re-runs every variant on the stored reference before anything is sent;
+    ``verify=False`` skips that and records it (``result.verified``, the commit description).
 
-    Raises ``NotValidatedError`` (nothing pushed) when a variant was not validated or failed validation;
+    Raises ``NotValidatedError`` (nothing pushed) when a variant was not validated or failed validation, or
+    there is no stored reference to re-verify against; ``ParityFailedError`` when a re-run variant fails its
+    recorded thresholds;
     ``IntegrityError`` / ``CheckFailedError`` when the folder does not match its manifest; ``BadInputError``
     for a bad argument (``HubAuthError``: a missing or rejected token, a repo the token may not write;
     ``NotFoundOnHubError``: no such pull request or branch); ``HubError`` when the Hub cannot be reached or
@@ -309,19 +353,37 @@ def push(
     if constants.HF_HUB_OFFLINE:
         raise BadInputError("HF_HUB_OFFLINE is set: pushing needs the Hub; unset HF_HUB_OFFLINE")
 
+    with progress.step("Checking every file's sha256"):
+        hashed = local_files(root, manifest, skip=frozenset({CARD_NAME}))
+    verified = reverify_variants(root, manifest, progress) if verify else []
+
     with progress.step("Writing the model card and finalising manifest.json"):
         finalize_manifest(root)
         write_card(root, repo_id)
         manifest = read_manifest(root)
-        local = local_files(root, manifest)
+        hashed.pop(MANIFEST_NAME, None)
+        local = local_files(root, manifest, known=hashed)
 
     with hub.session(point_client=True):
-        return _push(hub, root, manifest, local, private=private, create_pr=create_pr, revision=revision, tag=tag,
-                     commit_message=commit_message or defaults.commit_message)
+        result = _push(hub, root, manifest, local, private=private, create_pr=create_pr, revision=revision,
+                       tag=tag, commit_message=commit_message or defaults.commit_message,
+                       verification=verification_note(verified if verify else None))
+    result.verified, result.verified_variants = verify, verified
+    return result
+
+
+def verification_note(verified: list[str] | None) -> str:
+    """The commit description's record of the re-verification (``None``: skipped)."""
+    if verified is None:
+        return ("Not re-verified before pushing (verify=False): the variants were published on the verdicts "
+                f"recorded in {MANIFEST_NAME}.")
+    return ("Re-verified before pushing: " + ", ".join(verified) + " re-run on the stored reference "
+            "(parity/), each meeting its recorded thresholds.")
 
 
 def _push(hub: HubClient, root: Path, manifest: Manifest, local: dict[str, LocalFile], *, private: bool | None,
-          create_pr: bool, revision: str, tag: str | None, commit_message: str | None) -> PushResult:
+          create_pr: bool, revision: str, tag: str | None, commit_message: str | None,
+          verification: str = "") -> PushResult:
     api, repo_id = hub.api, hub.repo_id
     with hub.progress.step(f"Preparing {repo_id} on {hub.endpoint}"):
         hub.call(f"creating {repo_id}", lambda: api.create_repo(repo_id, private=private, exist_ok=True))
@@ -352,6 +414,7 @@ def _push(hub: HubClient, root: Path, manifest: Manifest, local: dict[str, Local
                         created_commit=False, files=len(local), revision=revision, endpoint=hub.endpoint)
     if upload or delete:
         title, description = _default_message(manifest)
+        description += f"\n\n{verification}" if verification else ""
         message = commit_message or title
         size = sum(local[path].size for path in upload)
         label = (f"Uploading {len(upload)} file{'s' if len(upload) != 1 else ''} ({size / 1e6:.1f} MB)"
@@ -466,4 +529,4 @@ def _create_tag(hub: HubClient, tag: str, oid: str) -> bool:
 
 
 __all__ = ["KEEP_REMOTE", "LocalFile", "PublishDefaults", "PushResult", "check_listing", "check_validated", "diff",
-           "local_files", "push", "resolve_token", "unvalidated_variants"]
+           "local_files", "push", "resolve_token", "reverify_variants", "unvalidated_variants", "verification_note"]

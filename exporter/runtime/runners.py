@@ -48,7 +48,7 @@ class RunSpec:
     output: str | None = None
     max_seq_length: int | None = None
     runtime_options: dict[str, str] = field(default_factory=dict)
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # the caller's opt-in; a manifest's record of it is never obeyed
     precision: str | None = None
     loader: str = "encoder"  # encoder | sentence-transformers (torch always loads through sentence-transformers)
 
@@ -160,9 +160,21 @@ def quiet_loading() -> Iterator[None]:
 
 
 class SentenceTransformerRunner:
-    """torch, or an ONNX / OpenVINO transformer graph, through ``SentenceTransformer.encode``."""
+    """torch, or an ONNX / OpenVINO transformer graph, through ``SentenceTransformer.encode``.
+
+    sentence-transformers imports the module classes a folder's ``modules.json`` names (from a local folder
+    even without ``trust_remote_code``): unless ``spec.trust_remote_code``, a folder naming custom classes is
+    refused first, and an artifact folder holding code or pickles too (``exporter.artifact.safety``; a
+    torch source model's weights may be ``pytorch_model.bin``)."""
 
     def __init__(self, spec: RunSpec, threads: int | None = None):
+        if not spec.trust_remote_code:
+            from exporter.artifact import safety
+
+            if spec.backend == "torch":
+                safety.check_modules(Path(spec.folder) / safety.MODULES_FILE, subject="the source model")
+            else:
+                safety.check_folder(spec.folder)
         from sentence_transformers import SentenceTransformer
 
         self.settings: dict[str, Any] = {"loader": "sentence-transformers", "device": "cpu"}
