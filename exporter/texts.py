@@ -63,9 +63,10 @@ def read_extra_texts(path: Path) -> list[ValidationText]:
 
 def write_texts(path: Path, texts: list[ValidationText]) -> None:
     """Store texts as JSON lines, in order (row i of the stored reference is text i)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from exporter.artifact.integrity import write_text_atomic
+
     lines = (json.dumps({k: v for k, v in asdict(t).items() if v is not None}, ensure_ascii=False) for t in texts)
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def read_texts(path: Path) -> list[ValidationText]:

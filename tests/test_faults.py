@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,3 +229,87 @@ def test_quiet_runs_print_nothing(tmp_path, tiny_model):
         assert result.stdout == "" and result.stderr == ""
     else:
         assert result.stdout == "" and _one_line(result.stderr).startswith("error: parity validation failed")
+
+
+@pytest.fixture()
+def validated(tmp_path, tiny_model):
+    """A validated artifact folder (one ONNX variant) and its content."""
+    recipe = _recipe(tmp_path, tiny_model("bert", "mean", False, True), "  - {backend: onnx}\n")
+    result = _run("run", str(recipe), "--output", "out", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "out", _tree(tmp_path / "out")
+
+
+def test_a_killed_validate_changes_nothing_in_the_folder(tmp_path, validated):
+    out, before = validated
+    process = _start(["validate", "out", "-q"], tmp_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:  # until the torch reference is being computed
+        if "torch" in Path(f"/proc/{process.pid}/maps").read_text(errors="replace"):
+            break
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert _tree(out) == before  # parity/, parity_report.json and manifest.json are written only at the end
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_symlink_out_of_the_folder_is_refused(tmp_path, validated):
+    out, _ = validated
+    shutil.move(str(out / "onnx"), str(tmp_path / "elsewhere"))
+    (out / "onnx").symlink_to(tmp_path / "elsewhere")
+    for command in (["fetch", "out", "--dest", "copy"], ["validate", "out"]):
+        result = _run(*command, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr)
+        assert "resolves outside the folder" in _one_line(result.stderr)
+    assert not (tmp_path / "copy" / "onnx").exists()
+
+
+def test_validate_and_bench_never_write_into_a_cache_snapshot(tmp_path, validated):
+    """A folder from the huggingface_hub cache is a set of links into its blobs: results go to --report-dir."""
+    out, _ = validated
+    snapshot = tmp_path / "cache" / "models--org--name" / "snapshots" / ("0" * 40)
+    blobs = tmp_path / "cache" / "models--org--name" / "blobs"
+    blobs.mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    for path in sorted(out.rglob("*")):
+        if path.is_file():
+            blob = blobs / f"{len(list(blobs.iterdir())):04d}"
+            shutil.copyfile(path, blob)
+            link = snapshot / path.relative_to(out)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    blobs_before = _tree(blobs)
+    result = _run("validate", str(snapshot), "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cache snapshot" in result.stderr and "nothing was written there" in result.stderr
+    reported = _run("validate", str(snapshot), "-q", "--report-dir", "reports", cwd=tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    report = json.loads((tmp_path / "reports" / "parity_report.json").read_text())
+    assert report["passed"] is True and (tmp_path / "reports" / "manifest.json").is_file()
+    bench = _run("bench", str(snapshot), "--rounds", "1", "--warmup", "0", "--num-texts", "8", "--latency-texts", "2",
+                 "--no-memory", "--json", cwd=tmp_path)
+    assert bench.returncode == 0, bench.stderr
+    assert any("cache snapshot" in note for note in json.loads(bench.stdout)["notes"])
+    assert _tree(blobs) == blobs_before and not list(snapshot.parent.glob("*/bench.json"))
+
+
+def test_log_file_option_names_where_the_traceback_goes(tmp_path, monkeypatch):
+    from exporter.cli import main
+
+    log = tmp_path / "logs" / "mine.log"
+    monkeypatch.setenv("EXPORTER_LOG_DIR", str(tmp_path / "elsewhere"))
+
+    @main.command("explode-for-test", hidden=True)
+    @handle_errors
+    def explode() -> None:
+        raise ValueError("boom")
+
+    try:
+        result = CliRunner().invoke(main, ["--log-file", str(log), "explode-for-test"])
+    finally:
+        main.commands.pop("explode-for-test", None)
+        os.environ.pop("EXPORTER_LOG_FILE", None)
+    assert result.exit_code == 4 and str(log) in result.stderr
+    assert "ValueError: boom" in log.read_text()

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from exporter import __version__
 from exporter.artifact import model_folder, safety
-from exporter.artifact.manifest import Manifest, Variant, read_manifest
+from exporter.artifact.manifest import Manifest, Variant, read_manifest, write_manifest
 from exporter.errors import BadInputError, RuntimeUnavailableError, first_line
 from exporter.progress import Progress, SilentProgress
 from exporter.runtime.runners import RunSpec, VariantRunner, load_runner
@@ -68,6 +68,7 @@ def validate(
     *,
     thresholds: str | os.PathLike | ThresholdPolicy | None = None,
     trust_remote_code: bool = False,
+    report_dir: str | os.PathLike | None = None,
 ) -> ParityReport:
     """Validate every variant of the artifact folder against the torch model; returns the report.
 
@@ -87,6 +88,10 @@ def validate(
     from the source model.
     ``record`` writes the results into the folder (``record_results``: parity_report.json and the verdicts in
     manifest.json); a folder that cannot be written keeps its old record and ``report.record_error`` says why.
+    Nothing in the folder changes until every variant has run, and each file is replaced atomically. A
+    huggingface_hub cache snapshot (its files are links into the cache's blobs) is never written to:
+    ``report_dir`` receives the results instead (parity_report.json, parity/, and manifest.json with the
+    verdicts), else ``report.record_error`` says that nothing was written.
 
     Raises ``BadInputError`` for a missing folder, a missing or malformed manifest, bad thresholds or texts,
     and when neither the source model nor a stored reference is available. Threshold failures are not
@@ -137,14 +142,35 @@ def validate(
         thresholds=policy.to_dict(),
         trust_remote_code={"recorded": manifest.source.trust_remote_code, "used": trust_remote_code},
     )
-    if record:
-        from exporter.validators.record import record_results
-
-        try:
-            record_results(folder, report)
-        except OSError as error:
-            report.record_error = f"{type(error).__name__}: {error}"
+    _write_results(folder, manifest, report, reference, write_reference=write_reference, record=record,
+                   report_dir=Path(report_dir) if report_dir is not None else None)
     return report
+
+
+def _write_results(folder: Path, manifest: Manifest, report: ParityReport, reference: Reference, *,
+                   write_reference: bool, record: bool, report_dir: Path | None) -> None:
+    """The stored reference, parity_report.json and the manifest's verdicts, after every variant has run."""
+    from exporter.artifact.integrity import is_cache_snapshot
+    from exporter.validators.record import record_results
+
+    if not write_reference and not record:
+        return
+    destination = folder
+    if report_dir is not None:
+        destination = report_dir
+        destination.mkdir(parents=True, exist_ok=True)
+        write_manifest(destination, manifest)  # a copy, so the results can be recorded against it
+    elif is_cache_snapshot(folder):
+        report.record_error = (f"{folder} is a huggingface_hub cache snapshot (its files are links into the cache): "
+                               "nothing was written there; pass report_dir to keep the results")
+        return
+    try:
+        if write_reference and reference.kind == "source":
+            store_reference(destination, reference)
+        if record:
+            record_results(destination, report)
+    except OSError as error:
+        report.record_error = f"{type(error).__name__}: {error}"
 
 
 def validate_variant(
@@ -349,9 +375,7 @@ def _reference(
     texts = builtin_texts() + (extra if extra is not None else _stored_extra_texts(folder))
     with progress.step(f"Encoding {len(texts)} texts with the torch model ({location})"):
         reference = compute_reference(directory, location, manifest, texts, trust_remote_code=trust_remote_code)
-    if write_reference:
-        store_reference(folder, reference)
-    return reference
+    return reference  # stored (when asked) only once every variant has run: see validate()
 
 
 def _stored_extra_texts(folder: Path) -> list[ValidationText]:

@@ -50,9 +50,15 @@ def compute_reference(directory: Path, location: str, manifest: Manifest, texts:
 
 
 def store_reference(folder: Path, reference: Reference) -> list[str]:
-    """Write ``parity/texts.jsonl`` and ``parity/reference.npy``; returns their relative paths."""
+    """Write ``parity/texts.jsonl`` and ``parity/reference.npy``, each atomically; returns their relative paths."""
+    import io
+
+    from exporter.artifact.integrity import write_bytes_atomic
+
     write_texts(folder / TEXTS_FILE, reference.texts)
-    np.save(folder / REFERENCE_FILE, reference.embeddings.astype(np.float32), allow_pickle=False)
+    buffer = io.BytesIO()
+    np.save(buffer, reference.embeddings.astype(np.float32), allow_pickle=False)
+    write_bytes_atomic(folder / REFERENCE_FILE, buffer.getvalue())
     return [TEXTS_FILE, REFERENCE_FILE]
 
 

@@ -82,3 +82,23 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def is_cache_snapshot(folder: Path) -> bool:
+    """A huggingface_hub cache snapshot (``.../snapshots/<commit>``, files linked into ``../../blobs``)."""
+    folder = Path(folder)
+    return folder.parent.name == "snapshots" and (folder.parent.parent / "blobs").is_dir()
+
+
+def outside_link(root: Path, relative: str) -> Path | None:
+    """Where ``root``/``relative`` resolves when that is outside ``root`` — other than a cache snapshot's links
+    into its own blobs — else None."""
+    root = Path(root)
+    path = root / relative
+    resolved = path.resolve()
+    allowed = [root.resolve()]
+    if is_cache_snapshot(root):
+        allowed.append((root.parent.parent / "blobs").resolve())
+    if any(resolved == base or base in resolved.parents for base in allowed):
+        return None
+    return resolved

@@ -310,7 +310,14 @@ def read_manifest(root: str | Path) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ManifestError(f"{path}: malformed manifest: {error}") from None
-    return Manifest.parse_json(text, str(path))
+    manifest = Manifest.parse_json(text, str(path))
+    from exporter.artifact.integrity import outside_link
+
+    for relative in manifest.entries():
+        target = outside_link(root, relative)
+        if target is not None:
+            raise ManifestError(f"{path}: {relative} resolves outside the folder (to {target}); refusing it")
+    return manifest
 
 
 def write_manifest(root: str | Path, manifest: Manifest) -> Path:

@@ -12,11 +12,15 @@ from __future__ import annotations
 import click
 
 from exporter import __version__
-from exporter.cli.common import EPILOG
+from exporter.cli.common import EPILOG, set_log_file
 
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="exporter")
+@click.option("--log-file", type=click.Path(dir_okay=False), metavar="FILE", expose_value=False,
+              callback=lambda context, parameter, value: set_log_file(value),
+              help="Where an internal error's traceback goes (default: a new file under "
+                   "~/.cache/embedding-exporter/logs, or $EXPORTER_LOG_DIR).")
 def main() -> None:
     """Export sentence-embedding models to ONNX Runtime and OpenVINO, from a YAML recipe.
 

@@ -107,6 +107,9 @@ class RichBenchProgress:
 @click.option("--source", "source_dir", type=click.Path(path_type=str),
               help="Torch reference model folder (default: the manifest's source.location).")
 @click.option("--no-memory", is_flag=True, help="Skip the memory measurement (one child process per model).")
+@click.option("--report-dir", type=click.Path(path_type=str, file_okay=False), metavar="DIR",
+              help="Write bench.json (and a manifest.json with the summaries) to DIR instead of ARTIFACT_DIR; needed "
+                   "for a huggingface_hub cache snapshot, which is never written to.")
 @click.option("--no-save", is_flag=True, help="Do not write bench.json nor update manifest.json.")
 @trust_remote_code_option
 @json_option
@@ -117,7 +120,8 @@ class RichBenchProgress:
 def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], via: tuple[str, ...],
                   mode: str, batch_size: int, num_texts: int, rounds: int, warmup_rounds: int, latency_count: int,
                   threads: int | None, texts_file: str | None, source_dir: str | None, no_memory: bool,
-                  no_save: bool, trust_remote_code: bool, as_json: bool, quiet: bool) -> None:
+                  no_save: bool, report_dir: str | None, trust_remote_code: bool, as_json: bool,
+                  quiet: bool) -> None:
     """Measure the torch model and each variant of ARTIFACT_DIR: throughput, latency, size, memory.
 
     Every model runs in this process with the same thread count, warmed up and interleaved round by
@@ -144,7 +148,8 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
         artifact_dir, variants=list(variants) or None, compare=list(compare), batch_size=batch_size,
         num_texts=num_texts, threads=threads, rounds=rounds, warmup_rounds=warmup_rounds,
         latency_count=latency_count, texts_file=texts_file, source_dir=source_dir, measure_memory=not no_memory,
-        save=not no_save, progress=SilentBenchProgress() if quiet else RichBenchProgress(console),
+        save=not no_save, report_dir=report_dir,
+        progress=SilentBenchProgress() if quiet else RichBenchProgress(console),
         via=list(via) or list(DEFAULT_VIA), mode=mode, trust_remote_code=trust_remote_code,
     )
     if as_json:

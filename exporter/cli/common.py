@@ -97,14 +97,25 @@ def _redact(text: str) -> str:
     return re.sub(r"\bhf_[A-Za-z0-9]{8,}\b", "hf_***", text)
 
 
+LOG_FILE_ENV = "EXPORTER_LOG_FILE"
+
+
+def set_log_file(value: str | None) -> None:
+    """``exporter --log-file FILE``: where ``write_traceback`` writes."""
+    if value:
+        os.environ[LOG_FILE_ENV] = str(Path(value).expanduser().resolve())
+
+
 def write_traceback(error: BaseException) -> Path | None:
-    """Write ``error``'s traceback (tokens redacted) to a new log file; its path, or None when not writable."""
+    """Write ``error``'s traceback (tokens redacted) to ``--log-file`` or a new log file in ``log_dir()``; its
+    path, or None when not writable."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     text = _redact("".join(traceback.format_exception(type(error), error, error.__traceback__)))
     try:
-        folder = log_dir()
+        chosen = os.environ.get(LOG_FILE_ENV)
+        folder = Path(chosen).parent if chosen else log_dir()
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"exporter-{stamp}-{os.getpid()}.log"
+        path = Path(chosen) if chosen else folder / f"exporter-{stamp}-{os.getpid()}.log"
         path.write_text(" ".join(sys.argv) + "\n\n" + _redact(text), encoding="utf-8")
     except OSError:
         return None

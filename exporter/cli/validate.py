@@ -21,6 +21,7 @@ from exporter.cli.common import (
     stderr_console,
     thresholds_option,
     trust_remote_code_option,
+    verbose_option,
 )
 
 
@@ -36,15 +37,20 @@ from exporter.cli.common import (
               help="Write a JUnit XML report (a testcase per variant and check).")
 @click.option("--markdown", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY).")
+@click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="Write the results (parity_report.json, parity/, manifest.json with the verdicts) to DIR instead "
+                   "of the artifact folder; needed for a huggingface_hub cache snapshot, which is never written to.")
 @thresholds_option
 @trust_remote_code_option
 @quiet_option
+@verbose_option
 @handle_errors
 @reword_errors(source_dir="--source", extra_texts_file="--texts", thresholds="--thresholds",
-               trust_remote_code="--trust-remote-code")
+               trust_remote_code="--trust-remote-code", report_dir="--report-dir")
 def validate_command(
     artifact_dir: Path, source: Path | None, texts: Path | None, as_json: bool,
-    junit: Path | None, markdown: Path | None, thresholds: str | None, trust_remote_code: bool, quiet: bool,
+    junit: Path | None, markdown: Path | None, report_dir: Path | None, thresholds: str | None,
+    trust_remote_code: bool, quiet: bool,
 ) -> None:
     """Check that every variant in ARTIFACT_DIR gives the torch model's embeddings.
 
@@ -67,9 +73,9 @@ def validate_command(
 
     progress = progress_for(quiet or as_json)
     report = validate(artifact_dir, source_dir=source, extra_texts_file=texts, record=True, progress=progress,
-                      thresholds=thresholds, trust_remote_code=trust_remote_code)
+                      thresholds=thresholds, trust_remote_code=trust_remote_code, report_dir=report_dir)
     if report.record_error:
-        click.echo(f"warning: results not recorded in {artifact_dir}: {report.record_error}", err=True)
+        click.echo(f"warning: results not recorded in {report_dir or artifact_dir}: {report.record_error}", err=True)
     for path, text in (
         (junit, report.to_junit() if junit else ""),
         (markdown, report.to_markdown() if markdown else ""),

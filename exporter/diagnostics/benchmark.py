@@ -85,9 +85,12 @@ def bench(
     via: list[str] | tuple[str, ...] = DEFAULT_VIA,
     mode: str = DEFAULT_MODE,
     trust_remote_code: bool = False,
+    report_dir: str | Path | None = None,
 ) -> BenchResult:
     """Benchmark an artifact folder's variants (all, or ``variants``) against the torch reference and the
-    ``compare`` models (``FOLDER:FILE``). Saves bench.json and updates manifest.json when ``save``.
+    ``compare`` models (``FOLDER:FILE``). Saves bench.json and updates manifest.json when ``save``, once every
+    model has been measured, each file atomically; ``report_dir`` saves them (a copy of manifest.json) there
+    instead, and a huggingface_hub cache snapshot is never written to (a note says so).
 
     ``via`` names the loaders each variant and peer is measured through, in the same interleaved run:
     ``encoder`` (the deploy runtime, what deploy hosts run) and/or ``sentence-transformers`` (rows named
@@ -180,7 +183,19 @@ def bench(
         notes=notes,
     )
     if save:
-        result.bench_file = save_result(root, result)
+        from exporter.artifact.integrity import is_cache_snapshot
+        from exporter.artifact.manifest import write_manifest
+
+        if report_dir is not None:
+            destination = Path(report_dir)
+            destination.mkdir(parents=True, exist_ok=True)
+            write_manifest(destination, read_manifest(root))  # a copy the results are recorded against
+            result.bench_file = save_result(destination, result)
+        elif is_cache_snapshot(root):
+            result.notes.append(f"{root} is a huggingface_hub cache snapshot (its files are links into the cache): "
+                                "bench.json was not written there; pass --report-dir DIR to keep it")
+        else:
+            result.bench_file = save_result(root, result)
     return result
 
 
