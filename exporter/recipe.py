@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exporter.artifact.layout import FileNameConflict, VariantFiles, assign_file_names, file_name_problem
 from exporter.constants import DEFAULT_METHOD, METHODS, Backend, Graph, Isa, Method, Optimize, Precision
 from exporter.errors import RecipeError
 from exporter.validators.thresholds import Thresholds
@@ -165,11 +166,22 @@ class Variant(_Strict):
     )
     quantization: Quantization | None = Field(None, description="int8 only: method, ISA, calibration, exclusions.")
     validation: VariantValidation | None = Field(None, description="Parity thresholds for this variant.")
+    file_name: str | None = Field(
+        None,
+        description="The model file, relative to the artifact folder: onnx/<name>.onnx or "
+        "openvino/openvino<name>.xml. "
+        "Default: a client-default name (onnx/model.onnx, onnx/model_quantized.onnx, onnx/model_fp16.onnx, "
+        "openvino/openvino_model.xml) for the first graph: transformer variant of its kind in recipe order, "
+        "else model_<variant name>.onnx / openvino_model_<variant name>.xml.",
+    )
 
     @model_validator(mode="after")
     def _valid_combination(self) -> Variant:
         if self.optimize != "none" and self.backend != "onnx":
             raise _LocatedError(("optimize",), "only for backend onnx (OpenVINO optimises at load time)")
+        problem = file_name_problem(self)
+        if problem is not None:
+            raise _LocatedError(("file_name",), problem)
         if self.quantization is None:
             return self
         if self.precision != "int8":
@@ -254,7 +266,17 @@ class Recipe(_Strict):
                     ("variants", index), f"builds the same artifact as variant {builds[key]} ({names_of(key)})"
                 )
             builds[key] = index
+        try:
+            assign_file_names(self.variants)
+        except FileNameConflict as conflict:
+            raise _LocatedError(("variants", conflict.index, "file_name"), str(conflict)) from None
         return self
+
+    def file_names(self) -> dict[str, VariantFiles]:
+        """Every variant's model file by variant name, assigned over the whole recipe (so a build of some
+        variants names them as a build of all would); see ``exporter.artifact.layout``."""
+        return {variant.resolved_name: files
+                for variant, files in zip(self.variants, assign_file_names(self.variants), strict=True)}
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:

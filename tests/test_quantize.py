@@ -71,10 +71,15 @@ def test_every_kind_loads_and_stays_close_to_torch(kinds):
 def test_names_and_files_are_derived_from_settings(kinds):
     result, _ = kinds
     files = {v.name: v.file_name for v in result.manifest.variants}
+    # The first transformer variant of each kind takes the name its clients load by default...
     assert files["onnx-fp32"] == "onnx/model.onnx"
-    assert files["onnx-fp32-O2"] == "onnx/model_fp32_O2.onnx"
-    assert files["onnx-int8-dynamic-avx2"] == "onnx/model_int8_dynamic_avx2.onnx"
+    assert files["onnx-fp16"] == "onnx/model_fp16.onnx"
+    assert files["onnx-int8-dynamic-avx2"] == "onnx/model_quantized.onnx"
     assert files["openvino-fp32"] == "openvino/openvino_model.xml"
+    # ...every other variant a name suffixed with its variant name.
+    assert files["onnx-fp32-O2"] == "onnx/model_fp32_O2.onnx"
+    assert files["onnx-int8-O1-dynamic-sentence"] == "onnx/model_int8_O1_dynamic_sentence.onnx"
+    assert files["onnx-int8-static"] == "onnx/model_int8_static.onnx"
     assert files["openvino-int8-weight-only-sentence"] == "openvino/openvino_model_int8_weight_only_sentence.xml"
 
 
@@ -95,7 +100,7 @@ def test_weight_precisions(kinds):
     folder = result.output
     assert _onnx_weight_types(folder / "onnx/model.onnx") == {onnx.TensorProto.FLOAT}
     assert _onnx_weight_types(folder / "onnx/model_fp16.onnx") == {onnx.TensorProto.FLOAT16}
-    assert onnx.TensorProto.INT8 in _onnx_weight_types(folder / "onnx/model_int8_dynamic_avx2.onnx")
+    assert onnx.TensorProto.INT8 in _onnx_weight_types(folder / "onnx/model_quantized.onnx")
     assert _ov_const_types(folder / "openvino/openvino_model.xml") == {"f32"}
     assert "f16" in _ov_const_types(folder / "openvino/openvino_model_fp16_sentence.xml")
 

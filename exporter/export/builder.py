@@ -1,7 +1,9 @@
 """``build``: turn a recipe into an artifact folder, atomically.
 
 Steps: load the recipe → check the output path → resolve and load the source model → write the
-sentence-transformers files → export each variant → write manifest.json → validate → move the folder into
+sentence-transformers files (``tokenizer_files``: the tokenizer files state max_seq_length) → export each
+variant under the file name the whole recipe assigns it (``exporter.artifact.layout``) → write manifest.json
+→ validate → move the model files of variants that failed off client-default names → move the folder into
 place (``exporter.export.staging``: a crash or Ctrl-C leaves the previous folder as it was and no half
 folder).
 """
@@ -17,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from exporter import __version__
-from exporter.artifact.integrity import describe_files
-from exporter.artifact.layout import variant_file_name
+from exporter.artifact.integrity import describe_files, file_entry
+from exporter.artifact.layout import VariantFiles
 from exporter.artifact.manifest import (
     SCHEMA_VERSION,
     FileEntry,
@@ -58,6 +60,22 @@ class BuiltVariant:
     built: BuiltFiles
 
 
+@dataclass(frozen=True)
+class RenamedVariant:
+    """A variant that failed parity, moved off the client-default name it was built under."""
+
+    name: str
+    old_file_name: str
+    file_name: str
+
+    def line(self) -> str:
+        return (f"{self.name} failed parity: moved {self.old_file_name} → {self.file_name}, so no client loads "
+                "it by default")
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "from": self.old_file_name, "to": self.file_name}
+
+
 @dataclass
 class BuildResult:
     """What ``build`` produced."""
@@ -68,6 +86,7 @@ class BuildResult:
     variants: list[BuiltVariant] = field(default_factory=list)
     report: Any = None  # exporter.validators.ParityReport, or None when validation was skipped
     dropped: list[str] = field(default_factory=list)  # variants of the replaced folder that this one lacks
+    renamed: list[RenamedVariant] = field(default_factory=list)  # failed variants moved off client-default names
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -78,6 +97,7 @@ class BuildResult:
             "passed": self.report.passed if self.report is not None else None,
             "failures": self.report.failures() if self.report is not None else [],
             "dropped": list(self.dropped),
+            "renamed": [renamed.to_dict() for renamed in self.renamed],
             "variants": [
                 {"name": v.name, "backend": v.backend, "precision": v.precision, "graph": v.graph,
                  "file_name": v.file_name, "size": v.size,
@@ -134,18 +154,26 @@ def build(
             model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
         with progress.step("Writing sentence-transformers files"):
             write_shared_files(model, staging.folder)
-        built = export_variants(model, selected, staging.folder, loaded.base_dir, progress)
+        file_names = loaded.recipe.file_names()  # from the whole recipe: a subset gets the same names
+        built = export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names)
         write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder))
         manifest = finalize_manifest(staging.folder, source_dir=source.directory)
         report = validate_staged(loaded, staging.folder, source.directory, progress) if validate else None
+        renamed: list[RenamedVariant] = []
         if report is not None:
+            from exporter.validators import record_results
+
+            renamed = move_failed_off_client_defaults(staging.folder, report, file_names)
+            for line in (item.line() for item in renamed):
+                progress.log(line)
+            record_results(staging.folder, report)
             manifest = read_manifest(staging.folder)
         dropped = dropped_variants(target, manifest)
         staging.place()
     if report is not None:
         report.folder = str(target)
     return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started, variants=built,
-                       report=report, dropped=dropped)
+                       report=report, dropped=dropped, renamed=renamed)
 
 
 def dropped_variants(target: Path, manifest: Manifest) -> list[str]:
@@ -160,18 +188,42 @@ def dropped_variants(target: Path, manifest: Manifest) -> list[str]:
 
 
 def validate_staged(loaded: LoadedRecipe, folder: Path, source_dir: Path, progress: Progress):
-    """Parity of every variant in the staged folder; results go into parity_report.json and the manifest.
-    The recipe is the gate (its recorded thresholds: ``thresholds="artifact"``) and the trust (its
-    ``model.trust_remote_code``)."""
-    from exporter.validators import record_results
+    """Parity of every variant in the staged folder (``build`` records the results once failed variants have
+    moved off client-default names). The recipe is the gate (its recorded thresholds:
+    ``thresholds="artifact"``) and the trust (its ``model.trust_remote_code``)."""
     from exporter.validators import validate as validate_folder
 
     texts = loaded.recipe.validation.texts if loaded.recipe.validation else None
-    report = validate_folder(folder, source_dir=source_dir,
-                             extra_texts_file=loaded.base_dir / texts if texts else None, progress=progress,
-                             thresholds="artifact", trust_remote_code=loaded.recipe.model.trust_remote_code)
-    record_results(folder, report)
-    return report
+    return validate_folder(folder, source_dir=source_dir,
+                           extra_texts_file=loaded.base_dir / texts if texts else None, progress=progress,
+                           thresholds="artifact", trust_remote_code=loaded.recipe.model.trust_remote_code)
+
+
+def move_failed_off_client_defaults(folder: Path, report, file_names: dict[str, VariantFiles]) -> list[RenamedVariant]:
+    """Move each variant that failed parity and sits on a client-default name (``onnx/model.onnx``...) to its
+    own suffixed name, so no client loads it without being told to: its files are renamed (an ONNX graph
+    with external data is saved again, so that the reference inside it follows), and the manifest and the
+    report name the new files. Returns what was moved."""
+    from exporter.export.onnx_backend import move_onnx
+    from exporter.export.openvino_backend import move_openvino
+
+    failed = {result.name: result for result in report.variants if not result.passed}
+    manifest = read_manifest(folder)
+    renamed: list[RenamedVariant] = []
+    for variant in manifest.variants:
+        files = file_names.get(variant.name)
+        if variant.name not in failed or files is None or variant.file_name == files.failed_file_name:
+            continue
+        old, new = variant.file_name, files.failed_file_name
+        move = move_onnx if variant.backend == "onnx" else move_openvino
+        moved = move(folder / old, folder / new)
+        variant.files = [file_entry(folder, path.relative_to(folder).as_posix()) for path in sorted(moved)]
+        variant.file_name = new
+        failed[variant.name].file_name = new
+        renamed.append(RenamedVariant(name=variant.name, old_file_name=old, file_name=new))
+    if renamed:
+        write_manifest(folder, manifest)
+    return renamed
 
 
 def check_input_files(loaded: LoadedRecipe, variants: list[Variant]) -> None:
@@ -192,8 +244,13 @@ def check_input_files(loaded: LoadedRecipe, variants: list[Variant]) -> None:
 def write_shared_files(model, folder: Path) -> None:
     """The model's sentence-transformers files (configs, tokenizer, module folders) without torch weights
     of the Transformer module, which the exported graphs replace. Dense layers keep their weights: the
-    sentence-transformers backends run every module after the Transformer in torch."""
+    sentence-transformers backends run every module after the Transformer in torch. The tokenizer files state
+    the model's max_seq_length (``exporter.export.tokenizer_files``)."""
+    from exporter.export.tokenizer_files import state_max_seq_length
+
     model.save(str(folder), create_model_card=False)
+    if model.max_seq_length:
+        state_max_seq_length(folder, int(model.max_seq_length))
     transformer_dir = folder / transformer_module_path(folder)
     for pattern in TRANSFORMER_WEIGHT_PATTERNS:
         for path in transformer_dir.glob(pattern):
@@ -204,13 +261,14 @@ def write_shared_files(model, folder: Path) -> None:
 
 
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
-                    progress: Progress) -> list[BuiltVariant]:
-    """Export each variant into ``folder``; intermediate graphs live in a scratch folder, built once."""
+                    progress: Progress, file_names: dict[str, VariantFiles]) -> list[BuiltVariant]:
+    """Export each variant into ``folder`` under its name in ``file_names`` (the recipe's
+    ``file_names()``); intermediate graphs live in a scratch folder, built once."""
     built: list[BuiltVariant] = []
     with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
         builder = VariantBuilder(model, recipe_dir, Path(scratch), progress)
         for variant in variants:
-            file_name = variant_file_name(variant)
+            file_name = file_names[variant.resolved_name].file_name
             started = time.perf_counter()
             builder.fp32_graph(variant.graph, variant.optimize)  # its own progress step
             with progress.step(f"Building {variant.resolved_name} → {file_name}"):

@@ -47,13 +47,15 @@ EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
 def export_onnx_graph(model, graph: str, path: Path) -> GraphSpec:
     """Export ``graph`` ("transformer" or "sentence") of a sentence-transformers model to fp32 ONNX at ``path``.
 
-    Batch and sequence axes are dynamic. Weights go to ``<file>_data`` beside the model when they would
-    not fit in one protobuf (2 GiB).
+    Batch and sequence axes are dynamic; the sentence graph's output is declared ``[batch, dim]`` with the
+    embedding dimension fixed (the exporter alone leaves it symbolic). Weights go to ``<file>_data`` beside
+    the model when they would not fit in one protobuf (2 GiB).
     """
     import onnx
     import torch
 
     input_names = graph_inputs(model)
+    inputs = sample_inputs(model, input_names)
     if graph == "transformer":
         module, output = TransformerGraph(model, input_names), TRANSFORMER_OUTPUT
         output_axes = {0: "batch_size", 1: "sequence_length"}
@@ -71,7 +73,7 @@ def export_onnx_graph(model, graph: str, path: Path) -> GraphSpec:
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 module,
-                sample_inputs(model, input_names),
+                inputs,
                 str(raw_path),
                 input_names=list(input_names),
                 output_names=[output],
@@ -81,8 +83,21 @@ def export_onnx_graph(model, graph: str, path: Path) -> GraphSpec:
                 dynamo=False,  # the TorchScript exporter handles dynamic axes of HF encoders reliably
             )
         proto = onnx.load(str(raw_path), load_external_data=True)
+        if graph == "sentence":
+            with torch.no_grad():
+                dimension = int(module(*inputs).shape[-1])
+            declare_static_dimension(proto, output, axis=1, size=dimension)
         save_onnx(proto, path)
     return GraphSpec(inputs=input_names, output=output)
+
+
+def declare_static_dimension(proto, output: str, axis: int, size: int) -> None:
+    """Declare ``size`` as the ``axis`` dimension of the graph output called ``output`` (replacing a symbolic
+    one), so that runtimes and clients read e.g. ``[batch, 384]``."""
+    value = next(value for value in proto.graph.output if value.name == output)
+    dimension = value.type.tensor_type.shape.dim[axis]
+    dimension.ClearField("dim_param")
+    dimension.dim_value = size
 
 
 def save_onnx(proto, path: Path, external_data_threshold: int | None = None) -> list[Path]:
@@ -137,6 +152,19 @@ def copy_onnx(source: Path, target: Path) -> list[Path]:
         return [target]
     proto = onnx.load(str(source), load_external_data=True)
     return save_onnx(proto, target, external_data_threshold=0)
+
+
+def move_onnx(source: Path, target: Path) -> list[Path]:
+    """Move an ONNX model (and its external data) to ``target``; returns the files now there. A graph with
+    ``<file>_data`` is saved again, since it names its data file inside."""
+    if not (source.parent / f"{source.name}_data").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.replace(target)
+        return [target]
+    files = copy_onnx(source, target)
+    for old in onnx_files(source):
+        old.unlink()
+    return files
 
 
 def matching_nodes(node_names: Iterable[str], patterns: list[str]) -> list[str]:

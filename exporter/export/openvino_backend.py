@@ -31,9 +31,10 @@ def save_openvino(ov_model, xml_path: Path, compress_to_fp16: bool = False,
                   runtime_options: dict[str, str] | None = None) -> list[Path]:
     """Write OpenVINO IR (``.xml`` + ``.bin``); fp32 weights unless ``compress_to_fp16``.
 
-    ``runtime_options`` are stored in the IR, and OpenVINO applies them when it compiles the model. The
-    default pins f32 inference precision: without it, CPUs with AMX run fp32 models in bf16 and embeddings
-    drift.
+    ``runtime_options`` are stored in the IR's ``rt_info`` (and the manifest records them). The default is
+    f32 inference precision: without it, CPUs with AVX512_BF16 or AMX run fp32 models in bf16 and embeddings
+    drift. OpenVINO 2026.4's CPU plugin does not apply ``INFERENCE_PRECISION_HINT`` from the IR by itself
+    (``compile_model(xml, "CPU")`` still runs bf16 there), so whoever compiles the model passes them.
     """
     import openvino as ov
 
@@ -44,6 +45,18 @@ def save_openvino(ov_model, xml_path: Path, compress_to_fp16: bool = False,
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(ov_model, str(xml_path), compress_to_fp16=compress_to_fp16)
     return [xml_path, xml_path.with_suffix(".bin")]
+
+
+def move_openvino(xml_path: Path, target: Path) -> list[Path]:
+    """Move OpenVINO IR (``.xml`` and the ``.bin`` beside it, which it finds by name) to ``target``; returns
+    the files now there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for source, destination in ((xml_path, target), (xml_path.with_suffix(".bin"), target.with_suffix(".bin"))):
+        if source.exists():
+            source.replace(destination)
+            moved.append(destination)
+    return moved
 
 
 def _name_unnamed_ops_by_position(ov_model) -> None:
