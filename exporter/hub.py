@@ -4,7 +4,17 @@ Both stages talk to the same client and must fail the same way, so everything th
 lives here once: the endpoint is checked once (``check_endpoint``), every client error is turned into one
 of our errors by one function (``hub_error``), idempotent calls are retried with backoff in one place
 (``HubClient.call``), the token is starred out of every message (``redact``), and the client's own
-progress bars are silenced while our progress draws on stderr (``quiet_progress_bars``).
+progress bars and log lines are silenced while our progress draws on stderr (``quiet_client``).
+
+What is retried: no answer at all (refused, reset or dropped connection, DNS failure, timeout), an answer
+cut short (a body that broke off or ended before its ``Content-Length``, a download of the wrong size) and
+the statuses that say "try again" (408, 429, 5xx). The delays are ``RETRY_DELAYS`` (1, 2, 4 s: four attempts),
+or ``EXPORTER_HUB_RETRY_DELAYS`` (comma-separated seconds; ``0`` or empty: one attempt). The client
+retries some calls itself first (the HEAD and GET of a download and LFS upload PUTs: 5 retries over 23 s),
+so on those a Hub that stays down is given up on after about a minute and a half. Calls the client sends
+without a timeout (repo creation, pre-upload, LFS batch, the commit, listings) get ``CALL_TIMEOUT``
+(``EXPORTER_HUB_TIMEOUT``) on the requests transport, so a Hub that stops answering is a timeout, not a hang;
+downloads keep the client's own (``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``).
 
 huggingface_hub 0.36 sends its requests with ``requests``; 1.x sends them with ``httpx``. Connection
 errors of both are recognised, and neither library is imported to do so: the error classes are looked up
@@ -14,6 +24,8 @@ in ``sys.modules``, since an error of a library that was never imported cannot h
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import re
 import sys
 import time
@@ -39,7 +51,15 @@ if TYPE_CHECKING:
 
 # Delays (seconds) before each retry of a failed idempotent Hub call; len() + 1 attempts in all.
 RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0)
+RETRY_DELAYS_ENV = "EXPORTER_HUB_RETRY_DELAYS"  # e.g. "0.5,1": overrides RETRY_DELAYS; "0" or "": no retries
+MAX_RETRIES, MAX_RETRY_DELAY = 10, 120.0  # bounds on what the variable may ask for
+# Seconds a Hub call the client sends without a timeout may wait for an answer (requests transport).
+CALL_TIMEOUT = 60.0
+CALL_TIMEOUT_ENV = "EXPORTER_HUB_TIMEOUT"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# OS failures of this host (a full disk, a folder we may not write) pass through ``HubClient.call`` unchanged:
+# the CLI reports them as such (3 and 2), not as a Hub failure.
+_LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 TOKEN_HINT = "pass a valid token (token=, HF_TOKEN or `hf auth login`)"
 T = TypeVar("T")
 
@@ -108,15 +128,112 @@ def quiet_progress_bars() -> Iterator[None]:
             enable_progress_bars()
 
 
+@contextlib.contextmanager
+def quiet_client() -> Iterator[None]:
+    """``quiet_progress_bars``, and the client's log lines below ERROR dropped ("Retrying in 1s", "Trying to
+    resume download..."): our own retry lines say what happens. ``EXPORTER_VERBOSE=1`` (``--verbose``) lets
+    its log lines through."""
+    import logging
+
+    from exporter.progress import VERBOSE_ENV
+
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    if os.environ.get(VERBOSE_ENV, "") in ("", "0"):
+        logger.setLevel(logging.ERROR)
+    try:
+        with quiet_progress_bars():
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def retry_delays() -> tuple[float, ...]:
+    """The delays before each retry: ``EXPORTER_HUB_RETRY_DELAYS`` (comma-separated seconds; "0" or "": no
+    retry) when set, else ``RETRY_DELAYS``. ``BadInputError`` naming the variable for anything else."""
+    raw = os.environ.get(RETRY_DELAYS_ENV)
+    if raw is None:
+        return tuple(RETRY_DELAYS)
+    if raw.strip() in ("", "0"):
+        return ()
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        delays = ()
+    if not delays or len(delays) > MAX_RETRIES or not all(0 <= delay <= MAX_RETRY_DELAY for delay in delays):
+        raise BadInputError(f"{RETRY_DELAYS_ENV}={raw!r}: expected up to {MAX_RETRIES} comma-separated delays in "
+                            f"seconds, each between 0 and {MAX_RETRY_DELAY:g} (e.g. 1,2,4)")
+    return delays
+
+
+def call_timeout() -> float:
+    """``EXPORTER_HUB_TIMEOUT`` seconds when set (``BadInputError`` naming it unless a positive number), else
+    ``CALL_TIMEOUT``."""
+    raw = os.environ.get(CALL_TIMEOUT_ENV)
+    if raw is None or not raw.strip():
+        return CALL_TIMEOUT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise BadInputError(f"{CALL_TIMEOUT_ENV}={raw!r}: expected seconds, more than 0 and at most 3600")
+    return seconds
+
+
+@contextlib.contextmanager
+def default_timeout(seconds: float) -> Iterator[None]:
+    """Give every request the client sends without a timeout this one, for the duration.
+
+    huggingface_hub 0.36 (requests) sends repo creation, pre-upload, the LFS batch, LFS uploads and the commit
+    with no timeout: a Hub that accepts the connection and never answers would hang the push for ever. The
+    client builds its sessions with a factory (``configure_http_backend``); this wraps the current one so each
+    session's ``request`` fills in ``timeout``, and restores it afterwards. Requests that set their own
+    timeout (downloads: ``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) keep it. With a client that has
+    no such factory (1.x sends its requests with httpx, which has a default timeout) nothing changes."""
+    from huggingface_hub.utils import _http
+
+    configure = getattr(_http, "configure_http_backend", None)
+    previous = getattr(_http, "_GLOBAL_BACKEND_FACTORY", None)
+    if configure is None or previous is None:
+        yield
+        return
+
+    def factory():
+        session = previous()
+        send = session.request
+
+        def request(method, url, *args, **kwargs):
+            if kwargs.get("timeout") is None and len(args) < 7:  # (timeout is the 7th parameter after url)
+                kwargs["timeout"] = seconds
+            return send(method, url, *args, **kwargs)
+
+        session.request = request
+        return session
+
+    configure(backend_factory=factory)
+    try:
+        yield
+    finally:
+        configure(backend_factory=previous)
+
+
 # --------------------------------------------------------------------------------------- what an error is
 
 
 def _connection_error_types() -> tuple[type[BaseException], ...]:
-    """The transport-level failures of the HTTP libraries that are loaded (requests, httpx)."""
+    """The transport-level failures of the HTTP libraries that are loaded (requests, httpx): no answer, or
+    an answer that broke off (``ChunkedEncodingError``: "Connection broken", a body cut short)."""
     found: list[type[BaseException]] = [ConnectionError, TimeoutError]
     requests = sys.modules.get("requests")
     if requests is not None:
-        found += [requests.ConnectionError, requests.Timeout]
+        found += [requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError]
+    urllib3 = sys.modules.get("urllib3")
+    if urllib3 is not None:
+        found.append(urllib3.exceptions.ProtocolError)
+    http_client = sys.modules.get("http.client")
+    if http_client is not None:
+        found.append(http_client.IncompleteRead)
     httpx = sys.modules.get("httpx")
     if httpx is not None:
         found += [getattr(httpx, name) for name in ("NetworkError", "TimeoutException", "RemoteProtocolError")
@@ -142,8 +259,32 @@ def is_offline(error: BaseException) -> bool:
 
 
 def is_connection_error(error: BaseException) -> bool:
-    """The request never got an answer: refused or lost connection, DNS failure, timeout (requests or httpx)."""
+    """The request never got a whole answer: refused or lost connection, DNS failure, timeout, a body that
+    broke off (requests or httpx)."""
     return isinstance(error, _connection_error_types()) and not is_offline(error)
+
+
+_INCOMPLETE = re.compile(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)")  # requests (urllib3)
+_INCOMPLETE_HTTPX = re.compile(r"complete message body: received (\d+) bytes, expected (\d+)")  # httpx (h11)
+_WRONG_SIZE = re.compile(r"Consistency check failed: file should be of size (\d+) but has size (\d+)")
+
+
+def cut_short(error: BaseException) -> tuple[int, int] | None:
+    """(bytes received, bytes expected) of a download that ended short of its size: the body stopped before its
+    ``Content-Length`` (``IncompleteRead``) or the file has another size than the Hub announced (the client's
+    "Consistency check failed"). None for any other error."""
+    text = str(error)
+    incomplete = _INCOMPLETE.search(text)
+    if incomplete:
+        received, missing = int(incomplete.group(1)), int(incomplete.group(2))
+        return received, received + missing
+    incomplete = _INCOMPLETE_HTTPX.search(text)
+    if incomplete:
+        return int(incomplete.group(1)), int(incomplete.group(2))
+    wrong = _WRONG_SIZE.search(text)
+    if wrong and isinstance(error, OSError):
+        return int(wrong.group(2)), int(wrong.group(1))
+    return None
 
 
 def http_status(error: BaseException | None) -> int | None:
@@ -155,33 +296,48 @@ def http_status(error: BaseException | None) -> int | None:
 
 def root_cause(error: BaseException) -> BaseException:
     """The failure behind the client's wrappers: ``hf_hub_download`` raises ``LocalEntryNotFoundError`` (or a
-    ``ValueError`` when forced) *from* the error of its metadata request (offline, connection, HTTP status)."""
+    ``ValueError`` when forced) *from* the error of its metadata request (offline, connection, HTTP status),
+    and ``create_commit`` a ``RuntimeError("Error while uploading ...")`` from that of an LFS upload."""
     seen = {id(error)}
-    while isinstance(error, ValueError) and error.__cause__ is not None and id(error.__cause__) not in seen:
+    while (isinstance(error, (ValueError, RuntimeError)) and error.__cause__ is not None
+           and id(error.__cause__) not in seen):
         error = error.__cause__
         seen.add(id(error))
     return error
 
 
 def retryable(error: BaseException) -> bool:
-    """Worth another attempt: no answer at all, or a status that says "try again later"."""
+    """Worth another attempt: no answer at all, an answer cut short, or a status that says "try again later"."""
     cause = root_cause(error)
     if is_offline(cause) or isinstance(error, ExporterError):
         return False
-    return is_connection_error(cause) or http_status(cause) in RETRYABLE_STATUS
+    return is_connection_error(cause) or cut_short(cause) is not None or http_status(cause) in RETRYABLE_STATUS
+
+
+# A URL's query is left out of messages: LFS upload URLs are pre-signed (the signature is a credential).
+_URL_QUERY = re.compile(r"(https?://[^\s?]+)\?[^\s]*")
+_OS_REASON = re.compile(r"\[Errno -?\d+\] ([^\"')\]]+)|[A-Z]\w*Error\(-?\d+, ['\"]([^'\"]+)['\"]\)")
 
 
 def describe(error: BaseException) -> str:
-    """A short description: the OS reason for a failed connection, else the first line."""
+    """A short description: how much of a download arrived, the OS reason for a failed connection, else the
+    first line."""
     text = str(error).strip()
+    short = cut_short(error)
+    if short is not None:
+        return f"the download was cut short ({short[0]} of {short[1]} bytes received)"
     if is_connection_error(error):
-        reason = re.search(r"\[Errno -?\d+\] ([^\"')]+)", text)
-        if reason:
-            return reason.group(1).strip().lower()
         if "timed out" in text.lower() or isinstance(error, _timeout_types()):
             return "timed out"
+        reason = _OS_REASON.search(text)
+        if reason:
+            return (reason.group(1) or reason.group(2)).strip().lower()
+        if "RemoteDisconnected" in text or "without response" in text:
+            return "the connection was closed without an answer"
+        if "Connection broken" in text:
+            return "the connection broke off mid-answer"
         return type(error).__name__
-    return errors.first_line(error)
+    return _URL_QUERY.sub(r"\1", errors.first_line(error))
 
 
 def hub_error(
@@ -193,13 +349,16 @@ def hub_error(
     revision: str | None = None,
     token: str | None = None,
     attempts: int = 1,
+    path: str | None = None,
 ) -> ExporterError:
     """Our error for a failed huggingface_hub call. ``what`` says what was being done ("downloading
-    config.json of org/name@main"); ``attempts`` how many calls were made. The token is never in the message.
+    config.json of org/name@main"); ``attempts`` how many calls were made; ``path`` the file a download was
+    for. The token is never in the message.
 
     ``BadInputError`` (exit 2): ``HF_HUB_OFFLINE`` set; ``HubAuthError``: a rejected or missing token, a gated
     or forbidden repo; ``NotFoundOnHubError``: no such repo, revision or file. ``HubError`` (exit 3): the Hub
-    could not be reached or answered an error status. ``IntegrityError`` (exit 1): a download of the wrong size.
+    could not be reached or answered an error status. ``IntegrityError`` (exit 1, ``path``): a download cut
+    short or of the wrong size.
     """
     if isinstance(error, ExporterError):
         return error
@@ -218,6 +377,8 @@ def hub_error(
     tries = f" ({attempts} attempts)" if attempts > 1 else ""
     detail = redact(describe(cause), token)
     status = http_status(cause)
+    if cut_short(cause) is not None:
+        return IntegrityError(f"{detail} while {what} from {endpoint}{tries}", path=path)
     if is_offline(cause) or (not_cached and constants.HF_HUB_OFFLINE):
         return BadInputError(f"HF_HUB_OFFLINE is set and {what} needs the Hub{cache_note}; unset HF_HUB_OFFLINE "
                              "(or fetch once with network access)")
@@ -245,8 +406,6 @@ def hub_error(
     if status is not None:
         return HubError(f"the Hub at {endpoint} answered HTTP {status} while {what}{cache_note}{tries}: {detail}",
                         status=status)
-    if isinstance(cause, OSError) and "Consistency check failed" in str(cause):
-        return IntegrityError(f"the download was cut short or has the wrong size while {what}: {detail}")
     return HubError(f"Hub call failed while {what}: {type(cause).__name__}: {detail}")
 
 
@@ -268,7 +427,8 @@ class HubClient:
         self.secret = resolve_token(token)
         self.progress = progress
         self.sleep = sleep
-        self.delays = RETRY_DELAYS  # read at construction, so tests can shorten them
+        self.delays = retry_delays()  # read at construction, so tests can shorten them
+        self.timeout = call_timeout()
         self._api: HfApi | None = None
 
     @property
@@ -293,24 +453,27 @@ class HubClient:
     def log(self, message: str) -> None:
         self.progress.log(self.redact(message))
 
-    def fail(self, error: BaseException, what: str, *, revision: str | None = None,
-             attempts: int = 1) -> ExporterError:
+    def fail(self, error: BaseException, what: str, *, revision: str | None = None, attempts: int = 1,
+             path: str | None = None) -> ExporterError:
         """The ``ExporterError`` for a failed call (see ``hub_error``)."""
         return hub_error(error, what=what, repo_id=self.repo_id, endpoint=self.endpoint, revision=revision,
-                         token=self.secret, attempts=attempts)
+                         token=self.secret, attempts=attempts, path=path)
 
-    def call(self, what: str, function: Callable[[], T], *, revision: str | None = None) -> T:
-        """Run an idempotent call, retrying lost connections and retryable statuses (5xx, 408, 429) with
-        backoff; any other failure, or the last one, is raised as our error (an ``ExporterError`` raised by
-        ``function`` passes unchanged)."""
+    def call(self, what: str, function: Callable[[], T], *, revision: str | None = None,
+             path: str | None = None) -> T:
+        """Run an idempotent call, retrying lost connections, answers cut short and retryable statuses (5xx,
+        408, 429) with backoff; any other failure, or the last one, is raised as our error (an
+        ``ExporterError`` raised by ``function`` passes unchanged; ``path``: the file a download is for)."""
         for attempt in range(self.attempts):
             try:
                 return function()
             except ExporterError:
                 raise
             except Exception as error:  # noqa: BLE001 - mapped below
+                if isinstance(error, OSError) and error.errno in _LOCAL_ERRNOS:
+                    raise  # a full disk or an unwritable folder here: not the Hub's failure
                 if not retryable(error) or attempt == len(self.delays):
-                    raise self.fail(error, what, revision=revision, attempts=attempt + 1) from None
+                    raise self.fail(error, what, revision=revision, attempts=attempt + 1, path=path) from None
                 delay = self.delays[attempt]
                 self.log(f"{what}: {describe(root_cause(error))}; retrying in {delay:g} s")
                 self.sleep(delay)
@@ -318,17 +481,19 @@ class HubClient:
 
     @contextlib.contextmanager
     def session(self, *, point_client: bool = False) -> Iterator[HubClient]:
-        """The span of one push or fetch: the client's bars silenced, its default endpoint pointed here when
-        ``point_client`` (see ``client_endpoint``), and the token starred out of any error raised inside."""
+        """The span of one push or fetch: the client's bars and log lines silenced (``quiet_client``), a
+        timeout on the calls it sends without one (``default_timeout``), its default endpoint pointed here
+        when ``point_client`` (see ``client_endpoint``), and the token starred out of any error raised inside."""
         pointed = client_endpoint(self.endpoint) if point_client else contextlib.nullcontext()
         try:
-            with quiet_progress_bars(), pointed:
+            with quiet_client(), default_timeout(self.timeout), pointed:
                 yield self
         except ExporterError as error:
             error.args = (self.redact(str(error)),)
             raise
 
 
-__all__ = ["HubClient", "RETRYABLE_STATUS", "RETRY_DELAYS", "check_endpoint", "client_endpoint", "describe",
-           "http_status", "hub_error", "is_connection_error", "is_offline", "quiet_progress_bars", "redact",
-           "resolve_endpoint", "resolve_token", "retryable", "root_cause"]
+__all__ = ["CALL_TIMEOUT", "CALL_TIMEOUT_ENV", "HubClient", "RETRYABLE_STATUS", "RETRY_DELAYS", "RETRY_DELAYS_ENV",
+           "call_timeout", "check_endpoint", "client_endpoint", "cut_short", "default_timeout", "describe",
+           "http_status", "hub_error", "is_connection_error", "is_offline", "quiet_client", "quiet_progress_bars",
+           "redact", "resolve_endpoint", "resolve_token", "retry_delays", "retryable", "root_cause"]

@@ -248,6 +248,37 @@ def test_injected_503_on_lfs_upload_is_retried(
     assert download(repo_id, "model.onnx").read_bytes() == payload
 
 
+def test_injected_resets_stalls_and_truncated_bodies(
+    api: HfApi, hub_server: HubServer, download: Callable[..., Path]  # noqa: F811
+) -> None:
+    """What the client sees of each connection-level fault, and that the server carries on afterwards."""
+    repo_id = api.create_repo("test-user/rough-network").repo_id
+    payload = os.urandom(300 * 1024)
+    api.upload_file(path_or_fileobj=payload, path_in_repo="model.onnx", repo_id=repo_id)
+    info = rf"^/api/models/{repo_id}$"
+    file = r"/resolve/[^/]+/model\.onnx$"
+
+    hub_server.reset_next("GET", info)  # a RST, no answer: model_info is sent once, so the client raises
+    with pytest.raises(requests.ConnectionError, match="reset by peer"):
+        api.model_info(repo_id)
+    rule = hub_server.stall_next("GET", info, seconds=5)  # nothing sent: the client's timeout ends the wait
+    with pytest.raises(requests.ReadTimeout):
+        api.model_info(repo_id, timeout=0.3)
+    assert rule.hits == 1 and api.model_info(repo_id).sha  # the next request is served
+
+    hub_server.reset_next("GET", file, keep=1000)  # a RST after 1000 bytes of the body
+    with pytest.raises(requests.exceptions.ChunkedEncodingError, match="Connection broken"):
+        download(repo_id, "model.onnx")
+    hub_server.truncate_next("GET", file, keep=2000)  # Content-Length promises more; 2000 bytes, then closed
+    with pytest.raises(requests.exceptions.ChunkedEncodingError, match=r"IncompleteRead"):
+        download(repo_id, "model.onnx")
+    assert download(repo_id, "model.onnx").read_bytes() == payload  # resumed from the partial file, whole
+    faults = [(r.method, r.status, r.fault_action) for r in hub_server.request_records if r.fault]
+    assert faults == [("GET", None, "reset"), ("GET", None, "stall"), ("GET", 200, "reset"), ("GET", 200, "truncate")]
+    with pytest.raises(ValueError, match="between 0 and"):
+        hub_server.stall_next("GET", info, seconds=10_000)
+
+
 def test_fault_after_commit_then_retry_is_a_client_side_noop(api: HfApi, hub_server: HubServer) -> None:
     repo_id = api.create_repo("test-user/lost-answer").repo_id
     hub_server.fail_next("POST", r"/commit/", after=True)

@@ -47,9 +47,11 @@ def push_command(artifact_dir: str, repo_id: str | None, private: bool | None, c
     folder does not match manifest.json, or when a variant re-run on the stored reference (parity/) no
     longer meets its recorded thresholds (a few seconds per variant; --no-verify skips it, and says so).
     Writes the model card (README.md) and finalises manifest.json, then commits every changed file (large
-    ones through LFS) and deletes remote files the folder no longer has: the branch then holds exactly the
-    folder. Identical content makes no commit. A failed
-    commit call is retried only after checking that it did not land.
+    ones through LFS) and deletes remote files the folder no longer has, naming them before the commit and
+    in the result (--json: "deleted"): the branch then holds exactly the folder. Identical content makes no
+    commit. Hub calls that fail (5xx, timeouts, dropped connections) are retried with backoff, then exit 3;
+    a failed commit call is retried only after checking that it did not land. The branch moves by one
+    commit or not at all: a push killed mid-way leaves it unchanged, and running it again completes it.
 
     \b
     Examples:

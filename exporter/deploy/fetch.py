@@ -26,7 +26,15 @@ accepted only when its size and sha256 match the manifest, also when it was alre
 deletes the file (the cache blob, or the file in ``dest``) and downloads it once more; a second mismatch
 raises ``IntegrityError`` naming the file (``path``), which is deleted. huggingface_hub downloads to ``*.incomplete``
 and renames when done, and a resumed or truncated download still has to match its sha256, so an interrupted
-fetch never leaves a file that a later fetch accepts. Local copies (``dest`` with a local SOURCE) are
+fetch never leaves a file that a later fetch accepts.
+
+Faults: every download is retried by ``exporter.hub.HubClient.call`` (after the client's own retries) when the
+Hub does not answer, answers 5xx/408/429, or the body is cut short (it broke off, or ended before its
+``Content-Length``: resumed from what arrived; a file of the wrong size: downloaded afresh). When the last
+attempt fails, the error names the Hub (``HubError``, exit 3) or, for a download cut short every time, the file
+(``IntegrityError``, exit 1); either way nothing half-written is left: the client's ``*.incomplete`` file of
+that download is deleted (unless another process holds its lock: it is downloading the same file), and a
+``dest`` folder this fetch created is removed entirely. Local copies (``dest`` with a local SOURCE) are
 written to a temporary name and renamed once verified; manifest.json is placed last. A manifest with an
 absolute path or ``..`` anywhere is refused (``ManifestError``, when it is parsed) before any other file is
 fetched.
@@ -391,20 +399,22 @@ class _HubFetch:
 
     def download(self, filename: str, revision: str, force: bool = False) -> Path:
         """One file through ``hf_hub_download`` (into the cache, or into ``dest``), retried when the Hub is
-        unreachable or answers 5xx; a file the Hub does not have is named as such."""
+        unreachable, answers 5xx or the body is cut short; a file the Hub does not have is named as such. A
+        download that fails for good leaves no ``*.incomplete`` file behind (``remove_partial``)."""
         from huggingface_hub import hf_hub_download
         from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-        from exporter.hub import root_cause
+        from exporter.hub import cut_short, is_connection_error, root_cause
 
         where = f"{self.repo_id}@{revision if _COMMIT.match(revision) is None else revision[:12]}"
+        fresh = [force]  # a file of the wrong size is not resumed from: the next attempt starts afresh
 
         def attempt() -> Path:
             try:
                 return Path(hf_hub_download(
                     self.repo_id, filename, revision=revision, endpoint=self.hub.endpoint, token=self.hub.token,
                     cache_dir=self.cache_dir, local_dir=str(self.dest) if self.dest is not None else None,
-                    force_download=force,
+                    force_download=fresh[-1],
                 ))
             except Exception as error:  # noqa: BLE001 - a missing file is this flow's own failure
                 cause = root_cause(error)
@@ -414,9 +424,61 @@ class _HubFetch:
                                                  "repo", repo_id=self.repo_id, revision=revision) from None
                     raise IntegrityError(f"{filename}: listed in {MANIFEST_NAME} but missing from {where}",
                                          path=filename) from None
+                if cut_short(cause) is not None and not is_connection_error(cause):
+                    fresh.append(True)
                 raise
 
-        return self.hub.call(f"downloading {filename} of {where}", attempt, revision=revision)
+        try:
+            return self.hub.call(f"downloading {filename} of {where}", attempt, revision=revision, path=filename)
+        except IntegrityError as error:
+            if error.path == filename and self._remove_partial_quietly(filename):
+                raise IntegrityError(f"{error}; the partial download was deleted", path=filename) from None
+            raise
+        except BaseException:
+            self._remove_partial_quietly(filename)
+            raise
+
+    def _remove_partial_quietly(self, filename: str) -> bool:
+        """``remove_partial``, never masking the failure being raised."""
+        try:
+            return self.remove_partial(filename)
+        except Exception:  # noqa: BLE001 - clean-up on the way out of a failure
+            return False
+
+    def remove_partial(self, filename: str) -> bool:
+        """Delete the client's ``*.incomplete`` download of ``filename`` (in ``dest``), or every one of this repo
+        (in the cache), skipping any whose lock another process holds (it is downloading that file now). True
+        when something was deleted."""
+        import filelock
+
+        candidates: list[tuple[Path, Path]] = []  # (partial file, the lock that guards it)
+        if self.dest is not None:
+            downloads = self.dest / ".cache" / "huggingface" / "download"
+            if downloads.is_dir():
+                from huggingface_hub._local_folder import get_local_download_paths
+
+                paths = get_local_download_paths(self.dest, filename)
+                pattern = paths.incomplete_path("*")
+                candidates = [(partial, paths.lock_path) for partial in pattern.parent.glob(pattern.name)]
+        else:
+            from huggingface_hub import constants
+            from huggingface_hub.file_download import repo_folder_name
+
+            cache = Path(self.cache_dir or constants.HF_HUB_CACHE)
+            folder = repo_folder_name(repo_id=self.repo_id, repo_type="model")
+            candidates = [(partial, cache / ".locks" / folder / partial.name.replace(".incomplete", ".lock"))
+                          for partial in (cache / folder / "blobs").glob("*.incomplete")]
+        removed = False
+        for partial, lock_path in candidates:
+            if not lock_path.parent.is_dir():
+                continue
+            try:
+                with filelock.FileLock(str(lock_path), timeout=0):
+                    partial.unlink(missing_ok=True)
+                    removed = True
+            except (filelock.Timeout, OSError):
+                continue  # another process is downloading it: its file, not ours to delete
+        return removed
 
     def discard(self, path: Path, filename: str) -> None:
         """Delete a file that failed verification, and what would make the client trust it again."""
@@ -449,16 +511,21 @@ class _HubFetch:
     # -- the fetch --------------------------------------------------------------------------------
 
     def fetch(self, select: Select) -> FetchResult:
-        with self.hub.session():
-            return self._fetch(select)
-
-    def _fetch(self, select: Select) -> FetchResult:
         created = None  # the outermost folder of dest that this fetch creates
         if self.dest is not None:
             for folder in [self.dest.absolute(), *self.dest.absolute().parents]:
                 if folder.exists():
                     break
                 created = folder
+        try:
+            with self.hub.session():
+                return self._fetch(select, created)
+        except BaseException:
+            if created is not None:  # a failed fetch leaves no folder it made (a rerun starts afresh)
+                shutil.rmtree(created, ignore_errors=True)
+            raise
+
+    def _fetch(self, select: Select, created: Path | None) -> FetchResult:
         endpoint = self.hub.endpoint
         with self.progress.step(f"Reading {MANIFEST_NAME} of {self.repo_id}@{self.revision} from {endpoint}"):
             manifest_path = self.download(MANIFEST_NAME, self.revision)

@@ -8,13 +8,18 @@ thresholds (the recipe author's gate; loosened ones are named in the card); ``ve
 the commit description and the result say so → finalise the manifest and refresh the model card →
 create the repo (``exist_ok``) → compare the remote tree with the folder → one ``create_commit`` with the
 changed files (LFS through the client's LFS upload) and the deletion of remote files the artifact no longer
-has (``.gitattributes`` is kept) → optionally tag the commit. After a push the branch (or the pull request)
-holds exactly the artifact folder.
+has (``.gitattributes`` is kept; the files are named before the commit and in the result, ``deleted``) →
+optionally tag the commit. After a push the branch (or the pull request) holds exactly the artifact folder.
 
 Identical content makes no commit. The client retries LFS uploads itself but never the commit call: a
 failed commit call (5xx, lost connection, or an answer the client cannot parse) is retried here, bounded and
 with backoff, but only after checking whether the commit landed anyway (the remote tree equals the folder):
-a commit whose answer was lost is not made twice.
+a commit whose answer was lost is not made twice. Every other call (repo creation and lookup, listings, refs,
+tags) is retried by ``exporter.hub.HubClient.call``; a failure before the commit call (pre-upload, LFS
+batch, an LFS upload that failed or timed out) leaves the branch as it was and is retried as a whole (uploads
+the Hub already holds are skipped). The branch moves only by that single commit: a push killed at any point
+(SIGKILL mid-upload included) leaves it at its old commit, or at the new one when the commit call had been
+made, and a rerun completes it (LFS files the Hub already holds are not uploaded again).
 
 The Hub plumbing (endpoint, retries with backoff, the mapping of client errors to ours, the token kept out
 of messages, the client's progress bars silenced) is ``exporter.hub``'s, shared with ``fetch``; this module
@@ -30,6 +35,7 @@ The token is never printed, logged or written: it is removed from every message 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +56,7 @@ from exporter.errors import (
     NotValidatedError,
     ParityFailedError,
 )
-from exporter.hub import HubClient, describe, http_status, resolve_token, retryable
+from exporter.hub import HubClient, describe, http_status, resolve_token, retryable, root_cause
 from exporter.progress import Progress, SilentProgress
 
 KEEP_REMOTE = frozenset({".gitattributes"})
@@ -68,7 +74,7 @@ class PushResult:
     created_commit: bool
     files: int
     changed: int = 0
-    deleted: int = 0
+    deleted: list[str] = field(default_factory=list)  # remote files the commit deleted (the folder lacks them)
     revision: str = DEFAULT_REVISION
     endpoint: str = ""
     pr_ref: str | None = None
@@ -88,12 +94,14 @@ class PushResult:
                      f"Commit: {self.commit_url}"]
         else:
             what = f"{self.changed} of {self.files} files changed" + (
-                f", {self.deleted} deleted" if self.deleted else "")
+                f", {len(self.deleted)} deleted" if self.deleted else "")
             if self.pr_url:
                 opened = f"Opened pull request {self.pr_ref or ''} against {where} ({what}): {self.pr_url}"
                 lines = [opened.replace("  ", " "), f"Commit: {self.commit_url}"]
             else:
                 lines = [f"Pushed to {where} ({what}).", f"Commit: {self.commit_url}"]
+            if self.deleted:
+                lines.append(f"Deleted from {where} (not in the folder): {', '.join(self.deleted)}")
         if self.tag:
             lines.append(f"Tag {self.tag}: {'created' if self.tag_created else 'already'} at {self.commit_oid[:12]}")
         if not self.verified:
@@ -420,6 +428,9 @@ def _push(hub: HubClient, root: Path, manifest: Manifest, local: dict[str, Local
         label = (f"Uploading {len(upload)} file{'s' if len(upload) != 1 else ''} ({size / 1e6:.1f} MB)"
                  + (f", deleting {len(delete)}" if delete else "") + f" to {repo_id}@{revision}"
                  + (" as a pull request" if create_pr else ""))
+        if delete:  # said before anything changes: these remote files go
+            hub.log(f"{repo_id}@{revision} has {len(delete)} file{'s' if len(delete) != 1 else ''} the folder "
+                    f"lacks; the commit deletes {'them' if len(delete) != 1 else 'it'}: {', '.join(delete)}")
         with hub.progress.step(label):
             result = _commit(hub, root, local, upload, delete, head, revision, create_pr, message, description, refs)
     if tag:
@@ -451,14 +462,15 @@ def _commit(hub: HubClient, root: Path, local: dict[str, LocalFile], upload: lis
         except Exception as error:  # noqa: BLE001 - classified below
             trap = isinstance(error, ValueError) and _ENDPOINT_TRAP in str(error)
             stale = http_status(error) == 412  # the branch moved since `head` was read
+            failed = _stage(error, hub.repo_id, revision)
             if not (trap or stale or retryable(error)):
-                raise hub.fail(error, what, revision=revision, attempts=attempt + 1) from None
-            hub.log(f"{what}: {describe(error)}; checking whether the commit landed")
+                raise hub.fail(error, failed, revision=revision, attempts=attempt + 1) from None
+            hub.log(f"{failed}: {describe(root_cause(error))}; checking whether the commit landed")
             landed = _landed(hub, local, head, revision, create_pr, known_prs)
             if landed is not None:
                 oid, pr_ref = landed
                 hub.log(f"the commit landed ({pr_ref or revision} at {oid[:12]}): not committing again")
-                return _result(hub, local, oid, revision, created=True, changed=len(upload), deleted=len(delete),
+                return _result(hub, local, oid, revision, created=True, changed=len(upload), deleted=delete,
                                pr_ref=pr_ref)
             if not create_pr:  # a commit by someone else may have moved the branch: diff against it
                 current = _head(hub, revision)
@@ -468,14 +480,14 @@ def _commit(hub: HubClient, root: Path, local: dict[str, LocalFile], upload: lis
                     if not upload and not delete:
                         return _result(hub, local, head, revision, created=False)
             if attempt == len(hub.delays):
-                raise hub.fail(error, what, revision=revision, attempts=attempt + 1) from None
+                raise hub.fail(error, failed, revision=revision, attempts=attempt + 1) from None
             if not trap:
                 delay = hub.delays[attempt]
                 hub.log(f"{what}: not landed; retrying in {delay:g} s")
                 hub.sleep(delay)
             continue
         created = info.oid != head or bool(info.pr_url)
-        result = _result(hub, local, info.oid, revision, created=created, changed=len(upload), deleted=len(delete),
+        result = _result(hub, local, info.oid, revision, created=created, changed=len(upload), deleted=delete,
                          pr_ref=getattr(info, "pr_revision", None) if created and info.pr_url else None)
         result.commit_url = info.commit_url or result.commit_url
         if created and info.pr_url:
@@ -484,12 +496,32 @@ def _commit(hub: HubClient, root: Path, local: dict[str, LocalFile], upload: lis
     raise AssertionError("unreachable")
 
 
+_LFS_UPLOAD = re.compile(r"Error while uploading '(.+)' to the Hub")
+_STAGES = (("/preupload/", "preparing the upload to"), ("/info/lfs/objects/batch", "negotiating the LFS upload to"),
+           ("/info/lfs/objects/verify", "verifying the LFS upload to"), ("/commit/", "committing to"))
+
+
+def _stage(error: BaseException, repo_id: str, revision: str) -> str:
+    """What a failed ``create_commit`` was doing, for the message: the client wraps an LFS upload's failure in
+    ``RuntimeError("Error while uploading '<path>' ...")``; the other steps are told apart by the URL of the
+    request that failed (pre-upload, LFS batch or verify, the commit itself)."""
+    upload = _LFS_UPLOAD.search(str(error))
+    if upload:
+        return f"uploading {upload.group(1)} to {repo_id}@{revision}"
+    cause = root_cause(error)
+    request = getattr(cause, "request", None) or getattr(getattr(cause, "response", None), "request", None)
+    url = str(getattr(request, "url", "") or "")
+    step = next((label for marker, label in _STAGES if marker in url), "committing to")
+    return f"{step} {repo_id}@{revision}"
+
+
 def _result(hub: HubClient, local: dict[str, LocalFile], oid: str, revision: str, *, created: bool, changed: int = 0,
-            deleted: int = 0, pr_ref: str | None = None) -> PushResult:
+            deleted: list[str] | None = None, pr_ref: str | None = None) -> PushResult:
     pr_url = f"{hub.endpoint}/{hub.repo_id}/discussions/{pr_ref.rsplit('/', 1)[-1]}" if pr_ref else None
     return PushResult(repo_id=hub.repo_id, commit_url=_commit_url(hub, oid), pr_url=pr_url, commit_oid=oid,
                       created_commit=created, files=len(local), changed=changed if created else 0,
-                      deleted=deleted if created else 0, revision=revision, pr_ref=pr_ref, endpoint=hub.endpoint)
+                      deleted=sorted(deleted or []) if created else [], revision=revision, pr_ref=pr_ref,
+                      endpoint=hub.endpoint)
 
 
 def _landed(hub: HubClient, local: dict[str, LocalFile], head: str, revision: str, create_pr: bool,

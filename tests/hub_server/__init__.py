@@ -24,6 +24,10 @@ From Python::
         api = HfApi(endpoint=server.url, token="hf_test_token")
         server.fail_next("POST", r"/commit/", times=1)            # next commit answers 503
         server.fail_next("POST", r"/commit/", after=True)         # commit lands, client still sees 503
+        server.reset_next("GET", r"/resolve/")                    # connection reset, no answer
+        server.reset_next("GET", r"/resolve/", keep=100)          # reset after 100 bytes of the body
+        server.stall_next("PUT", r"^/_lfs/", seconds=3)           # nothing for 3 s, then dropped
+        server.truncate_next("GET", r"/resolve/")                 # Content-Length N, half the body, close
         server.requests                                           # [(method, path), ...]
 
 Client traps (huggingface_hub 0.36.2, verified against its source)
@@ -56,8 +60,11 @@ Client traps (huggingface_hub 0.36.2, verified against its source)
   ``RepositoryNotFoundError`` only for ``https://`` URLs, so this server always sends ``X-Error-Code``.
   A wrong token gets 401 with ``X-Error-Message``/``{"error": "Invalid credentials in Authorization
   header"}``, which the client raises as a plain ``HfHubHTTPError``.
-* The client retries LFS upload PUTs on 5xx (``http_backoff``: 1 s, then 2 s, ...) but never retries
-  the commit POST.
+* The client retries LFS upload PUTs and the HEAD/GET of downloads on 500/502/503/504, timeouts and lost
+  connections (``http_backoff``: 1, 2, 4, 8, 8 s, 5 retries), and resumes a download whose body broke off
+  with a ``ConnectionError``/``ReadTimeout`` (``http_get``: 1 s, 5 times); a body cut short of its
+  ``Content-Length`` (``ChunkedEncodingError``) is not retried. Every other call (repo creation, pre-upload,
+  LFS batch and verify, the commit POST, listings) is sent once, with no timeout.
 
 Simplifications: one user (``username``) owns every namespace; the LFS/regular choice uses fixed
 ``.gitattributes``-style patterns, a 10 MiB size limit and a NUL-byte check on the sample, not the repo's
@@ -72,7 +79,8 @@ on its own:
 * ``common``: constants, LFS rules and small helpers (hashes, timestamps, front matter, repo ids).
 * ``errors``: ``HubResponse``, ``json_response``, ``HubError`` and its shortcuts.
 * ``storage``: ``FileEntry``, ``Commit``, ``RepoState`` and ``HubStorage`` (repos, commits, refs, blobs on disk).
-* ``faults``: ``FaultRule``, ``FaultInjector`` and ``RequestRecord`` (fault injection, request log).
+* ``faults``: ``FaultRule``, ``FaultInjector`` and ``RequestRecord`` (fault injection: statuses, resets,
+  stalls, truncated bodies; the request log).
 * ``request``: ``RequestBody``, ``HubRequest``, ``Route`` and the route path regex fragments.
 * ``app``: ``HubApp``, one method per Hub endpoint.
 * ``httpd``: the ``ThreadingHTTPServer`` subclass and the request handler.
@@ -115,7 +123,7 @@ from .errors import (
     revision_not_found,
     unauthenticated,
 )
-from .faults import FaultInjector, FaultRule, RequestRecord
+from .faults import FAULT_ACTIONS, MAX_STALL, FaultInjector, FaultRule, RequestRecord
 from .request import HubRequest, RequestBody, Route, RouteHandler
 from .server import HubServer
 from .storage import Commit, FileEntry, HubStorage, RepoState
@@ -148,6 +156,8 @@ __all__ = [
     "FileEntry",
     "HubStorage",
     "RepoState",
+    "FAULT_ACTIONS",
+    "MAX_STALL",
     "FaultInjector",
     "FaultRule",
     "RequestRecord",

@@ -1,8 +1,9 @@
 """The public API: ``HubServer``, a local Hub on ``http://host:port`` backed by files under ``root``. It
 wires storage, app, fault injector and HTTP server together, serves in a background thread
-(``start``/``stop`` or a ``with`` block) and offers the hooks the tests use (``fail_next``,
-``requests``, ``count_requests``, ``clear_requests``, ``set_gated``). The tests import it as ``from
-hub_server import HubServer``; see the package docstring (``hub_server/__init__.py``).
+(``start``/``stop`` or a ``with`` block) and offers the hooks the tests use (``fail_next``, ``reset_next``,
+``stall_next``, ``truncate_next``, ``requests``, ``count_requests``, ``clear_requests``, ``set_gated``).
+The tests import it as ``from hub_server import HubServer``; see the package docstring
+(``hub_server/__init__.py``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class HubServer:
         """Bind and serve in a background thread; returns self."""
         if self._httpd is not None:
             return self
+        self.faults.rearm()
         self._httpd = _HubHTTPServer((self.host, self._requested_port), self)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -73,6 +75,7 @@ class HubServer:
         """Stop serving and close the listening socket and any idle keep-alive connections."""
         if self._httpd is None:
             return
+        self.faults.wake()  # end any stall now: its thread must not outlive the server
         self._httpd.shutdown()
         self._httpd.close_connections()
         self._httpd.server_close()
@@ -108,6 +111,33 @@ class HubServer:
         ``after=False``: the request is not processed. ``after=True``: it is processed (a commit lands,
         an upload is stored) and only the answer is replaced. The returned rule's ``hits`` counts uses."""
         return self.faults.add(FaultRule(method.upper(), re.compile(path_regex), times, status, after))
+
+    def reset_next(
+        self, method: str, path_regex: str, times: int = 1, *, keep: int | None = None, after: bool = False
+    ) -> FaultRule:
+        """Make the next ``times`` matching requests (see ``fail_next``) end in a TCP reset.
+
+        ``keep=None``: no answer at all (the client sees a dropped connection); ``keep=N``: the request is
+        processed, the headers and N bytes of the body are sent, then the reset (a connection broken
+        mid-body). ``after=True`` with ``keep=None``: processed (a commit lands), and then no answer."""
+        return self.faults.add(FaultRule(method.upper(), re.compile(path_regex), times, after=after or keep is not None,
+                                         action="reset", keep=keep))
+
+    def stall_next(
+        self, method: str, path_regex: str, times: int = 1, *, seconds: float, after: bool = False
+    ) -> FaultRule:
+        """Make the next ``times`` matching requests (see ``fail_next``) send nothing for ``seconds`` (at most
+        ``MAX_STALL``; ``stop()`` ends a stall early): longer than the client's timeout, it gives up.
+
+        ``after=False``: the request is then dropped unprocessed (a server that hung). ``after=True``: it is
+        processed (a commit lands) and the answer is sent late, to a client that has stopped waiting."""
+        return self.faults.add(FaultRule(method.upper(), re.compile(path_regex), times, after=after, action="stall",
+                                         seconds=seconds))
+
+    def truncate_next(self, method: str, path_regex: str, times: int = 1, *, keep: int | None = None) -> FaultRule:
+        """Make the next ``times`` matching requests (see ``fail_next``) answer with their full
+        ``Content-Length`` but only ``keep`` bytes of the body (default: half), then close the connection."""
+        return self.faults.add(FaultRule(method.upper(), re.compile(path_regex), times, action="truncate", keep=keep))
 
     def clear_faults(self) -> None:
         self.faults.clear()
