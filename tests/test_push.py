@@ -372,7 +372,8 @@ def test_publish_defaults_branch_and_stale_files(folder, hub_server, hub_url, ap
     manifest.publish = {key: value for key, value in manifest.publish.items() if key != "tag"}
     write_manifest(folder, manifest)
     second = exporter.push(folder, revision="dev", endpoint=hub_url, token=HUB_TOKEN)
-    assert second.created_commit and second.revision == "dev" and second.deleted == sorted(entry.path for entry in dropped.files)
+    assert second.created_commit and second.revision == "dev"
+    assert second.deleted == sorted(entry.path for entry in dropped.files)
     dev_files = set(api.list_repo_files("test-user/from-recipe", revision="dev"))
     assert dev_files == set(listed(exporter.read_manifest(folder))) | {"manifest.json", ".gitattributes"}
     assert dropped.file_name in api.list_repo_files("test-user/from-recipe")  # main keeps it
