@@ -37,18 +37,35 @@ def builtin_texts() -> list[ValidationText]:
     return [_from_row(row, "builtin") for row in rows]
 
 
+# A text file for validation, bench or calibration larger than this is a mistake (or an attack), not a text set.
+MAX_TEXT_FILE_BYTES = 64 * 1024 * 1024
+
+
+def read_text_file(path: Path, where: str, what: str) -> str:
+    """The content of a user's text file; ``BadInputError`` naming ``where`` when it is missing, too large
+    (``MAX_TEXT_FILE_BYTES``) or unreadable. ``what`` says what the file is for, e.g. "validation texts"."""
+    path = Path(path)
+    prefix = where if where == str(path) else f"{where}: {path}"
+    if not path.exists():
+        raise BadInputError(f"{prefix}: file not found ({what})")
+    if not path.is_file():
+        raise BadInputError(f"{prefix}: not a file ({what})")
+    size = path.stat().st_size
+    if size > MAX_TEXT_FILE_BYTES:
+        raise BadInputError(f"{prefix}: {size} bytes; {what} may be at most {MAX_TEXT_FILE_BYTES} bytes")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInputError(f"{prefix}: cannot read it ({what}): {error}") from None
+
+
 def read_extra_texts(path: Path) -> list[ValidationText]:
     """Texts from a user file: ``.txt`` one per line (blank lines skipped) or ``.jsonl`` with a "text" field.
 
     Raises ``BadInputError`` naming the file (and line) when it is missing, unreadable, empty or malformed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: validation texts file not found")
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInputError(f"{path}: cannot read validation texts: {error}") from None
+    content = read_text_file(path, str(path), "validation texts")
     suffix = path.suffix.lower()
     if suffix == ".txt":
         texts = [ValidationText(line, "extra") for line in content.splitlines() if line.strip()]

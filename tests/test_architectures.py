@@ -10,23 +10,13 @@ import json
 import numpy as np
 import pytest
 from conftest import cosine, run_plain_runtime, st_model_kwargs, write_recipe
+from models import PIPELINES
 from sentence_transformers import SentenceTransformer
 
 from exporter import build
 
 TEXTS = ["a", "hello world", "a somewhat longer sentence with more tokens in it", "日本語 😀 123", "x " * 200]
 
-PIPELINES = [
-    ("bert", "mean", False, True),
-    ("bert", "cls", False, False),
-    ("bert", "max", True, False),
-    ("bert", "mean_sqrt_len_tokens", True, True),
-    ("bert", "weightedmean", False, True),
-    ("bert", "lasttoken", False, False),
-    ("distilbert", "cls", True, True),
-    ("distilbert", "max", False, True),
-    ("distilbert", "mean", True, False),
-]
 
 
 def _recipe(tmp_path, model_dir, backends=("onnx", "openvino")):

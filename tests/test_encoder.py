@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 from conftest import RECIPES, cosine, write_recipe
+from models import PIPELINES
 from sentence_transformers import SentenceTransformer
 
 import exporter
@@ -19,16 +20,6 @@ from exporter.runtime.pooling import UnsupportedModuleError
 from exporter.texts import builtin_texts
 
 TEXTS = [t.text for t in builtin_texts()][::4] + ["", "  padded with spaces  ", "word " * 300]
-PIPELINES = [
-    ("bert", "mean", False, True),
-    ("bert", "cls", False, False),
-    ("bert", "max", True, False),
-    ("bert", "mean_sqrt_len_tokens", True, True),
-    ("bert", "weightedmean", False, True),
-    ("bert", "lasttoken", False, False),
-    ("distilbert", "cls", True, True),
-    ("distilbert", "mean", True, False),
-]
 ALL_KINDS = "".join(f"  - {{backend: {backend}, graph: {graph}}}\n"
                     for backend in ("onnx", "openvino") for graph in ("transformer", "sentence"))
 

@@ -208,3 +208,17 @@ def test_spearman_matches_scipy_with_ties():
     upper = np.triu_indices(30, k=1)
     expected = scipy_stats.spearmanr(variant[upper], reference[upper]).statistic
     assert spearman(variant, reference) == pytest.approx(expected, abs=1e-12)
+
+
+def test_text_files_are_capped(tmp_path, monkeypatch):
+    """Validation, bench and calibration texts go through one reader with a size cap."""
+    import exporter.texts
+    from exporter.export.calibration import load_corpus
+
+    monkeypatch.setattr(exporter.texts, "MAX_TEXT_FILE_BYTES", 100)
+    big = tmp_path / "big.txt"
+    big.write_text("a line of text\n" * 20, encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"big.txt: 300 bytes; validation texts may be at most 100 bytes"):
+        read_extra_texts(big)
+    with pytest.raises(BadInputError, match=r"calibration.corpus: .*big.txt: 300 bytes"):
+        load_corpus("big.txt", tmp_path)

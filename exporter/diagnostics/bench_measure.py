@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.errors import BadInputError, ExternalError, first_line
 from exporter.runtime.host import cpu_flags, cpu_name
-from exporter.texts import builtin_texts, parse_jsonl
+from exporter.texts import builtin_texts, parse_jsonl, read_text_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,12 +100,7 @@ def load_texts(texts_file: str | Path | None = None) -> tuple[list[str], str]:
     if texts_file is None:
         return [text.text for text in builtin_texts()], f"builtin:{BUILTIN_TEXTS}"
     path = Path(texts_file)
-    if not path.is_file():
-        raise BadInputError(f"texts_file {path}: no such file")
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInputError(f"texts_file {path}: cannot read: {error}") from None
+    content = read_text_file(path, f"texts_file {path}", "bench texts")
     if path.suffix.lower() == ".jsonl":
         texts = [row["text"] for row in parse_jsonl(content, str(path)) if row["text"].strip()]
     else:

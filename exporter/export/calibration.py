@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from exporter.errors import BadInputError
-from exporter.texts import parse_jsonl
+from exporter.texts import parse_jsonl, read_text_file
 
 BUILTIN = "builtin"
 
@@ -56,12 +56,7 @@ def load_corpus(corpus: str, base_dir: Path, column: str = "text", where: str = 
     if corpus == BUILTIN:
         return builtin_calibration_texts()
     path = (base_dir / corpus).resolve()
-    if not path.is_file():
-        raise BadInputError(f"{where}: {path} is not a file (expected 'builtin' or a .txt/.jsonl/.csv file)")
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInputError(f"{where}: cannot read {path}: {error}") from None
+    content = read_text_file(path, where, "expected 'builtin' or a .txt/.jsonl/.csv calibration corpus")
     suffix = path.suffix.lower()
     if suffix == ".txt":
         texts = [line.strip() for line in content.splitlines() if line.strip()]
