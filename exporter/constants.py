@@ -27,3 +27,7 @@ REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9
 DEFAULT_REVISION = "main"
 
 MANIFEST_NAME = "manifest.json"
+
+# The numerics settings every OpenVINO variant is built, validated and run with unless its manifest records others:
+# CPUs with AVX512_BF16 or AMX otherwise run fp32 models in bf16.
+OPENVINO_NUMERICS: dict[str, str] = {"INFERENCE_PRECISION_HINT": "f32"}

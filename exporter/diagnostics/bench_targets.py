@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exporter.artifact.model_folder import check_sentence_transformers_dir, find_source_model, torch_weights_size
+from exporter.constants import OPENVINO_NUMERICS
 from exporter.errors import BadInputError
-from exporter.runtime.runners import DEFAULT_OPENVINO_OPTIONS, RunSpec
+from exporter.runtime.runners import RunSpec
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
@@ -140,7 +141,7 @@ def parse_compare(spec: str, *, trust_remote_code: bool = False) -> Target:
     relative = Path(file_name).as_posix()
     run_spec = RunSpec(name=f"{folder.name}/{relative}", backend=backend, graph="transformer", folder=str(folder),
                        file_name=relative, trust_remote_code=trust_remote_code,
-                       runtime_options=dict(DEFAULT_OPENVINO_OPTIONS) if backend == "openvino" else {})
+                       runtime_options=dict(OPENVINO_NUMERICS) if backend == "openvino" else {})
     return Target(kind="compare", spec=run_spec, precision=None, size_bytes=size)
 
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from exporter.constants import OPENVINO_NUMERICS
 from exporter.progress import quiet_libraries
-
-OPENVINO_RUNTIME_OPTIONS = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
 def read_onnx_as_openvino(onnx_path: Path):
@@ -39,7 +38,7 @@ def save_openvino(ov_model, xml_path: Path, compress_to_fp16: bool = False,
     import openvino as ov
 
     _name_unnamed_ops_by_position(ov_model)  # again: NNCF adds auto-named ops too
-    options = OPENVINO_RUNTIME_OPTIONS if runtime_options is None else runtime_options
+    options = OPENVINO_NUMERICS if runtime_options is None else runtime_options
     for key, value in options.items():
         ov_model.set_rt_info(value, ["runtime_options", key])
     xml_path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.artifact.manifest import CalibrationRecord, QuantizationRecord
+from exporter.constants import OPENVINO_NUMERICS
 from exporter.export.calibration import CalibrationTexts, calibration_texts
 from exporter.export.graphs import GraphSpec, tokenize
 from exporter.export.onnx_backend import (
@@ -26,7 +27,6 @@ from exporter.export.onnx_backend import (
     quantize_onnx_static,
 )
 from exporter.export.openvino_backend import (
-    OPENVINO_RUNTIME_OPTIONS,
     compress_openvino_weights,
     quantize_openvino_static,
     read_onnx_as_openvino,
@@ -115,7 +115,7 @@ class VariantBuilder:
             runtime_options: dict[str, str] = {}
         else:
             files = self._build_openvino(variant, source, spec, target, calibration)
-            runtime_options = dict(OPENVINO_RUNTIME_OPTIONS)
+            runtime_options = dict(OPENVINO_NUMERICS)
         return BuiltFiles(
             files=files, spec=spec, optimize=variant.optimize, quantization=record,
             calibration=CalibrationRecord(

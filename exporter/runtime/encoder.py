@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from exporter.artifact import model_folder
+from exporter.constants import OPENVINO_NUMERICS
 from exporter.errors import BadInputError, ExternalError, RuntimeUnavailableError, first_line
 from exporter.runtime.pooling import Features, l2_normalize, pipeline_after_transformer
 from exporter.runtime.tokenization import TextTokenizer
@@ -37,7 +38,7 @@ MODES = ("latency", "throughput")
 DEVICES = ("auto", "cpu", "cuda", "gpu")
 # Numerics for artifacts that record none: what every validation of this tool has used.
 DEFAULT_NUMERICS = {
-    "openvino": {"INFERENCE_PRECISION_HINT": "f32"},
+    "openvino": dict(OPENVINO_NUMERICS),
     "onnx": {"execution_provider": "CPUExecutionProvider", "graph_optimization_level": "ORT_ENABLE_ALL"},
 }
 
@@ -77,9 +78,8 @@ class Encoder:
         self.variant = variant
         self.mode = mode
         self._lock = threading.Lock()
-        self.max_seq_length = model_folder.max_seq_length(self.folder, manifest) or None
-        self.tokenizer = TextTokenizer(self.folder, self.max_seq_length)
-        self.max_seq_length = self.tokenizer.max_length
+        self.tokenizer = TextTokenizer(self.folder, model_folder.max_seq_length(self.folder, manifest))
+        self.max_seq_length = self.tokenizer.max_length  # the folder's, else the tokenizer's fallback rule
         self.steps = pipeline_after_transformer(self.folder) if variant.graph == "transformer" else []
         self.prompts, self.default_prompt_name = _prompts(self.folder)
         if not variant.inputs:

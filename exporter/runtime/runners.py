@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from exporter.artifact import model_folder
+from exporter.constants import OPENVINO_NUMERICS
 from exporter.errors import BadInputError, ExporterError, ExternalError, first_line
 from exporter.progress import quiet_libraries
 
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
 
 SENTENCE_OUTPUT = "sentence_embedding"
-# What OpenVINO variants run with when their manifest entry records no runtime_options (older artifacts).
-DEFAULT_OPENVINO_OPTIONS = {"INFERENCE_PRECISION_HINT": "f32"}
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -62,7 +61,7 @@ class RunSpec:
             raise BadInputError(f"variant {variant.name!r}: unknown graph {variant.graph!r} in the manifest")
         options = dict(variant.runtime_options)
         if variant.backend == "openvino" and not options:
-            options = dict(DEFAULT_OPENVINO_OPTIONS)
+            options = dict(OPENVINO_NUMERICS)
         return cls(name=variant.name, backend=variant.backend, graph=variant.graph, folder=str(folder),
                    file_name=variant.file_name, inputs=tuple(variant.inputs), output=variant.output,
                    max_seq_length=model_folder.max_seq_length(folder, manifest), runtime_options=options,
