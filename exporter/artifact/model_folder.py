@@ -45,16 +45,28 @@ def transformer_module_path(folder: Path) -> str:
     )
 
 
-def sentence_bert_config(folder: Path) -> dict[str, Any]:
-    """The Transformer module's ``sentence_bert_config.json`` (``{}`` when absent); ``BadInputError`` when malformed."""
-    path = Path(folder) / transformer_module_path(folder) / "sentence_bert_config.json"
+def read_config(path: Path, *, what: str = "config", required: bool = False) -> dict[str, Any]:
+    """A JSON object config file of a model folder: ``{}`` when absent (``BadInputError`` when ``required``) or not
+    an object (``BadInputError`` when ``required``); ``BadInputError`` naming the file when it is malformed."""
+    path = Path(path)
     if not path.is_file():
+        if required:
+            raise BadInputError(f"{path}: malformed {what}: missing")
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadInputError(f"{path}: malformed: {error}") from None
-    return data if isinstance(data, dict) else {}
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BadInputError(f"{path}: malformed {what}: {error}") from None
+    if not isinstance(data, dict):
+        if required:
+            raise BadInputError(f"{path}: malformed {what}: expected a JSON object")
+        return {}
+    return data
+
+
+def sentence_bert_config(folder: Path) -> dict[str, Any]:
+    """The Transformer module's ``sentence_bert_config.json`` (``{}`` when absent); ``BadInputError`` when malformed."""
+    return read_config(Path(folder) / transformer_module_path(folder) / "sentence_bert_config.json")
 
 
 def max_seq_length(folder: Path, manifest: Manifest | None = None) -> int | None:

@@ -14,7 +14,6 @@ from the compiled model where the runtime can tell.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -195,14 +194,10 @@ class Encoder:
 
 
 def _prompts(folder: Path) -> tuple[dict[str, str], str | None]:
-    path = folder / "config_sentence_transformers.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise BadInputError(f"{path}: malformed: {error}") from None
-    prompts = data.get("prompts") if isinstance(data, dict) else None
+    data = model_folder.read_config(folder / "config_sentence_transformers.json")
+    prompts = data.get("prompts")
     prompts = {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
-    default = data.get("default_prompt_name") if isinstance(data, dict) else None
+    default = data.get("default_prompt_name")
     return prompts, default if isinstance(default, str) and default in prompts else None
 
 

@@ -9,7 +9,6 @@ refused when the folder is loaded (``UnsupportedModuleError``, exit 2), never sk
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -140,13 +139,7 @@ Step = Callable[[Features], Features]
 
 
 def _config(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise BadInputError(f"{path}: malformed module config: {error}") from None
-    if not isinstance(data, dict):
-        raise BadInputError(f"{path}: malformed module config: expected a JSON object")
-    return data
+    return model_folder.read_config(path, what="module config", required=True)
 
 
 def _pooling(directory: Path) -> Pooling:
