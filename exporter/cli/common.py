@@ -91,10 +91,9 @@ def _redact(text: str) -> str:
     """Tokens never reach a log: HF_TOKEN's value and anything shaped like a Hub token are starred out."""
     import re
 
-    token = os.environ.get("HF_TOKEN")
-    if token and len(token) >= 8:
-        text = text.replace(token, "***")
-    return re.sub(r"\bhf_[A-Za-z0-9]{8,}\b", "hf_***", text)
+    from exporter.hub import redact
+
+    return re.sub(r"\bhf_[A-Za-z0-9]{8,}\b", "hf_***", redact(text, os.environ.get("HF_TOKEN")))
 
 
 LOG_FILE_ENV = "EXPORTER_LOG_FILE"
