@@ -7,7 +7,7 @@ from typing import Literal, get_args
 
 # Each Literal is the one list of its values: recipes validate against it, every stage iterates over it.
 Backend = Literal["onnx", "openvino"]
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Graph = Literal["transformer", "sentence"]
 Optimize = Literal["none", "O1", "O2", "O3"]
 Method = Literal["dynamic", "static", "weight_only"]
@@ -31,3 +31,15 @@ MANIFEST_NAME = "manifest.json"
 # The numerics settings every OpenVINO variant is built, validated and run with unless its manifest records others:
 # CPUs with AVX512_BF16 or AMX otherwise run fp32 models in bf16.
 OPENVINO_NUMERICS: dict[str, str] = {"INFERENCE_PRECISION_HINT": "f32"}
+# A bf16 variant is the same graph compiled with bf16 inference precision (OpenVINO keeps the ops that need
+# it, e.g. softmax and normalisation statistics, in f32). It runs natively only where the CPU has one of
+# NATIVE_BF16_FLAGS; elsewhere OpenVINO runs it in f32 or emulates bf16.
+OPENVINO_BF16_NUMERICS: dict[str, str] = {"INFERENCE_PRECISION_HINT": "bf16"}
+NATIVE_BF16_FLAGS: frozenset[str] = frozenset({"avx512_bf16", "amx_bf16"})
+# Backends a precision can be built for (the others run on every backend).
+PRECISION_BACKENDS: dict[str, tuple[str, ...]] = {"bf16": ("openvino",)}
+
+
+def openvino_numerics(precision: str) -> dict[str, str]:
+    """The numerics settings an OpenVINO variant of ``precision`` is built, validated and run with."""
+    return dict(OPENVINO_BF16_NUMERICS if precision == "bf16" else OPENVINO_NUMERICS)

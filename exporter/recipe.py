@@ -16,7 +16,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporter.artifact.layout import FileNameConflict, VariantFiles, assign_file_names, file_name_problem
-from exporter.constants import DEFAULT_METHOD, METHODS, Backend, Graph, Isa, Method, Optimize, Precision
+from exporter.constants import (
+    BACKENDS,
+    DEFAULT_METHOD,
+    METHODS,
+    PRECISION_BACKENDS,
+    Backend,
+    Graph,
+    Isa,
+    Method,
+    Optimize,
+    Precision,
+)
 from exporter.errors import RecipeError
 from exporter.validators.thresholds import Thresholds
 
@@ -179,6 +190,10 @@ class Variant(_Strict):
     def _valid_combination(self) -> Variant:
         if self.optimize != "none" and self.backend != "onnx":
             raise _LocatedError(("optimize",), "only for backend onnx (OpenVINO optimises at load time)")
+        backends = PRECISION_BACKENDS.get(self.precision, BACKENDS)
+        if self.backend not in backends:
+            raise _LocatedError(("precision",), f"{self.precision} is built only for backend "
+                                                f"{' | '.join(backends)}, not {self.backend}")
         problem = file_name_problem(self)
         if problem is not None:
             raise _LocatedError(("file_name",), problem)

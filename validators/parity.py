@@ -29,6 +29,7 @@ from exporter.artifact import model_folder, safety
 from exporter.artifact.manifest import Manifest, Variant, read_manifest, write_manifest
 from exporter.errors import BadInputError, RuntimeUnavailableError, first_line
 from exporter.progress import Progress, SilentProgress
+from exporter.runtime.packages import component_version
 from exporter.runtime.runners import RunSpec, VariantRunner, load_runner
 from exporter.runtime.tokenization import TextTokenizer
 from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
@@ -189,9 +190,11 @@ def validate_variant(
     also check a ``graph: transformer`` variant loaded through sentence-transformers."""
     started = time.perf_counter()
     texts = [t.text for t in reference.texts]
+    inference_precision = None
     try:
         spec = RunSpec.for_variant(folder, manifest, variant, trust_remote_code=trust_remote_code)
         runner = load_runner(spec)
+        inference_precision = getattr(runner, "settings", {}).get("compiled_inference_precision")
         metrics = {
             p.batch_size: measure(encode_pass(runner, texts, p), reference.embeddings[p.indices]) for p in passes
         }
@@ -216,6 +219,7 @@ def validate_variant(
         checks=checks,
         seconds=time.perf_counter() - started,
         loosened=loosened(thresholds, variant.precision),
+        inference_precision=inference_precision,
     )
 
 
@@ -231,6 +235,10 @@ def sentence_transformers_check(folder: Path, manifest: Manifest, variant: Varia
         import sentence_transformers  # noqa: F401 - presence only
     except ImportError:
         return not_run_check(SENTENCE_TRANSFORMERS_CHECK, "sentence-transformers is not installed here")
+    if variant.backend == "onnx" and component_version("optimum-onnx") is None:
+        return not_run_check(SENTENCE_TRANSFORMERS_CHECK, "sentence-transformers' ONNX backend needs optimum-onnx, "
+                             "which has no release for transformers 5: compat/check_st57.sh checks it in a "
+                             "sentence-transformers 5.7 environment")
     try:
         runner = load_runner(spec)
     except Exception as error:  # noqa: BLE001 - e.g. no optimum backend for it in this environment

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from exporter.artifact.integrity import file_entry, write_text_atomic
 from exporter.artifact.manifest import Parity, ValidationRecord, read_manifest, write_manifest
+from exporter.runtime.host import HostProfile
 from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE
 from exporter.validators.report import REPORT_NAME, ParityReport
 
@@ -28,10 +29,12 @@ def record_results(folder: Path, report: ParityReport) -> Path:
     manifest = read_manifest(folder)
     write_text_atomic(folder / REPORT_NAME, report.to_json() + "\n")
     results = {variant.name: variant for variant in report.variants}
+    validating_host = HostProfile.detect(probe=False).cpu_line()
     for entry in manifest.variants:
         result = results.get(entry.name)
         entry.parity = None if result is None else Parity(
-            passed=result.passed, **{name: result.check(name).measured for name in HEADLINE_CHECKS})
+            passed=result.passed, **{name: result.check(name).measured for name in HEADLINE_CHECKS},
+            inference_precision=result.inference_precision, validated_on=validating_host)
     for relative in (TEXTS_FILE, REFERENCE_FILE, REPORT_NAME):
         if (folder / relative).is_file():
             manifest.set_shared_file(file_entry(folder, relative))

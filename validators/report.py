@@ -31,6 +31,9 @@ class VariantResult:
     checks: list[Check]
     seconds: float = 0.0
     loosened: list[Loosened] = field(default_factory=list)  # thresholds below the precision's defaults
+    # What the runtime computed in on this host, read back from the compiled model (OpenVINO: "f32", "bf16"...);
+    # None where the runtime has no such setting (ONNX Runtime on the CPU computes in the graph's types).
+    inference_precision: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -123,6 +126,7 @@ class ParityReport:
                     "file_name": v.file_name, "passed": v.passed, "seconds": round(v.seconds, 3),
                     "thresholds": dict(v.thresholds),
                     "loosened": [item.to_dict() for item in v.loosened],
+                    "inference_precision": v.inference_precision,
                     "checks": [_json_safe(asdict(check)) for check in v.checks],
                 }
                 for v in self.variants

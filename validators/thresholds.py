@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-Precision = Literal["fp32", "fp16", "int8"]
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
 THRESHOLD_KEYS = ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")
 # No threshold may be lower: below it a gate passes any variant that runs (cosine_min -1 accepts anything).
 SANITY_FLOOR = 0.5
@@ -65,12 +65,13 @@ _SHARED_FLOORS = {"cosine_mean": 0.99, "neighbour_overlap": 0.90, "spearman": 0.
 _DEFAULTS: dict[str, dict[str, float]] = {
     "fp32": {**_SHARED_FLOORS, "cosine_min": 0.9999},
     "fp16": {**_SHARED_FLOORS, "cosine_min": 0.999},
+    "bf16": {**_SHARED_FLOORS, "cosine_min": 0.999},  # reduced-precision float compute: as fp16
     "int8": {**_SHARED_FLOORS, "cosine_min": 0.95},
 }
 
 
 def default_thresholds(precision: str) -> Thresholds:
-    """The default thresholds of a precision ("fp32", "fp16" or "int8"). Raises ``ValueError`` otherwise."""
+    """The default thresholds of a precision ("fp32", "fp16", "bf16" or "int8"). Raises ``ValueError`` otherwise."""
     try:
         return Thresholds(**_DEFAULTS[precision])
     except KeyError:

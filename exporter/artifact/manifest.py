@@ -133,6 +133,10 @@ class Parity(_Record):
     cosine_mean: float | None = None
     neighbour_overlap: float | None = None
     spearman: float | None = None
+    # What the runtime computed in on the validating host (OpenVINO's compiled INFERENCE_PRECISION_HINT), and that
+    # host's CPU: a bf16 variant runs as validated only where the CPU has AVX512_BF16 or AMX-BF16.
+    inference_precision: str | None = None
+    validated_on: str | None = None
 
 
 class BenchSummary(_Record):

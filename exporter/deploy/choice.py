@@ -11,7 +11,8 @@ How ``auto`` chooses, in order:
    openvino. Both graph kinds run in the deploy runtime (``exporter.load``), so nothing else is needed.
 3. Each remaining variant gets a fit for this host: ``good``, ``check`` (works, but this host's numerics or
    kernels differ from where it was validated: check it once, ``fetch(..., check=True)``) or ``poor`` (known to
-   misbehave here). Poor: an ONNX int8 graph quantised without the reduced 7-bit weight range
+   misbehave here). Check: a bf16 variant on a CPU without AVX512_BF16 / AMX-BF16 (OpenVINO falls back to f32
+   or emulates bf16 there). Poor: an ONNX int8 graph quantised without the reduced 7-bit weight range
    (``quantization.isa`` ``avx512_vnni`` / ``arm64``, or ``static``) on an x86 CPU without VNNI, where the
    uint8 x int8 kernels can saturate; an unsupported CPU architecture. Check: OpenVINO int8 on ARM, unknown
    CPUs. OpenVINO fp32/fp16 on ARM is good (the reason still says to check it once).
@@ -23,8 +24,8 @@ How ``auto`` chooses, in order:
    ``parity.cosine_min``, then the name.
    Speed is the manifest's bench numbers (``bench.ratio_to_torch``, else ``bench.throughput``) when every
    CPU candidate has them (they were measured on the build host), else an estimate from the precision and
-   this CPU: int8 x2.0 with VNNI / AMX / ARM dot-product, x1.3 without, fp16 x0.95 (half the file, fp32
-   compute on CPUs), fp32 x1.0; on the GPU fp16 x4.0, fp32 x3.0.
+   this CPU: int8 x2.0 with VNNI / AMX / ARM dot-product, x1.3 without, bf16 x1.6 with AVX512_BF16 / AMX-BF16,
+   x0.9 without, fp16 x0.95 (half the file, fp32 compute on CPUs), fp32 x1.0; on the GPU fp16 x4.0, fp32 x3.0.
 
 The manifest comes in typed (``exporter.artifact.manifest.Manifest``) and the choice hands back its
 ``Variant``. Messages name the parameters (``backend=``, ``min_cosine=``), not the CLI's flags. Nothing here
@@ -167,6 +168,9 @@ def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: Hos
         elif host.arch == "x86_64" and method == "dynamic" and isa in ("avx2", "avx512") and host.vnni:
             candidate.notes.append(f"reduced-range weights for {isa}: works here, a build with isa avx512_vnni "
                                    "would be slightly more accurate")
+    if candidate.precision == "bf16" and not host.native_bf16:
+        demote("check", "bf16 runs natively only on CPUs with AVX512_BF16 or AMX-BF16: on this one OpenVINO falls "
+                        f"back to f32 or emulates bf16 (slower than the fp32 variant); {CHECK_HINT}")
     if candidate.backend == "openvino" and host.arch == "arm64":
         if candidate.precision == "int8":
             demote("check", f"OpenVINO's ARM CPU plugin lacks int8 kernels for many ops: {CHECK_HINT}")
@@ -179,6 +183,8 @@ def _estimate_speed(candidate: Candidate, host: HostProfile) -> float:
         return 4.0 if candidate.precision == "fp16" else 3.0
     if candidate.precision == "int8":
         return 2.0 if host.int8_accelerated else 1.3
+    if candidate.precision == "bf16":
+        return 1.6 if host.native_bf16 else 0.9
     return 0.95 if candidate.precision == "fp16" else 1.0
 
 

@@ -153,7 +153,7 @@ def build(
         with progress.step(f"Loading {source.location}"):
             model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
         with progress.step("Writing sentence-transformers files"):
-            write_shared_files(model, staging.folder)
+            write_shared_files(model, staging.folder, source.directory)
         file_names = loaded.recipe.file_names()  # from the whole recipe: a subset gets the same names
         built = export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names)
         write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder))
@@ -241,14 +241,17 @@ def check_input_files(loaded: LoadedRecipe, variants: list[Variant]) -> None:
             raise BadInputError(f"{loaded.path}: validation.texts: {path} is not a file")
 
 
-def write_shared_files(model, folder: Path) -> None:
+def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     """The model's sentence-transformers files (configs, tokenizer, module folders) without torch weights
     of the Transformer module, which the exported graphs replace. Dense layers keep their weights: the
-    sentence-transformers backends run every module after the Transformer in torch. The tokenizer files state
-    the model's max_seq_length (``exporter.export.tokenizer_files``)."""
+    sentence-transformers backends run every module after the Transformer in torch. The configs are the
+    source's own where it has them (``exporter.export.source_configs``: old and new sentence-transformers read
+    them); the tokenizer files state the model's max_seq_length (``exporter.export.tokenizer_files``)."""
+    from exporter.export.source_configs import keep_source_configs
     from exporter.export.tokenizer_files import state_max_seq_length
 
     model.save(str(folder), create_model_card=False)
+    keep_source_configs(source_dir, folder)
     if model.max_seq_length:
         state_max_seq_length(folder, int(model.max_seq_length))
     transformer_dir = folder / transformer_module_path(folder)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.artifact.manifest import CalibrationRecord, QuantizationRecord
-from exporter.constants import OPENVINO_NUMERICS
+from exporter.constants import openvino_numerics
 from exporter.export.calibration import CalibrationTexts, calibration_texts
 from exporter.export.graphs import GraphSpec, tokenize
 from exporter.export.onnx_backend import (
@@ -114,8 +114,8 @@ class VariantBuilder:
             files = self._build_onnx(variant, source, spec, target, record, calibration)
             runtime_options: dict[str, str] = {}
         else:
-            files = self._build_openvino(variant, source, spec, target, calibration)
-            runtime_options = dict(OPENVINO_NUMERICS)
+            runtime_options = openvino_numerics(variant.precision)
+            files = self._build_openvino(variant, source, spec, target, calibration, runtime_options)
         return BuiltFiles(
             files=files, spec=spec, optimize=variant.optimize, quantization=record,
             calibration=CalibrationRecord(
@@ -143,19 +143,20 @@ class VariantBuilder:
         return onnx_files(target)
 
     def _build_openvino(self, variant: Variant, source: Path, spec: GraphSpec, target: Path,
-                        calibration: CalibrationTexts | None) -> list[Path]:
+                        calibration: CalibrationTexts | None, runtime_options: dict[str, str]) -> list[Path]:
         ov_model = read_onnx_as_openvino(source)
         if variant.precision == "fp32":
-            return save_openvino(ov_model, target)
-        if variant.precision == "fp16":
-            return save_openvino(ov_model, target, compress_to_fp16=True)
+            return save_openvino(ov_model, target, runtime_options=runtime_options)
+        if variant.precision in ("fp16", "bf16"):
+            # bf16: fp16 weights (half the file; their 11 significant bits cover bf16's 8), bf16 compute
+            return save_openvino(ov_model, target, compress_to_fp16=True, runtime_options=runtime_options)
         quantization = variant.resolved_quantization
         if quantization.method == "static":
             feeds = self.calibration_feeds(calibration.texts, spec)
             ov_model = quantize_openvino_static(ov_model, feeds, quantization.exclude, quantization.smooth_quant)
         else:
             ov_model = compress_openvino_weights(ov_model, quantization.exclude)
-        return save_openvino(ov_model, target)
+        return save_openvino(ov_model, target, runtime_options=runtime_options)
 
 
 def _heads_and_hidden_size(config) -> tuple[int, int]:

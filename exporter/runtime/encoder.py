@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from exporter.artifact import model_folder
-from exporter.constants import OPENVINO_NUMERICS
+from exporter.constants import NATIVE_BF16_FLAGS, OPENVINO_NUMERICS
 from exporter.errors import BadInputError, ExternalError, RuntimeUnavailableError, first_line
 from exporter.runtime.pooling import Features, l2_normalize, pipeline_after_transformer
 from exporter.runtime.tokenization import TextTokenizer
@@ -47,6 +47,16 @@ def numerics_settings(variant: Variant) -> dict[str, str]:
     recorded = dict(variant.runtime_options)
     defaults = DEFAULT_NUMERICS.get(variant.backend, {})
     return {**defaults, **recorded}
+
+
+def bf16_support(compiled_precision: str) -> str:
+    """How a variant compiled with bf16 inference precision runs on this CPU: ``native`` (AVX512_BF16 or
+    AMX-BF16), ``emulated`` (OpenVINO kept bf16 without the instructions: slow) or ``f32`` (it fell back)."""
+    from exporter.runtime.host import cpu_flags
+
+    if compiled_precision != "bf16":
+        return "f32"
+    return "native" if cpu_flags() & NATIVE_BF16_FLAGS else "emulated"
 
 
 def physical_cores() -> int:
@@ -298,12 +308,15 @@ class _OpenVinoSession(_Session):
             self.queue = ov.AsyncInferQueue(self.compiled, int(self.compiled.get_property(
                 "OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self.speed_settings = speed
+        compiled_precision = self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         self.read_back = {
-            "compiled_inference_precision": self.compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
+            "compiled_inference_precision": compiled_precision,
             "compiled_num_threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS")),
             "compiled_num_streams": int(self.compiled.get_property("NUM_STREAMS")),
             "openvino_device": ov_device,
         }
+        if ov_device == "CPU" and numerics.get("INFERENCE_PRECISION_HINT") == "bf16":
+            self.read_back["bf16"] = bf16_support(compiled_precision)
 
     def run_all(self, feeds: list[dict[str, np.ndarray]], advance: Callable[[], None]) -> list[np.ndarray]:
         if self.queue is None or len(feeds) < 2:

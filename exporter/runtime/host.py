@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.constants import NATIVE_BF16_FLAGS
 from exporter.runtime.packages import COMPONENTS, component_version
 
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx512vnni", "avx_vnni", "avxvnni", "avx_vnni_int8"})
@@ -82,6 +83,11 @@ class HostProfile:
         return bool(self.cpu_flags & AMX_FLAGS)
 
     @property
+    def native_bf16(self) -> bool:
+        """bf16 matrix products in hardware (AVX512_BF16 or AMX-BF16): where OpenVINO's bf16 pays off."""
+        return bool(self.cpu_flags & NATIVE_BF16_FLAGS)
+
+    @property
     def arm_dot(self) -> bool:
         return bool(self.cpu_flags & ARM_DOT_FLAGS)
 
@@ -124,6 +130,11 @@ class HostProfile:
         else:
             gpu = "no CUDA"
         return f"{cpu}, {gpu}"
+
+    def cpu_line(self) -> str:
+        """The CPU's name and the reported flags it has: "Intel(R) Xeon(R) ... (avx2, avx512f, avx512_bf16)"."""
+        flags = [flag for flag in REPORTED_FLAGS if flag in self.cpu_flags]
+        return f"{self.cpu_name or self.arch} ({', '.join(flags) or 'no reported flags'})"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

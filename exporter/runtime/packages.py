@@ -32,8 +32,11 @@ PACKAGES: tuple[Package, ...] = (
     Package("sentence-transformers", "sentence_transformers", ("sentence-transformers",),
             "pip install sentence-transformers", needed_for="all"),
     Package("optimum", "optimum", ("optimum",), "pip install optimum", needed_for="all"),
+    # sentence-transformers' ONNX backend; optimum-onnx has no release for transformers 5, so it installs only in a
+    # sentence-transformers 5.7 environment (compat/st57-constraints.txt), not beside the build stack.
     Package("optimum-onnx", "optimum.onnxruntime", ("optimum-onnx", "optimum"),
-            'pip install "sentence-transformers[onnx]"'),
+            "pip install -c compat/st57-constraints.txt \"sentence-transformers[onnx]==5.7.0\" "
+            "(a separate environment: optimum-onnx needs transformers 4)"),
     Package("optimum-intel", "optimum.intel", ("optimum-intel",), 'pip install "sentence-transformers[openvino]"'),
     Package("onnx", "onnx", ("onnx",), "pip install onnx"),
     Package("onnxruntime", "onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino",
