@@ -15,6 +15,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from hub_fixtures import hub_endpoint, hub_server, hub_url_fixture  # noqa: F401, E402
 from models import MINILM_DIR, build_tiny_model  # noqa: E402
 
+from exporter.runtime.packages import component_version  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 
@@ -69,6 +71,26 @@ def run_plain_runtime(folder: Path, variant, tokenizer, texts: list[str], max_le
         == variant.runtime_options["INFERENCE_PRECISION_HINT"]
     )
     return compiled(feeds)[0]
+
+
+# sentence-transformers 6 loads ONNX only through optimum-onnx, which has no release for transformers 5: in the
+# build environment ONNX transformer graphs run through the deploy runtime instead, and compat/check_st57.sh
+# proves that sentence-transformers 5.7 loads them.
+SENTENCE_TRANSFORMERS_ONNX = component_version("optimum-onnx") is not None
+
+
+def encode_transformer_variant(folder: Path, variant, texts: list[str]) -> np.ndarray:
+    """Encode with a graph: transformer variant as a user would here: ``SentenceTransformer(folder, backend=...)``
+    as the card says, or — for ONNX where this sentence-transformers cannot load it — the deploy runtime."""
+    if variant.backend == "onnx" and not SENTENCE_TRANSFORMERS_ONNX:
+        from exporter import load_encoder
+
+        return load_encoder(folder, variant.name).encode(texts)
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(folder), device="cpu", backend=variant.backend,
+                                model_kwargs=st_model_kwargs(variant))
+    return model.encode(texts)
 
 
 def st_model_kwargs(variant) -> dict:

@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import cosine, run_plain_runtime, st_model_kwargs, write_recipe
+from conftest import cosine, encode_transformer_variant, run_plain_runtime, write_recipe
 from models import PIPELINES
 from sentence_transformers import SentenceTransformer
 
@@ -39,9 +39,7 @@ def test_sentence_graph_matches_sentence_transformers(tmp_path, tiny_model, arch
         if variant.graph == "sentence":
             got = run_plain_runtime(result.output, variant, reference.tokenizer, TEXTS, reference.max_seq_length)
         else:
-            loaded = SentenceTransformer(str(result.output), backend=variant.backend,
-                                         model_kwargs=st_model_kwargs(variant))
-            got = loaded.encode(TEXTS)
+            got = encode_transformer_variant(result.output, variant, TEXTS)
         assert got.shape == expected.shape, variant.name
         assert got.dtype == np.float32
         assert cosine(got, expected).min() >= 0.9999, variant.name
@@ -85,7 +83,6 @@ def test_large_models_use_onnx_external_data(tmp_path, tiny_model, monkeypatch):
         if variant.graph == "sentence":
             got = run_plain_runtime(result.output, variant, reference.tokenizer, TEXTS, reference.max_seq_length)
         else:
-            got = SentenceTransformer(str(result.output), backend=variant.backend,
-                                      model_kwargs=st_model_kwargs(variant)).encode(TEXTS)
+            got = encode_transformer_variant(result.output, variant, TEXTS)
         minimum = 0.95 if variant.precision == "int8" else 0.9999
         assert cosine(got, expected).min() >= minimum, variant.name
