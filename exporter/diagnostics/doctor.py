@@ -347,7 +347,7 @@ def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostP
         missing = next(p for p in ("sentence-transformers", loader) if not packages[p]["importable"])
         status.status = "partial"
         status.reason = (f"sentence-transformers cannot load {name} models ({missing}: {packages[missing]['error']}); "
-                         "graph: sentence variants still run")
+                         "the deploy runtime (exporter.load) still runs every variant")
         status.fix = install_hint(loader)
     if artifact is not None and manifest is not None:
         smoke = _artifact_smoke(name, host, artifact, manifest, loadable, trust_remote_code)
