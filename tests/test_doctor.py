@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import write_recipe
+from conftest import SENTENCE_TRANSFORMERS_ONNX, write_recipe
 
 from exporter import build, read_manifest
 from exporter.cli import main
@@ -53,6 +53,12 @@ def run_doctor(*args: str, env_path: Path | None = None) -> subprocess.Completed
                           env=env, timeout=600)
 
 
+def expected_status(backend: str) -> str:
+    """Every backend is ok here, except ONNX where this sentence-transformers cannot load it (6.x has no
+    optimum-onnx): partial, naming optimum-onnx."""
+    return "partial" if backend == "onnx" and not SENTENCE_TRANSFORMERS_ONNX else "ok"
+
+
 def test_doctor_on_this_machine_with_the_demo_model():
     """The acceptance: torch, onnx and openvino usable, each encoding the demo model; CPU features true."""
     process = run_doctor("--json", "--backend", "torch", "--backend", "onnx", "--backend", "openvino")
@@ -60,7 +66,9 @@ def test_doctor_on_this_machine_with_the_demo_model():
     report = json.loads(process.stdout)
     for name in ("torch", "onnx", "openvino"):
         backend = report["backends"][name]
-        assert backend["status"] == "ok" and backend["usable"], backend
+        assert backend["status"] == expected_status(name) and backend["usable"], backend
+        if backend["status"] == "partial":
+            assert "optimum-onnx" in backend["reason"] and "deploy runtime" in backend["reason"], backend
         encodes = [smoke for smoke in backend["smoke"] if "2 texts" in smoke["what"]]
         assert encodes and all(smoke["passed"] for smoke in encodes), backend["smoke"]
         assert "shape (2, 384)" in encodes[0]["detail"]
@@ -101,7 +109,8 @@ def test_doctor_human_report_tells_this_host():
     assert providers in next(line for line in lines if line.split()[:1] == ["onnxruntime"])
     backends = {line.split()[0]: line.split()[1] for line in lines[lines.index("Backends:") + 1:]
                 if line.startswith("  ") and not line.startswith("   ")}
-    assert backends == {"torch": "ok", "onnx": "ok", "openvino": "ok"}, backends
+    assert backends == {name: expected_status(name).upper() + ":" if expected_status(name) != "ok" else "ok"
+                        for name in ("torch", "onnx", "openvino")}, backends
     assert "loaded with" not in result.stdout  # --quick: no exported model, tiny in-memory graphs for the runtimes
 
 
@@ -119,9 +128,9 @@ def test_doctor_on_an_artifact_uses_its_best_variant_per_backend(tiny_model, tmp
     for backend, chosen in (("onnx", "onnx-fp32"), ("openvino", "openvino-fp32")):
         status = report.backends[backend]
         smoke = status.smoke[-1]
-        assert status.status == "ok", status
+        assert status.status == expected_status(backend), status
         assert smoke.passed and smoke.what.startswith(f"{chosen} ({manifest.variant(chosen).file_name}) loaded with "
-                                                      "sentence-transformers"), smoke
+                                                      "the deploy runtime"), smoke
         assert smoke.detail == f"{shape}, finite", smoke
     assert report.choice is not None and report.choice["variant"] in manifest.variant_names, report.choice
     assert report.to_dict()["model"] == str(artifact)

@@ -107,7 +107,8 @@ def test_results_are_recorded_in_the_manifest(minilm):
     assert manifest.validation.to_json_dict() == {"passed": True, "reference": "source", "report": "parity_report.json"}
     for entry in manifest.variants:
         parity = entry.parity.to_json_dict()
-        assert parity["passed"] is True and set(parity) == {"passed", *HEADLINE}
+        assert parity["passed"] is True and set(parity) == {"passed", *HEADLINE, "inference_precision", "validated_on"}
+        assert parity["inference_precision"] == ("f32" if entry.backend == "openvino" else None)
         assert parity["cosine_min"] == report.variant(entry.name).check("cosine_min").measured
     listed = {e.path: e for e in manifest.shared_files}
     for variant in manifest.variants:

@@ -24,8 +24,9 @@ def test_default_thresholds_per_precision():
     assert default_thresholds("fp16").cosine_min == 0.999
     assert default_thresholds("int8").model_dump() == {
         "cosine_min": 0.95, "cosine_mean": 0.99, "neighbour_overlap": 0.90, "spearman": 0.98}
-    with pytest.raises(ValueError, match="bf16"):
-        default_thresholds("bf16")
+    assert default_thresholds("bf16") == default_thresholds("fp16")
+    with pytest.raises(ValueError, match="fp8"):
+        default_thresholds("fp8")
 
 
 def test_explicit_thresholds_override_key_by_key_variant_over_global():

@@ -39,8 +39,9 @@ def doctor_command(model: str | None, quick: bool, backends: tuple[str, ...], tr
     The model is the artifact folder given with --model (its best validated variant per backend) or, by
     default, the demo model (all-MiniLM-L6-v2 from the demo extra) exported to a temporary folder.
 
-    A backend is ok, partial (its runtime works but sentence-transformers cannot load it: only graph:
-    sentence variants run) or unusable, with the reason and the package that fixes it.
+    A backend is ok, partial (its runtime works but sentence-transformers cannot load it; every variant
+    still runs in the deploy runtime, exporter.load) or unusable, with the reason and the package that
+    fixes it.
 
     \b
     Examples:

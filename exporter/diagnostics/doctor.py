@@ -17,8 +17,9 @@ dot-product), the GPU / CUDA, and a smoke test per backend:
 Every model is loaded through ``exporter.runtime.runners`` (the runner validate, bench and fetch use, with
 the variant's recorded numerics settings), and the packages are those of ``exporter.runtime.packages``.
 
-A backend is ``ok``; ``partial`` when its runtime works but sentence-transformers cannot load it (only
-``graph: sentence`` variants run; still usable); or ``unusable``, with the reason and the package that fixes it.
+A backend is ``ok``; ``partial`` when its runtime works but sentence-transformers cannot load it (every variant
+still runs in the deploy runtime, ``exporter.load``; sentence-transformers 6 cannot load ONNX at all, see
+README "Installing"); or ``unusable``, with the reason and the package that fixes it.
 """
 
 from __future__ import annotations
@@ -350,7 +351,7 @@ def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostP
                          "the deploy runtime (exporter.load) still runs every variant")
         status.fix = install_hint(loader)
     if artifact is not None and manifest is not None:
-        smoke = _artifact_smoke(name, host, artifact, manifest, loadable, trust_remote_code)
+        smoke = _artifact_smoke(name, host, artifact, manifest, trust_remote_code)
         status.smoke.append(smoke)
         if not smoke.passed:
             status.status, status.reason = "unusable", f"{artifact}: {smoke.detail}"
@@ -358,7 +359,7 @@ def _runtime_backend(name: str, packages: dict[str, dict[str, Any]], host: HostP
     return status
 
 
-def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Manifest, loadable: bool,
+def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Manifest,
                     trust_remote_code: bool = False) -> Smoke:
     """The best validated ``name`` variant for ``host`` (else any variant of the backend: does it load and run?),
     loaded through ``exporter.runtime.runners`` as validate and fetch load it, encoding two texts."""
@@ -367,10 +368,10 @@ def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Mani
 
     variant: Variant
     try:
-        variant = choose_variant(manifest, host, backend=name, graph=None if loadable else "sentence").variant
+        variant = choose_variant(manifest, host, backend=name).variant
     except ExporterError as error:
         # No validated variant usable here: any variant of the backend still shows whether it loads and runs.
-        pool = [v for v in manifest.variants if v.backend == name and (loadable or v.graph == "sentence")]
+        pool = [v for v in manifest.variants if v.backend == name]
         if not pool:
             return Smoke(f"{name} variant of {artifact}", True, 0.0, f"skipped: {error}")
         variant = pool[0]
@@ -381,8 +382,7 @@ def _artifact_smoke(name: str, host: HostProfile, artifact: Path, manifest: Mani
         spec = RunSpec.for_variant(artifact, manifest, variant, trust_remote_code=trust_remote_code)
         return _check_embeddings(load_runner(spec).encode(SMOKE_TEXTS), 2)
 
-    how = "sentence-transformers" if variant.graph == "transformer" else "the plain runtime"
-    return _smoke(f"{variant.name} ({variant.file_name}) loaded with {how}, 2 texts", encode)
+    return _smoke(f"{variant.name} ({variant.file_name}) loaded with the deploy runtime, 2 texts", encode)
 
 
 # ---------------------------------------------------------------------------------------------- API

@@ -208,6 +208,11 @@ def _download_patterns(variant: Variant) -> list[str]:
     return list(dict.fromkeys([*(files or [variant.file_name]), "*.json", "*.txt", "*.model"]))
 
 
+# sentence-transformers 6 loads ONNX only through optimum-onnx, which has no release for transformers 5.
+ONNX_LOADER_NOTE = ('# backend="onnx" needs sentence-transformers 5.7 with optimum-onnx (transformers 4): '
+                    'pip install "sentence-transformers[onnx]==5.7.0"')
+
+
 def snippets(manifest: Manifest, repo_id: str | None, folder_name: str) -> list[dict[str, str]]:
     """A load snippet per variant: ``exporter.load`` first (torch-free, the numerics that were validated), then
     sentence-transformers for ``graph: transformer`` or the plain runtime for ``graph: sentence`` (which
@@ -252,7 +257,8 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str) -> list[
             kwargs: dict[str, Any] = {"file_name": file_name}
             if backend == "openvino" and options:
                 kwargs["ov_config"] = options
-            lines = [
+            lines = [ONNX_LOADER_NOTE] if backend == "onnx" else []
+            lines += [
                 "from sentence_transformers import SentenceTransformer",
                 "",
                 f"model = SentenceTransformer({json.dumps(where)}, backend={json.dumps(backend)}, "
