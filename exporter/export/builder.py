@@ -248,9 +248,11 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     source's own where it has them (``exporter.export.source_configs``: old and new sentence-transformers read
     them); the tokenizer files state the model's max_seq_length (``exporter.export.tokenizer_files``)."""
     from exporter.export.source_configs import keep_source_configs
+    from exporter.runtime.runners import quiet_loading
     from exporter.export.tokenizer_files import state_max_seq_length
 
-    model.save(str(folder), create_model_card=False)
+    with quiet_loading():  # transformers 5's "Writing model shards" progress bar
+        model.save(str(folder), create_model_card=False)
     keep_source_configs(source_dir, folder)
     if model.max_seq_length:
         state_max_seq_length(folder, int(model.max_seq_length))

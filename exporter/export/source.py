@@ -93,12 +93,15 @@ def load_sentence_transformer(directory: Path, source: ModelSource, for_export: 
     """
     from sentence_transformers import SentenceTransformer
 
+    from exporter.runtime.runners import quiet_loading
+
     model_kwargs = {"attn_implementation": "eager"} if for_export else None
     try:
-        model = SentenceTransformer(
-            str(directory), device="cpu", trust_remote_code=source.trust_remote_code, local_files_only=True,
-            model_kwargs=model_kwargs,
-        )
+        with quiet_loading():  # transformers 5's load report and progress bars
+            model = SentenceTransformer(
+                str(directory), device="cpu", trust_remote_code=source.trust_remote_code, local_files_only=True,
+                model_kwargs=model_kwargs,
+            )
     except Exception as error:  # noqa: BLE001 - any failure here means the directory is not a usable model
         raise BadInputError(f"model.path: {directory} could not be loaded by sentence-transformers: "
                             f"{first_line(error)}") from None
