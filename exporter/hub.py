@@ -11,27 +11,39 @@ cut short (a body that broke off or ended before its ``Content-Length``, a downl
 the statuses that say "try again" (408, 429, 5xx). The delays are ``RETRY_DELAYS`` (1, 2, 4 s: four attempts),
 or ``EXPORTER_HUB_RETRY_DELAYS`` (comma-separated seconds; ``0`` or empty: one attempt). The client
 retries some calls itself first (the HEAD and GET of a download and LFS upload PUTs: 5 retries over 23 s),
-so on those a Hub that stays down is given up on after about a minute and a half. Calls the client sends
-without a timeout (repo creation, pre-upload, LFS batch, the commit, listings) get ``CALL_TIMEOUT``
-(``EXPORTER_HUB_TIMEOUT``) on the requests transport, so a Hub that stops answering is a timeout, not a hang;
-downloads keep the client's own (``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``).
+so on those a Hub that stops answering is given up on after about a minute and a half.
 
-huggingface_hub 0.36 sends its requests with ``requests``; 1.x sends them with ``httpx``. Connection
-errors of both are recognised, and neither library is imported to do so: the error classes are looked up
-in ``sys.modules``, since an error of a library that was never imported cannot have been raised.
+Timeouts: recent huggingface_hub releases (1.21 and 2.4 do; 1.3 still had a 10 s read default) build their
+shared HTTP client with no timeout at all, and send repo creation, pre-upload, the LFS batch, LFS uploads,
+the commit and listings without one: a Hub that accepts the connection and never answers would hang a push
+for ever. ``HubClient.session`` gives every such request ``CALL_TIMEOUT`` (``EXPORTER_HUB_TIMEOUT``) through
+the client's own hook for this (``set_client_factory``, ``default_timeout``); requests that carry their own
+timeout (downloads: ``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) keep it.
+
+Uploads: the client uploads through Xet whenever ``hf_xet`` is installed (a dependency of huggingface_hub 1.x
+and 2.x), with no fallback for a Hub without Xet storage. ``HubClient.upload_protocol`` asks the Hub for Xet
+write access first and, unless it answers with Xet's connection headers, has the client upload through
+LFS for that push only.
+
+huggingface_hub 1.x sends its requests with ``httpx``; 2.x with ``httpx2``, a fork under its own module name
+(``huggingface_hub.utils.httpx`` names whichever is in use from 1.30 on). Connection errors of both are
+recognised, and neither is imported to do so: the error classes are looked up in ``sys.modules``, since an
+error of a library that was never imported cannot have been raised. (``requests`` is not the client's
+transport any more, so its errors are not the client's.)
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from exporter import errors
 from exporter.constants import DEFAULT_REVISION
@@ -53,7 +65,8 @@ if TYPE_CHECKING:
 RETRY_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0)
 RETRY_DELAYS_ENV = "EXPORTER_HUB_RETRY_DELAYS"  # e.g. "0.5,1": overrides RETRY_DELAYS; "0" or "": no retries
 MAX_RETRIES, MAX_RETRY_DELAY = 10, 120.0  # bounds on what the variable may ask for
-# Seconds a Hub call the client sends without a timeout may wait for an answer (requests transport).
+# Seconds a Hub call the client sends without a timeout may wait for each step (connect, read, write, a
+# connection from the pool): the client sets none on most calls.
 CALL_TIMEOUT = 60.0
 CALL_TIMEOUT_ENV = "EXPORTER_HUB_TIMEOUT"
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -61,6 +74,10 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # the CLI reports them as such (3 and 2), not as a Hub failure.
 _LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
 TOKEN_HINT = "pass a valid token (token=, HF_TOKEN or `hf auth login`)"
+# The headers with which a Hub grants Xet write access (huggingface_hub.constants.HUGGINGFACE_HEADER_X_XET_*).
+XET_HEADERS = ("X-Xet-Cas-Url", "X-Xet-Access-Token", "X-Xet-Token-Expiration")
+# The modules the client's httpx may have: httpx (huggingface_hub 1.x) and its fork httpx2 (2.x).
+_HTTPX_MODULES = ("httpx", "httpx2")
 T = TypeVar("T")
 
 
@@ -101,9 +118,10 @@ def redact(text: str, token: str | None) -> str:
 def client_endpoint(endpoint: str) -> Iterator[None]:
     """Point huggingface_hub's import-time ``constants.ENDPOINT`` at ``endpoint`` for the duration.
 
-    huggingface_hub 0.36 parses the commit URL the Hub answers (``CommitInfo``/``RepoUrl``) against
-    ``constants.ENDPOINT`` (read from ``HF_ENDPOINT`` once, at import), not against
-    ``HfApi(endpoint=...)``: with any other endpoint a commit raises ``ValueError`` after it has landed."""
+    Early 1.x releases (1.3 is one) parse the commit URL the Hub answers (``CommitInfo``/``RepoUrl``) against
+    ``constants.ENDPOINT`` (read from ``HF_ENDPOINT`` once, at import), not against ``HfApi(endpoint=...)``:
+    with any other endpoint a commit raises ``ValueError`` after it has landed. Later releases give
+    ``CommitInfo`` the ``HfApi``'s endpoint, and this changes nothing there."""
     from huggingface_hub import constants
 
     previous = constants.ENDPOINT
@@ -185,57 +203,54 @@ def call_timeout() -> float:
 def default_timeout(seconds: float) -> Iterator[None]:
     """Give every request the client sends without a timeout this one, for the duration.
 
-    huggingface_hub 0.36 (requests) sends repo creation, pre-upload, the LFS batch, LFS uploads and the commit
-    with no timeout: a Hub that accepts the connection and never answers would hang the push for ever. The
-    client builds its sessions with a factory (``configure_http_backend``); this wraps the current one so each
-    session's ``request`` fills in ``timeout``, and restores it afterwards. Requests that set their own
-    timeout (downloads: ``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) keep it. With a client that has
-    no such factory (1.x sends its requests with httpx, which has a default timeout) nothing changes."""
+    huggingface_hub builds its one shared ``httpx`` client with a factory (``set_client_factory``); recent
+    1.x and 2.x build it with ``timeout=None`` and pass ``timeout=None`` on most calls, so repo creation,
+    pre-upload, the LFS batch, LFS uploads and the commit could wait for ever. This wraps the current factory
+    so that the client it makes fills in ``seconds`` for every part of a request's timeout (connect, read,
+    write, pool) that is unset, just before the request is sent (a request event hook; the transport reads
+    the timeout from the request then). Requests that set their own timeout (downloads:
+    ``HF_HUB_ETAG_TIMEOUT``, ``HF_HUB_DOWNLOAD_TIMEOUT``) keep it. The previous factory is restored afterwards;
+    setting a factory closes the shared client either way, so the next request builds a fresh one."""
     from huggingface_hub.utils import _http
 
-    configure = getattr(_http, "configure_http_backend", None)
-    previous = getattr(_http, "_GLOBAL_BACKEND_FACTORY", None)
-    if configure is None or previous is None:
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", None)
+    configure = getattr(_http, "set_client_factory", None)
+    if previous is None or configure is None:  # a client without the factory: nothing to wrap
         yield
         return
 
+    def fill_in(request) -> None:
+        timeout = request.extensions.get("timeout")
+        if isinstance(timeout, dict) and None in timeout.values():
+            request.extensions["timeout"] = {key: seconds if value is None else value for key, value in timeout.items()}
+
     def factory():
-        session = previous()
-        send = session.request
+        client = previous()
+        hooks = client.event_hooks
+        client.event_hooks = {**hooks, "request": [*hooks.get("request", []), fill_in]}
+        return client
 
-        def request(method, url, *args, **kwargs):
-            if kwargs.get("timeout") is None and len(args) < 7:  # (timeout is the 7th parameter after url)
-                kwargs["timeout"] = seconds
-            return send(method, url, *args, **kwargs)
-
-        session.request = request
-        return session
-
-    configure(backend_factory=factory)
+    configure(factory)
     try:
         yield
     finally:
-        configure(backend_factory=previous)
+        configure(previous)
 
 
 # --------------------------------------------------------------------------------------- what an error is
 
 
+def _httpx_modules() -> list:
+    """The client's httpx modules that are loaded (``httpx``, ``httpx2``)."""
+    return [module for name in _HTTPX_MODULES if (module := sys.modules.get(name)) is not None]
+
+
 def _connection_error_types() -> tuple[type[BaseException], ...]:
-    """The transport-level failures of the HTTP libraries that are loaded (requests, httpx): no answer, or
-    an answer that broke off (``ChunkedEncodingError``: "Connection broken", a body cut short)."""
+    """The transport-level failures of the loaded httpx modules: no answer (``NetworkError``: refused, reset,
+    DNS; ``TimeoutException``), or an answer that broke off (``RemoteProtocolError``: a body cut short, a
+    server that closed the connection without answering)."""
     found: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    requests = sys.modules.get("requests")
-    if requests is not None:
-        found += [requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError]
-    urllib3 = sys.modules.get("urllib3")
-    if urllib3 is not None:
-        found.append(urllib3.exceptions.ProtocolError)
-    http_client = sys.modules.get("http.client")
-    if http_client is not None:
-        found.append(http_client.IncompleteRead)
-    httpx = sys.modules.get("httpx")
-    if httpx is not None:
+    for httpx in _httpx_modules():
         found += [getattr(httpx, name) for name in ("NetworkError", "TimeoutException", "RemoteProtocolError")
                   if isinstance(getattr(httpx, name, None), type)]
     return tuple(found)
@@ -243,13 +258,15 @@ def _connection_error_types() -> tuple[type[BaseException], ...]:
 
 def _timeout_types() -> tuple[type[BaseException], ...]:
     found: list[type[BaseException]] = [TimeoutError]
-    requests = sys.modules.get("requests")
-    if requests is not None:
-        found.append(requests.Timeout)
-    httpx = sys.modules.get("httpx")
-    if httpx is not None and isinstance(getattr(httpx, "TimeoutException", None), type):
-        found.append(httpx.TimeoutException)
+    for httpx in _httpx_modules():
+        if isinstance(getattr(httpx, "TimeoutException", None), type):
+            found.append(httpx.TimeoutException)
     return tuple(found)
+
+
+# huggingface_hub 1.x's ``http_backoff`` closes the shared client after a failed connection and then retries
+# on the client it closed (fixed in 2.x): what reaches us is this RuntimeError of httpx, not the connect error.
+_CLOSED_CLIENT = "Cannot send a request, as the client has been closed"
 
 
 def is_offline(error: BaseException) -> bool:
@@ -260,25 +277,24 @@ def is_offline(error: BaseException) -> bool:
 
 def is_connection_error(error: BaseException) -> bool:
     """The request never got a whole answer: refused or lost connection, DNS failure, timeout, a body that
-    broke off (requests or httpx)."""
+    broke off (httpx or httpx2), or the 1.x client giving up on its own closed client after a failed connection."""
+    if isinstance(error, RuntimeError) and _CLOSED_CLIENT in str(error):
+        return True
     return isinstance(error, _connection_error_types()) and not is_offline(error)
 
 
-_INCOMPLETE = re.compile(r"IncompleteRead\((\d+) bytes read, (\d+) more expected\)")  # requests (urllib3)
-_INCOMPLETE_HTTPX = re.compile(r"complete message body: received (\d+) bytes, expected (\d+)")  # httpx (h11)
+# h11 (under httpx and httpx2): "... without sending complete message body (received N bytes, expected M)";
+# h11 before 0.16 wrote ": received N bytes, expected M".
+_INCOMPLETE = re.compile(r"complete message body:? \(?received (\d+) bytes, expected (\d+)")
 _WRONG_SIZE = re.compile(r"Consistency check failed: file should be of size (\d+) but has size (\d+)")
 
 
 def cut_short(error: BaseException) -> tuple[int, int] | None:
     """(bytes received, bytes expected) of a download that ended short of its size: the body stopped before its
-    ``Content-Length`` (``IncompleteRead``) or the file has another size than the Hub announced (the client's
-    "Consistency check failed"). None for any other error."""
+    ``Content-Length`` (h11's "without sending complete message body") or the file has another size than the
+    Hub announced (the client's "Consistency check failed"). None for any other error."""
     text = str(error)
     incomplete = _INCOMPLETE.search(text)
-    if incomplete:
-        received, missing = int(incomplete.group(1)), int(incomplete.group(2))
-        return received, received + missing
-    incomplete = _INCOMPLETE_HTTPX.search(text)
     if incomplete:
         return int(incomplete.group(1)), int(incomplete.group(2))
     wrong = _WRONG_SIZE.search(text)
@@ -288,7 +304,7 @@ def cut_short(error: BaseException) -> tuple[int, int] | None:
 
 
 def http_status(error: BaseException | None) -> int | None:
-    """The HTTP status code of a huggingface_hub / requests / httpx error, when it has a response."""
+    """The HTTP status code of a huggingface_hub / httpx error, when it has a response."""
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
     return status if isinstance(status, int) else None
@@ -297,9 +313,14 @@ def http_status(error: BaseException | None) -> int | None:
 def root_cause(error: BaseException) -> BaseException:
     """The failure behind the client's wrappers: ``hf_hub_download`` raises ``LocalEntryNotFoundError`` (or a
     ``ValueError`` when forced) *from* the error of its metadata request (offline, connection, HTTP status),
-    and ``create_commit`` a ``RuntimeError("Error while uploading ...")`` from that of an LFS upload."""
+    and ``create_commit`` a ``RuntimeError("Error while uploading ...")`` from that of an LFS upload.
+    (``LocalEntryNotFoundError`` was a ``ValueError`` before 1.0; it is a ``FileNotFoundError`` now.)"""
+    wrappers: tuple[type[BaseException], ...] = (ValueError, RuntimeError)
+    local_entry = getattr(sys.modules.get("huggingface_hub.errors"), "LocalEntryNotFoundError", None)
+    if isinstance(local_entry, type):
+        wrappers += (local_entry,)
     seen = {id(error)}
-    while (isinstance(error, (ValueError, RuntimeError)) and error.__cause__ is not None
+    while (isinstance(error, wrappers) and error.__cause__ is not None
            and id(error.__cause__) not in seen):
         error = error.__cause__
         seen.add(id(error))
@@ -332,10 +353,12 @@ def describe(error: BaseException) -> str:
         reason = _OS_REASON.search(text)
         if reason:
             return (reason.group(1) or reason.group(2)).strip().lower()
-        if "RemoteDisconnected" in text or "without response" in text:
+        if "without sending a response" in text or "without response" in text:
             return "the connection was closed without an answer"
-        if "Connection broken" in text:
+        if "Connection broken" in text or "incomplete chunked read" in text:
             return "the connection broke off mid-answer"
+        if _CLOSED_CLIENT in text:
+            return "the connection failed"
         return type(error).__name__
     return _URL_QUERY.sub(r"\1", errors.first_line(error))
 
@@ -480,10 +503,53 @@ class HubClient:
         raise AssertionError("unreachable")
 
     @contextlib.contextmanager
+    def upload_protocol(self, revision: str, *, create_pr: bool = False) -> Iterator[str]:
+        """The span of the uploads of one commit to ``revision``: ``"xet"`` when the client will upload through
+        Xet, else ``"lfs"``.
+
+        The client uploads through Xet whenever ``hf_xet`` is installed and ``constants.HF_HUB_DISABLE_XET``
+        is not set (``is_xet_available()``, read at call time), and has no fallback: on a Hub without Xet
+        storage every upload would fail. So the Hub is asked first, the way the client asks it (GET
+        ``/api/models/{repo}/xet-write-token/{revision}``); unless it answers with Xet's connection headers,
+        the client's Xet switch is turned off for the duration (uploads then go through LFS) and restored
+        afterwards. A Hub that cannot be reached or answers 5xx there is retried like any call (``call``)."""
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_DISABLE_XET or importlib.util.find_spec("hf_xet") is None:
+            yield "lfs"  # the client uploads through LFS anyway
+            return
+        where = f"{self.repo_id}@{revision}"
+        if self.call(f"asking {self.endpoint} for Xet upload access to {where}",
+                     lambda: self._offers_xet(revision, create_pr), revision=revision):
+            yield "xet"
+            return
+        previous = constants.HF_HUB_DISABLE_XET
+        constants.HF_HUB_DISABLE_XET = True
+        try:
+            yield "lfs"
+        finally:
+            constants.HF_HUB_DISABLE_XET = previous
+
+    def _offers_xet(self, revision: str, create_pr: bool) -> bool:
+        """Whether the Hub grants Xet write access to ``revision`` (its answer carries ``XET_HEADERS``). A
+        status that says "try again" raises (``call`` retries it); any other answer without them is a no."""
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        from exporter import __version__
+
+        url = f"{self.endpoint}/api/models/{self.repo_id}/xet-write-token/{quote(revision, safe='')}"
+        headers = build_hf_headers(token=self.token, library_name="embedding-exporter", library_version=__version__)
+        response = get_session().get(url, headers=headers, params={"create_pr": "1"} if create_pr else None)
+        if response.status_code in RETRYABLE_STATUS:
+            hf_raise_for_status(response)
+        return response.status_code == 200 and all(name in response.headers for name in XET_HEADERS)
+
+    @contextlib.contextmanager
     def session(self, *, point_client: bool = False) -> Iterator[HubClient]:
         """The span of one push or fetch: the client's bars and log lines silenced (``quiet_client``), a
         timeout on the calls it sends without one (``default_timeout``), its default endpoint pointed here
-        when ``point_client`` (see ``client_endpoint``), and the token starred out of any error raised inside."""
+        when ``point_client`` (see ``client_endpoint``), and the token starred out of any error raised inside.
+        It changes the client's process-wide settings: one session at a time per process."""
         pointed = client_endpoint(self.endpoint) if point_client else contextlib.nullcontext()
         try:
             with quiet_client(), default_timeout(self.timeout), pointed:
@@ -496,4 +562,4 @@ class HubClient:
 __all__ = ["CALL_TIMEOUT", "CALL_TIMEOUT_ENV", "HubClient", "RETRYABLE_STATUS", "RETRY_DELAYS", "RETRY_DELAYS_ENV",
            "call_timeout", "check_endpoint", "client_endpoint", "cut_short", "default_timeout", "describe",
            "http_status", "hub_error", "is_connection_error", "is_offline", "quiet_client", "quiet_progress_bars",
-           "redact", "resolve_endpoint", "resolve_token", "retry_delays", "retryable", "root_cause"]
+           "redact", "resolve_endpoint", "resolve_token", "retry_delays", "retryable", "root_cause", "XET_HEADERS"]

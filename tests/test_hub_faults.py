@@ -10,7 +10,8 @@ mid-upload leaves the branch at its old commit, and a rerun completes it with on
 Speed: retries are shortened, never skipped. Ours through ``EXPORTER_HUB_RETRY_DELAYS`` (and the call
 timeout through ``EXPORTER_HUB_TIMEOUT``); the client's own backoff (``http_backoff``: 1, 2, 4, 8, 8 s;
 ``http_get``'s 1 s before resuming) is capped at 10 ms and its download timeouts (``HF_HUB_ETAG_TIMEOUT``,
-``HF_HUB_DOWNLOAD_TIMEOUT``, whole seconds when set through the environment) are set to ``CLIENT_TIMEOUT``
+``HF_HUB_DOWNLOAD_TIMEOUT``, whole seconds when set through the environment, and the 60 s of its second metadata
+request for a file not in the cache, ``file_download._ETAG_RETRY_TIMEOUT``) are set to ``CLIENT_TIMEOUT``
 in its ``constants``: in this process by ``monkeypatch``, in the ``exporter`` processes by ``BOOT``, which
 does that and then runs the CLI. A stall lasts ``STALL`` seconds, longer than every timeout, and never past
 the server's ``stop()``.
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import pytest
 from conftest import write_recipe
-from hub_fixtures import HUB_TOKEN, allow_hub_requests, client_defaults_at
+from hub_fixtures import HUB_TOKEN, allow_hub_requests, client_defaults_at, client_httpx
 from hub_server import HubServer
 from huggingface_hub import HfApi
 
@@ -81,6 +82,8 @@ fast = types.SimpleNamespace(**{{name: getattr(time, name) for name in dir(time)
 fast.sleep = lambda seconds: time.sleep(min(seconds, 0.01))
 _http.time = file_download.time = fast
 constants.HF_HUB_ETAG_TIMEOUT = constants.HF_HUB_DOWNLOAD_TIMEOUT = {CLIENT_TIMEOUT}
+if hasattr(file_download, "_ETAG_RETRY_TIMEOUT"):
+    file_download._ETAG_RETRY_TIMEOUT = {CLIENT_TIMEOUT}
 from exporter.cli import main
 main(prog_name="exporter")
 """
@@ -136,6 +139,8 @@ def fast_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(file_download, "time", fast)
     monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", CLIENT_TIMEOUT)
     monkeypatch.setattr(constants, "HF_HUB_DOWNLOAD_TIMEOUT", CLIENT_TIMEOUT)
+    if hasattr(file_download, "_ETAG_RETRY_TIMEOUT"):  # the metadata retry of a file not in the cache (1.x: 60 s)
+        monkeypatch.setattr(file_download, "_ETAG_RETRY_TIMEOUT", CLIENT_TIMEOUT)
     monkeypatch.setenv("EXPORTER_HUB_RETRY_DELAYS", "0.01,0.01,0.01")
     monkeypatch.setenv("EXPORTER_HUB_TIMEOUT", str(CLIENT_TIMEOUT))
     monkeypatch.delenv("EXPORTER_VERBOSE", raising=False)
@@ -166,7 +171,7 @@ def artifact(tiny_model, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def fetch_hub(artifact, tmp_path_factory):
     """A module-scoped Hub holding the artifact at FETCH_REPO; ``manifest``: the pushed manifest."""
-    from huggingface_hub.utils import reset_sessions
+    from huggingface_hub.utils import close_session
 
     with HubServer(root=tmp_path_factory.mktemp("faults-hub"), token=HUB_TOKEN) as server, \
             pytest.MonkeyPatch.context() as monkeypatch:
@@ -175,7 +180,7 @@ def fetch_hub(artifact, tmp_path_factory):
         exporter.push(folder, FETCH_REPO, endpoint=server.url, token=HUB_TOKEN, verify=False)
         server.manifest = exporter.read_manifest(folder)
         yield server
-    reset_sessions()
+    close_session()
 
 
 @pytest.fixture
@@ -278,8 +283,8 @@ def test_download_cut_short_every_time_is_exit_1_naming_the_file(fetch_server, t
     line = one_line(process)
     assert process.returncode == 1, process.stderr
     assert "onnx/model.onnx" in line and "cut short" in line and "(2 attempts)" in line, line
-    assert "the partial download was deleted" in line and fetch_server.url in line, line
-    assert not partial_files(tmp_path)
+    assert fetch_server.url in line, line
+    assert not partial_files(tmp_path)  # deleted (by the client itself from 1.21 on, else by the fetch)
     entries = fetch_server.manifest.entries()
     kept = [path for path in dest.rglob("*") if path.is_file() and ".cache" not in path.parts]
     for path in kept:  # what stayed (downloaded before the failure) is whole
@@ -385,9 +390,32 @@ def test_push_names_the_remote_files_it_deletes(push_repo, tmp_path):
 # ------------------------------------------------------------------------------------------ exporter.hub
 
 
-def test_retry_settings_and_fault_descriptions(monkeypatch):
-    import requests
+def test_calls_sent_without_a_timeout_get_one(hub_server, hub_url, monkeypatch):
+    """The client sends most calls with no timeout at all; ``default_timeout`` (what ``HubClient.session``
+    applies) gives them one, keeps the ones a call sets itself, and is undone afterwards."""
+    from huggingface_hub.utils import _http
 
+    from exporter import hub
+
+    api = HfApi(endpoint=hub_url, token=HUB_TOKEN)
+    repo_id = api.create_repo("test-user/slow").repo_id
+    info = rf"^/api/models/{repo_id}$"
+    factory = _http._GLOBAL_CLIENT_FACTORY
+    with hub.default_timeout(CLIENT_TIMEOUT):
+        hub_server.stall_next("GET", info, seconds=STALL)
+        started = time.monotonic()
+        with pytest.raises(client_httpx().TimeoutException):
+            api.model_info(repo_id)  # sent with timeout=None
+        assert time.monotonic() - started < STALL - 1
+        hub_server.stall_next("GET", info, seconds=1.0, after=True)  # answered late, within the call's own timeout
+        assert api.model_info(repo_id, timeout=STALL).sha
+    assert _http._GLOBAL_CLIENT_FACTORY is factory  # restored
+    hub_server.stall_next("GET", info, seconds=1.0, after=True)
+    started = time.monotonic()
+    assert api.model_info(repo_id).sha and time.monotonic() - started >= 0.9  # no timeout again: it waited
+
+
+def test_retry_settings_and_fault_descriptions(monkeypatch):
     from exporter import hub
     from exporter.errors import BadInputError, HubError, IntegrityError
 
@@ -405,8 +433,9 @@ def test_retry_settings_and_fault_descriptions(monkeypatch):
     monkeypatch.delenv(hub.RETRY_DELAYS_ENV)
     monkeypatch.delenv(hub.CALL_TIMEOUT_ENV)
 
-    truncated = requests.exceptions.ChunkedEncodingError(
-        "('Connection broken: IncompleteRead(100 bytes read, 400 more expected)', IncompleteRead(...))")
+    httpx = client_httpx()  # the errors of the client's own httpx (httpx2 in huggingface_hub 2.x)
+    truncated = httpx.RemoteProtocolError(
+        "peer closed connection without sending complete message body (received 100 bytes, expected 500)")
     assert hub.retryable(truncated) and hub.cut_short(truncated) == (100, 500)
     error = hub.hub_error(truncated, what="downloading a.onnx of o/n@abc", repo_id="o/n", endpoint="http://hub",
                           attempts=4, path="a.onnx")
@@ -415,14 +444,16 @@ def test_retry_settings_and_fault_descriptions(monkeypatch):
                           "o/n@abc from http://hub (4 attempts)")
     wrong_size = OSError("Consistency check failed: file should be of size 10 but has size 3 (a.onnx).")
     assert hub.retryable(wrong_size) and hub.cut_short(wrong_size) == (3, 10)
-    broken = requests.exceptions.ChunkedEncodingError(
-        "(\"Connection broken: ConnectionResetError(104, 'Connection reset by peer')\", ...)")
+    broken = httpx.ReadError("[Errno 104] Connection reset by peer")
     assert hub.retryable(broken) and hub.cut_short(broken) is None
     assert hub.describe(broken) == "connection reset by peer"
     assert isinstance(hub.hub_error(broken, what="x", repo_id="o/n", endpoint="http://hub"), HubError)
-    lost = requests.ConnectionError("('Connection aborted.', RemoteDisconnected('Remote end closed connection "
-                                    "without response'))")
+    lost = httpx.RemoteProtocolError("Server disconnected without sending a response.")
     assert hub.describe(lost) == "the connection was closed without an answer"
+    # huggingface_hub 1.x retries a failed connection on the client it has just closed
+    closed = RuntimeError("Cannot send a request, as the client has been closed.")
+    assert hub.retryable(closed) and hub.describe(closed) == "the connection failed"
+    assert not hub.retryable(RuntimeError("something else"))
     signed = OSError("503 Server Error: Service Unavailable for url: https://s3.example/x?X-Amz-Signature=abc")
     assert hub.describe(signed) == "503 Server Error: Service Unavailable for url: https://s3.example/x"
 

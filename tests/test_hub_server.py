@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
-from hub_fixtures import HUB_TOKEN  # the hub_server and hub_endpoint fixtures come from conftest.py
+from hub_fixtures import HUB_TOKEN, client_httpx  # the hub_server and hub_endpoint fixtures come from conftest.py
 from hub_server import HubServer
 from huggingface_hub import (
     CommitOperationAdd,
@@ -110,7 +109,7 @@ def test_wrong_token_gets_401(api: HfApi, hub_endpoint: str) -> None:  # noqa: F
     assert read_error.value.response.status_code == 401
     assert not isinstance(read_error.value, RepositoryNotFoundError)
     assert "Invalid credentials in Authorization header" in str(read_error.value)
-    with pytest.raises(requests.HTTPError) as whoami_error:  # whoami re-raises a plain HTTPError
+    with pytest.raises(HfHubHTTPError, match="Invalid user token") as whoami_error:  # whoami says it its own way
         wrong.whoami()
     assert whoami_error.value.response.status_code == 401
 
@@ -251,7 +250,9 @@ def test_injected_503_on_lfs_upload_is_retried(
 def test_injected_resets_stalls_and_truncated_bodies(
     api: HfApi, hub_server: HubServer, download: Callable[..., Path]  # noqa: F811
 ) -> None:
-    """What the client sees of each connection-level fault, and that the server carries on afterwards."""
+    """What the client sees of each connection-level fault (errors of its httpx: ``httpx`` in huggingface_hub
+    1.x, ``httpx2`` in 2.x), and that the server carries on afterwards."""
+    httpx = client_httpx()
     repo_id = api.create_repo("test-user/rough-network").repo_id
     payload = os.urandom(300 * 1024)
     api.upload_file(path_or_fileobj=payload, path_in_repo="model.onnx", repo_id=repo_id)
@@ -259,22 +260,22 @@ def test_injected_resets_stalls_and_truncated_bodies(
     file = r"/resolve/[^/]+/model\.onnx$"
 
     hub_server.reset_next("GET", info)  # a RST, no answer: model_info is sent once, so the client raises
-    with pytest.raises(requests.ConnectionError, match="reset by peer"):
+    with pytest.raises(httpx.NetworkError, match="reset by peer"):
         api.model_info(repo_id)
     rule = hub_server.stall_next("GET", info, seconds=5)  # nothing sent: the client's timeout ends the wait
-    with pytest.raises(requests.ReadTimeout):
+    with pytest.raises(httpx.ReadTimeout):
         api.model_info(repo_id, timeout=0.3)
     assert rule.hits == 1 and api.model_info(repo_id).sha  # the next request is served
 
     hub_server.reset_next("GET", file, keep=1000)  # a RST after 1000 bytes of the body
-    with pytest.raises(requests.exceptions.ChunkedEncodingError, match="Connection broken"):
+    with pytest.raises(httpx.NetworkError, match="reset by peer"):
         download(repo_id, "model.onnx")
-    hub_server.truncate_next("GET", file, keep=2000)  # Content-Length promises more; 2000 bytes, then closed
-    with pytest.raises(requests.exceptions.ChunkedEncodingError, match=r"IncompleteRead"):
-        download(repo_id, "model.onnx")
-    assert download(repo_id, "model.onnx").read_bytes() == payload  # resumed from the partial file, whole
+    hub_server.clear_requests()
+    rule = hub_server.truncate_next("GET", file, keep=2000)  # Content-Length promises more; 2000 bytes, closed
+    assert download(repo_id, "model.onnx").read_bytes() == payload  # the client resumes the body that ended early
+    assert rule.hits == 1 and hub_server.count_requests("GET", file) == 2
     faults = [(r.method, r.status, r.fault_action) for r in hub_server.request_records if r.fault]
-    assert faults == [("GET", None, "reset"), ("GET", None, "stall"), ("GET", 200, "reset"), ("GET", 200, "truncate")]
+    assert faults == [("GET", 200, "truncate")]
     with pytest.raises(ValueError, match="between 0 and"):
         hub_server.stall_next("GET", info, seconds=10_000)
 
@@ -293,15 +294,58 @@ def test_fault_after_commit_then_retry_is_a_client_side_noop(api: HfApi, hub_ser
     assert len(api.list_repo_commits(repo_id)) == 2
 
 
-def test_commits_need_patched_endpoint_constant(api: HfApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Documents the client trap: CommitInfo parses URLs against constants.ENDPOINT, not HfApi.endpoint."""
+def test_commits_with_another_default_endpoint(api: HfApi, hub_endpoint: str,  # noqa: F811
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Documents the client trap of early 1.x releases (and 0.x): ``CommitInfo`` parses the commit URL against
+    ``constants.ENDPOINT``, not ``HfApi.endpoint``, so a commit lands and then raises. Releases whose
+    ``CommitInfo`` takes the ``HfApi``'s endpoint (``_endpoint``) commit without the patch."""
+    import dataclasses
+
+    from huggingface_hub import CommitInfo
+
     repo_id = api.create_repo("test-user/trap").repo_id
     monkeypatch.setattr(constants, "ENDPOINT", "https://huggingface.co")  # as if HF_ENDPOINT were unset
-    with pytest.raises(ValueError, match="Unable to retrieve user and repo ID"):
-        upload_text(api, repo_id, "config.json", "{}")  # a real commit: it lands, then the client raises
+    if "_endpoint" in {field.name for field in dataclasses.fields(CommitInfo)}:
+        landed = upload_text(api, repo_id, "config.json", "{}")
+        assert landed.commit_url == f"{hub_endpoint}/{repo_id}/commit/{landed.oid}"
+        assert landed.repo_url.repo_id == repo_id and landed.repo_url.endpoint == hub_endpoint
+        again = upload_text(api, repo_id, "config.json", "{}")  # the no-op path builds the URL itself
+        assert again.oid == landed.oid and again.repo_url.repo_id == repo_id
+    else:
+        with pytest.raises(ValueError, match="Unable to retrieve user and repo ID"):
+            upload_text(api, repo_id, "config.json", "{}")  # a real commit: it lands, then the client raises
+        with pytest.raises(ValueError, match="Unable to retrieve user and repo ID"):
+            upload_text(api, repo_id, "config.json", "{}")  # the no-op path fails the same way
     assert api.list_repo_files(repo_id) == [".gitattributes", "config.json"]
-    with pytest.raises(ValueError, match="Unable to retrieve user and repo ID"):
-        upload_text(api, repo_id, "config.json", "{}")  # the no-op path fails the same way
+
+
+def test_no_xet_here_and_the_client_has_no_fallback(api: HfApi, hub_server: HubServer,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server has no Xet storage: its Xet token routes answer 404. With ``hf_xet`` installed and Xet not
+    disabled, the client uploads through Xet and fails (no fallback to LFS), committing nothing; with Xet
+    disabled (what the fixture does) the same upload goes through LFS."""
+    pytest.importorskip("hf_xet")
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    repo_id = api.create_repo("test-user/no-xet").repo_id
+    for access in ("write", "read"):
+        answer = get_session().get(f"{hub_server.url}/api/models/{repo_id}/xet-{access}-token/main",
+                                   headers=build_hf_headers(token=HUB_TOKEN))
+        assert answer.status_code == 404 and "X-Xet-Cas-Url" not in answer.headers
+    head = api.model_info(repo_id).sha
+    payload = os.urandom(256 * 1024)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)
+    hub_server.clear_requests()
+    with pytest.raises(Exception, match="404") as failed:  # hf_xet's own error (a ConnectionError in 1.x and 2.x)
+        api.upload_file(path_or_fileobj=payload, path_in_repo="model.onnx", repo_id=repo_id)
+    assert "xet-write-token" in str(failed.value)
+    assert hub_server.count_requests("GET", r"/xet-write-token/main$") >= 1
+    assert hub_server.count_requests("PUT", r"^/_lfs/") == 0 and api.model_info(repo_id).sha == head
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    hub_server.clear_requests()
+    api.upload_file(path_or_fileobj=payload, path_in_repo="model.onnx", repo_id=repo_id)
+    assert hub_server.count_requests("PUT", r"^/_lfs/") == 1 and hub_server.count_requests("*", r"/xet-") == 0
 
 
 def test_state_survives_restart(

@@ -15,6 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BUILD_ONLY = ("torch", "transformers", "sentence-transformers", "optimum", "optimum-onnx", "optimum-intel", "nncf")
 BUILD_MODULES = ("torch", "transformers", "sentence_transformers", "optimum", "nncf")
+# Not a dependency of huggingface_hub >= 1.0 (its transport is httpx, or httpx2 in 2.x): the deploy path must not
+# need it either.
+NOT_DEPENDENCIES = ("requests",)
 
 
 def _normalise(name: str) -> str:
@@ -31,9 +34,14 @@ def test_runtime_extras_resolve_without_the_build_stack(tmp_path, extra, runtime
          str(report), f"{REPO}[{extra}]"], capture_output=True, text=True, timeout=600)
     if process.returncode != 0 and not report.exists():
         pytest.skip(f"pip could not resolve from the registry here: {process.stderr.strip().splitlines()[-1:]}")
-    names = {_normalise(item["metadata"]["name"]) for item in json.loads(report.read_text())["install"]}
+    versions = {_normalise(item["metadata"]["name"]): item["metadata"]["version"]
+                for item in json.loads(report.read_text())["install"]}
+    names = set(versions)
     assert runtime in names and "tokenizers" in names and "huggingface-hub" in names
     assert not names & {_normalise(name) for name in BUILD_ONLY}, sorted(names)
+    assert "requests" not in names, sorted(names)  # huggingface_hub >= 1.0 brings httpx (or httpx2), not requests
+    major, minor = (int(part) for part in versions["huggingface-hub"].split(".")[:2])
+    assert (major, minor) >= (1, 3), versions["huggingface-hub"]
 
 
 def test_fetch_load_encode_and_check_import_no_build_package(tmp_path, tiny_model):
@@ -52,7 +60,7 @@ import importlib.abc, sys
 BLOCKED = {BUILD_MODULES!r}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in BLOCKED:
+        if name.split('.')[0] in BLOCKED + {NOT_DEPENDENCIES!r}:
             raise ImportError(f"{{name}} is not installed on a deploy host")
 sys.meta_path.insert(0, Block())
 import exporter
@@ -63,7 +71,7 @@ for name in ("onnx-fp32", "openvino-fp32-sentence"):
     embeddings = encoder.encode(["a deploy host", "no torch here"])
     assert embeddings.shape == (2, 24), embeddings.shape
     assert check_variant(result.path, name).passed
-print(sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED))
+print(sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED + {NOT_DEPENDENCIES!r}))
 """
     process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stderr[-3000:]

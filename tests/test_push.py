@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import cosine, write_recipe
-from hub_fixtures import HUB_TOKEN, allow_hub_requests, hub_url_fixture  # noqa: F401 - registers hub_url
+from hub_fixtures import HUB_TOKEN, allow_hub_requests, client_httpx, hub_url_fixture  # noqa: F401 - hub_url
 from hub_server import HubServer
 from huggingface_hub import HfApi, ModelCard, constants, snapshot_download
 
@@ -212,8 +212,10 @@ def test_sentence_transformers_and_card_snippets_load_pushed_variants(folder, so
 
     repo_id = "test-user/tiny-load"
     exporter.push(folder, repo_id, endpoint=hub_endpoint, token=HUB_TOKEN)
-    # conftest sets HF_HUB_OFFLINE=1 before transformers is imported, which copies it at import time
-    monkeypatch.setattr(transformers.utils.hub, "_is_offline_mode", False)
+    # conftest sets HF_HUB_OFFLINE=1 before transformers is imported; transformers 4.x copied it at import time
+    # (transformers 5.x asks huggingface_hub.is_offline_mode(), which the fixture has switched off)
+    if hasattr(transformers.utils.hub, "_is_offline_mode"):
+        monkeypatch.setattr(transformers.utils.hub, "_is_offline_mode", False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # snippets download into an empty cache
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
     reference = SentenceTransformer(str(source_model), device="cpu")
@@ -331,10 +333,11 @@ def test_changed_or_unlisted_files_are_refused(folder, hub_server, hub_url):
     result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", hub_url, "--token", HUB_TOKEN)
     assert result.exit_code == 1 and "not listed in manifest.json: notes.txt" in result.stderr
     (folder / "notes.txt").unlink()
-    vocab = folder / "vocab.txt"
-    vocab.write_text(vocab.read_text().replace("[UNK]", "[UNX]"))  # same size, other content
+    config = folder / "config.json"
+    data = config.read_bytes()
+    config.write_bytes(data[:-1] + (b" " if data[-1:] != b" " else b"\n"))  # same size, other content
     result = invoke(str(folder), "--repo-id", "test-user/x", "--endpoint", hub_url, "--token", HUB_TOKEN)
-    assert result.exit_code == 1 and "sha256 differs" in result.stderr and "vocab.txt" in result.stderr
+    assert result.exit_code == 1 and "sha256 differs" in result.stderr and "config.json" in result.stderr
     assert hub_server.count_requests("POST", r"/commit/") == 0
 
 
@@ -383,6 +386,46 @@ def test_publish_defaults_branch_and_stale_files(folder, hub_server, hub_url, ap
     assert "choose another tag" in str(raised.value)
 
 
+def test_push_with_hf_xet_installed_goes_through_lfs_on_a_hub_without_xet(folder, hub_server, hub_url, api,
+                                                                          monkeypatch, tmp_path):
+    """huggingface_hub uploads through Xet whenever hf_xet is installed, with no fallback; this server has no
+    Xet (its Xet token route answers 404). The push asks first, uploads through LFS, and leaves the client's
+    Xet switch as it found it."""
+    pytest.importorskip("hf_xet")
+    from huggingface_hub.utils._runtime import is_xet_available
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", False)  # a default install: the client would use Xet
+    monkeypatch.delenv("HF_HUB_DISABLE_XET", raising=False)
+    assert is_xet_available()
+    repo_id = "test-user/lfs-only"
+    result = exporter.push(folder, repo_id, endpoint=hub_url, token=HUB_TOKEN, verify=False)
+    assert result.created_commit and api.model_info(repo_id).sha == result.commit_oid
+    assert constants.HF_HUB_DISABLE_XET is False and is_xet_available()  # restored after the push
+
+    asked = [r for r in hub_server.request_records if "/xet-" in r.path]
+    assert [(r.method, r.path, r.status) for r in asked] == [("GET", f"/api/models/{repo_id}/xet-write-token/main",
+                                                              404)]  # asked once, before uploading: no Xet here
+    manifest = exporter.read_manifest(folder)
+    tree = {entry.path: entry for entry in api.list_repo_tree(repo_id, recursive=True) if hasattr(entry, "lfs")}
+    lfs = sorted(path for path, entry in tree.items() if entry.lfs is not None)
+    assert "onnx/model.onnx" in lfs and "openvino/openvino_model.bin" in lfs
+    assert hub_server.count_requests("POST", r"\.git/info/lfs/objects/batch$") >= 1
+    assert hub_server.count_requests("PUT", r"^/_lfs/") == len(lfs)  # every LFS file went up through LFS
+    local = Path(snapshot_download(repo_id, endpoint=hub_url, cache_dir=tmp_path / "cache"))
+    for path, sha256 in listed(manifest).items():
+        assert sha256_of(local / path) == sha256, path
+    assert tree["onnx/model.onnx"].lfs.sha256 == listed(manifest)["onnx/model.onnx"]
+
+    # a pull request asks for the base branch's Xet access with create_pr, as the client would
+    hub_server.clear_requests()
+    manifest.publish = {**manifest.publish, "commit_message": "proposal"}
+    write_manifest(folder, manifest)
+    proposed = exporter.push(folder, repo_id, create_pr=True, endpoint=hub_url, token=HUB_TOKEN, verify=False)
+    assert proposed.pr_ref == "refs/pr/1" and constants.HF_HUB_DISABLE_XET is False
+    asked = [(r.path, r.query, r.status) for r in hub_server.request_records if "/xet-" in r.path]
+    assert asked == [(f"/api/models/{repo_id}/xet-write-token/main", "create_pr=1", 404)]
+
+
 def test_endpoint_argument_works_without_hf_endpoint(folder, hub_url, monkeypatch):
     """A user passing endpoint= with HF_ENDPOINT unset: the client's import-time ENDPOINT is another URL."""
     import contextlib
@@ -412,7 +455,7 @@ def test_token_never_written_or_printed(folder, tmp_path_factory, monkeypatch, c
     """A distinctive token: absent from output, logs, the result, the folder and everything the Hub stored."""
     import logging
 
-    from huggingface_hub.utils import reset_sessions
+    from huggingface_hub.utils import close_session
 
     secret = "hf_SECRETtoken_9b1e77_do_not_print"
     root = tmp_path_factory.mktemp("secret-hub")
@@ -432,7 +475,7 @@ def test_token_never_written_or_printed(folder, tmp_path_factory, monkeypatch, c
             pushed = exporter.push(folder, "test-user/secret", endpoint=server.url)
         finally:
             monkeypatch.undo()
-            reset_sessions()  # sessions built while HF_HUB_OFFLINE was off must not outlive the test
+            close_session()  # a session built while HF_HUB_OFFLINE was off must not outlive the test
     assert [code for code, _ in outputs] == [0, 0, 2], outputs
     assert pushed.created_commit
     first, wrong = (" ".join(text.split()) for text in (outputs[0][1], outputs[2][1]))  # rich wraps at 80 columns
@@ -450,11 +493,11 @@ def test_token_never_written_or_printed(folder, tmp_path_factory, monkeypatch, c
 
 
 def _http_error(status: int, message: str = "boom"):
-    import requests
+    """The client's error for an answer with ``status`` (a response of the client's own httpx)."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    response = requests.Response()
-    response.status_code = status
+    httpx = client_httpx()
+    response = httpx.Response(status, request=httpx.Request("GET", "http://hub/api/models/o/n"))
     return HfHubHTTPError(message, response=response)
 
 
@@ -477,31 +520,56 @@ def test_hub_errors_map_by_what_went_wrong():
         check_endpoint("ftp://x")
 
 
-def test_connection_errors_of_requests_and_httpx_are_recognised(monkeypatch):
-    """huggingface_hub 1.x raises httpx errors: recognised once httpx is loaded, and never imported for it."""
-    import requests
-
-    from exporter import hub
-
-    refused = "HTTPConnectionPool(host='127.0.0.1', port=9): Max retries exceeded ([Errno 111] Connection refused)"
-    assert hub.is_connection_error(requests.ConnectionError(refused)) and hub.retryable(requests.Timeout("slow"))
-    assert hub.describe(requests.ConnectionError(refused)) == "connection refused"
-
-    fake = types.ModuleType("httpx")  # the exception tree of httpx (not installed with hub 0.36)
+def _fake_httpx(name: str) -> types.ModuleType:
+    """The exception tree of httpx, under ``name`` (httpx2, the fork of huggingface_hub 2.x, has the same)."""
+    fake = types.ModuleType(name)
     fake.TransportError = type("TransportError", (Exception,), {})
     fake.NetworkError = type("NetworkError", (fake.TransportError,), {})
     fake.ConnectError = type("ConnectError", (fake.NetworkError,), {})
+    fake.ReadError = type("ReadError", (fake.NetworkError,), {})
     fake.TimeoutException = type("TimeoutException", (fake.TransportError,), {})
     fake.ReadTimeout = type("ReadTimeout", (fake.TimeoutException,), {})
     fake.RemoteProtocolError = type("RemoteProtocolError", (fake.TransportError,), {})
     fake.UnsupportedProtocol = type("UnsupportedProtocol", (fake.TransportError,), {})
-    assert not hub.is_connection_error(fake.ConnectError("[Errno 111] Connection refused"))  # httpx not loaded
-    monkeypatch.setitem(sys.modules, "httpx", fake)
-    assert hub.is_connection_error(fake.ConnectError("[Errno 111] Connection refused"))
-    assert hub.retryable(fake.ReadTimeout("read")) and hub.describe(fake.ReadTimeout("read")) == "timed out"
-    assert hub.retryable(fake.RemoteProtocolError("Server disconnected without sending a response."))
-    assert not hub.is_connection_error(fake.UnsupportedProtocol("ftp"))
-    error = hub.hub_error(fake.ConnectError("[Errno 111] Connection refused"), what="downloading x", repo_id="o/n",
+    return fake
+
+
+@pytest.mark.parametrize("name", ["httpx", "httpx2"])
+def test_connection_errors_of_httpx_and_httpx2_are_recognised(monkeypatch, name):
+    """huggingface_hub 1.x raises httpx errors, 2.x those of its fork httpx2: each recognised once its module
+    is loaded, and never imported for it (the client's own module is checked as it is, the other as a stand-in
+    with the same exception tree)."""
+    from exporter import hub
+
+    if name in sys.modules:
+        httpx = sys.modules[name]  # the client's: loaded by huggingface_hub
+    else:
+        httpx = _fake_httpx(name)
+        assert not hub.is_connection_error(httpx.ConnectError("[Errno 111] Connection refused"))  # not loaded
+        monkeypatch.setitem(sys.modules, name, httpx)
+    assert hub.is_connection_error(httpx.ConnectError("[Errno 111] Connection refused"))
+    assert hub.describe(httpx.ConnectError("[Errno 111] Connection refused")) == "connection refused"
+    assert hub.describe(httpx.ReadError("[Errno 104] Connection reset by peer")) == "connection reset by peer"
+    assert hub.retryable(httpx.ReadTimeout("timed out")) and hub.describe(httpx.ReadTimeout("read")) == "timed out"
+    closed = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    assert hub.retryable(closed) and hub.describe(closed) == "the connection was closed without an answer"
+    short = httpx.RemoteProtocolError("peer closed connection without sending complete message body (received 2000 "
+                                      "bytes, expected 307200)")
+    assert hub.retryable(short) and hub.cut_short(short) == (2000, 307200)
+    assert not hub.is_connection_error(httpx.UnsupportedProtocol("ftp"))
+    error = hub.hub_error(httpx.ConnectError("[Errno 111] Connection refused"), what="downloading x", repo_id="o/n",
                           endpoint="http://hub", attempts=4)
     assert isinstance(error, HubError)
     assert str(error) == "cannot reach the Hub at http://hub while downloading x (4 attempts): connection refused"
+
+
+def test_exporter_never_imports_requests():
+    """``requests`` is no dependency of huggingface_hub >= 1.0: a push or fetch must not need it."""
+    import subprocess
+
+    code = ("import sys; sys.modules['requests'] = None\n"  # importing it now raises ImportError
+            "import exporter, exporter.hub, exporter.publish.push, exporter.deploy.fetch, exporter.cli\n"
+            "from huggingface_hub import HfApi\n"
+            "print('ok')")
+    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0 and process.stdout.strip() == "ok", process.stderr[-2000:]

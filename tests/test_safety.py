@@ -155,7 +155,7 @@ def copy(artifact, tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def hub(artifact, tmp_path_factory):
     """A local Hub holding the good artifact at GOOD_REPO (through exporter.push, which re-verifies it)."""
-    from huggingface_hub.utils import reset_sessions
+    from huggingface_hub.utils import close_session
 
     with HubServer(root=tmp_path_factory.mktemp("safety-hub"), token=HUB_TOKEN) as server, \
             pytest.MonkeyPatch.context() as monkeypatch:
@@ -164,7 +164,7 @@ def hub(artifact, tmp_path_factory):
         folder = Path(shutil.copytree(artifact, tmp_path_factory.mktemp("safety-push") / "artifact"))
         server.pushed = exporter.push(folder, GOOD_REPO, endpoint=server.url, token=HUB_TOKEN)
         yield server
-    reset_sessions()
+    close_session()
 
 
 @pytest.fixture

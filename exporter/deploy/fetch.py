@@ -448,7 +448,8 @@ class _HubFetch:
     def remove_partial(self, filename: str) -> bool:
         """Delete the client's ``*.incomplete`` download of ``filename`` (in ``dest``), or every one of this repo
         (in the cache), skipping any whose lock another process holds (it is downloading that file now). True
-        when something was deleted."""
+        when something was deleted. (From 1.21 on the client deletes the partial file of a download that failed
+        itself; one can still be left by a process that was killed.)"""
         import filelock
 
         candidates: list[tuple[Path, Path]] = []  # (partial file, the lock that guards it)
@@ -466,7 +467,9 @@ class _HubFetch:
 
             cache = Path(self.cache_dir or constants.HF_HUB_CACHE)
             folder = repo_folder_name(repo_id=self.repo_id, repo_type="model")
-            candidates = [(partial, cache / ".locks" / folder / partial.name.replace(".incomplete", ".lock"))
+            # "<etag>.incomplete" (early 1.x) or "<etag>.<random>.incomplete" (1.21 on, one per process): the
+            # lock that guards it is "<etag>.lock" either way (an etag is a hex digest: no dot)
+            candidates = [(partial, cache / ".locks" / folder / f"{partial.name.split('.', 1)[0]}.lock")
                           for partial in (cache / folder / "blobs").glob("*.incomplete")]
         removed = False
         for partial, lock_path in candidates:

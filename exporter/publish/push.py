@@ -22,12 +22,15 @@ the Hub already holds are skipped). The branch moves only by that single commit:
 made, and a rerun completes it (LFS files the Hub already holds are not uploaded again).
 
 The Hub plumbing (endpoint, retries with backoff, the mapping of client errors to ours, the token kept out
-of messages, the client's progress bars silenced) is ``exporter.hub``'s, shared with ``fetch``; this module
-holds the flow. Endpoint: huggingface_hub 0.36 parses the commit URL the Hub answers against
+of messages, the client's progress bars silenced, timeouts) is ``exporter.hub``'s, shared with ``fetch``; this
+module holds the flow. Endpoint: early huggingface_hub 1.x releases parse the commit URL the Hub answers against
 ``constants.ENDPOINT`` (read from ``HF_ENDPOINT`` once, at import), not against ``HfApi(endpoint=...)``:
-with any other endpoint it raises ``ValueError`` after the commit has landed. ``push`` points
+with any other endpoint they raise ``ValueError`` after the commit has landed. ``push`` points
 ``constants.ENDPOINT`` at the endpoint it uses for the duration of the push (``exporter.hub.client_endpoint``)
 and treats that ``ValueError``, should it still happen, like a lost answer: it looks the commit up on the Hub.
+Uploads: the client uploads through Xet whenever ``hf_xet`` is installed, and a Hub without Xet storage
+would refuse every one; ``push`` asks the Hub first and has the client use LFS unless the Hub grants Xet
+write access (``exporter.hub.HubClient.upload_protocol``).
 
 The token is never printed, logged or written: it is removed from every message this module produces.
 """
@@ -431,7 +434,7 @@ def _push(hub: HubClient, root: Path, manifest: Manifest, local: dict[str, Local
         if delete:  # said before anything changes: these remote files go
             hub.log(f"{repo_id}@{revision} has {len(delete)} file{'s' if len(delete) != 1 else ''} the folder "
                     f"lacks; the commit deletes {'them' if len(delete) != 1 else 'it'}: {', '.join(delete)}")
-        with hub.progress.step(label):
+        with hub.progress.step(label), hub.upload_protocol(revision, create_pr=create_pr):
             result = _commit(hub, root, local, upload, delete, head, revision, create_pr, message, description, refs)
     if tag:
         result.tag = tag
@@ -509,10 +512,18 @@ def _stage(error: BaseException, repo_id: str, revision: str) -> str:
     if upload:
         return f"uploading {upload.group(1)} to {repo_id}@{revision}"
     cause = root_cause(error)
-    request = getattr(cause, "request", None) or getattr(getattr(cause, "response", None), "request", None)
-    url = str(getattr(request, "url", "") or "")
+    url = str(getattr(_request_of(cause) or _request_of(getattr(cause, "response", None)), "url", "") or "")
     step = next((label for marker, label in _STAGES if marker in url), "committing to")
     return f"{step} {repo_id}@{revision}"
+
+
+def _request_of(thing: Any) -> Any:
+    """The ``request`` of an httpx error or response, or None: httpx's ``request`` property raises
+    ``RuntimeError`` instead of returning None when it was never set (an ``HfHubHTTPError`` built by the client)."""
+    try:
+        return getattr(thing, "request", None)
+    except RuntimeError:
+        return None
 
 
 def _result(hub: HubClient, local: dict[str, LocalFile], oid: str, revision: str, *, created: bool, changed: int = 0,

@@ -1,9 +1,9 @@
 """A local, file-backed stand-in for the Hugging Face Hub HTTP API, for tests.
 
-It answers the endpoints that the real ``huggingface_hub`` client (written against 0.36.2) calls for
-repository creation, commits (regular files, LFS files through the "basic" LFS transfer, deletions,
-pull requests), refs (branches, tags, ``refs/pr/N``), file listings and downloads, so the project's push
-code can be exercised end to end without a network.
+It answers the endpoints that the real ``huggingface_hub`` client (written against 1.21 and checked
+against 2.4) calls for repository creation, commits (regular files, LFS files through the "basic" LFS
+transfer, deletions, pull requests), refs (branches, tags, ``refs/pr/N``), file listings and downloads, so
+the project's push code can be exercised end to end without a network. It has no Xet storage.
 
 Run it by hand
 --------------
@@ -30,41 +30,47 @@ From Python::
         server.truncate_next("GET", r"/resolve/")                 # Content-Length N, half the body, close
         server.requests                                           # [(method, path), ...]
 
-Client traps (huggingface_hub 0.36.2, verified against its source)
-------------------------------------------------------------------
+Client traps (huggingface_hub 1.21 and 2.4, verified against their source)
+------------------------------------------------------------------------
+* Transport: ``httpx`` in 1.x, its fork ``httpx2`` in 2.x (``huggingface_hub.utils.httpx`` names the one in
+  use from 1.30 on); ``requests`` is no longer involved. The client shares one HTTP client, built by a
+  factory (``set_client_factory``) with no timeout; ``close_session()`` (formerly ``reset_sessions()``)
+  drops it and the next request builds a new one.
 * ``HF_ENDPOINT`` is read once, when ``huggingface_hub.constants`` is imported. ``HfApi(endpoint=...)``,
-  ``hf_hub_download(endpoint=...)`` and ``snapshot_download(endpoint=...)`` take the endpoint per call, but
-  ``CommitInfo`` parses the commit URL with ``RepoUrl(...)`` against ``constants.ENDPOINT``. This server
-  answers ``commitUrl = <the URL the client used>/<repo_id>/commit/<sha>`` (the real Hub's shape), so
-  ``create_commit`` / ``upload_*`` raise ``ValueError: Unable to retrieve user and repo ID`` unless
-  ``constants.ENDPOINT`` equals the server URL. This happens for no-op commits (the client builds the
-  URL itself from ``HfApi.endpoint``) *and* for real commits, after the commit has landed (measured).
-  No ``commitUrl`` shape works both with and without the patch, hence the patch. Setting the environment
-  variable after import does nothing: patch ``constants.ENDPOINT``. Also patch
-  ``constants.HUGGINGFACE_CO_URL_TEMPLATE`` *and* ``file_download.HUGGINGFACE_CO_URL_TEMPLATE`` (imported
-  by name): ``hf_hub_url`` only swaps in ``endpoint=`` when the template starts with
-  ``constants.ENDPOINT``, so patching ``ENDPOINT`` alone sends downloads to https://huggingface.co.
-  The module-level helpers (``huggingface_hub.upload_file`` ...) are bound to an ``HfApi()`` created at
-  import, with its own ``endpoint``. ``hub_fixtures.patch_hf_endpoint`` does all of this.
+  ``hf_hub_download(endpoint=...)`` and ``snapshot_download(endpoint=...)`` take the endpoint per call.
+  This server answers ``commitUrl = <the URL the client used>/<repo_id>/commit/<sha>`` (the real Hub's
+  shape). 1.21 and 2.4 parse it against the ``HfApi``'s endpoint (``CommitInfo._endpoint``); early 1.x
+  releases (1.3) parse it against ``constants.ENDPOINT`` and raise ``ValueError: Unable to retrieve user and
+  repo ID`` unless it equals the server URL (after the commit has landed). ``hf_hub_url`` builds download
+  URLs from ``constants.HUGGINGFACE_CO_URL_TEMPLATE`` and only swaps in ``endpoint=`` when it starts with
+  ``constants.ENDPOINT``. The module-level helpers (``huggingface_hub.upload_file`` ...) are bound to an
+  ``HfApi()`` created at import, with its own ``endpoint``. ``hub_fixtures.patch_hf_endpoint`` patches all of
+  this.
 * ``HF_HUB_OFFLINE=1`` (also read at import) makes every request of the client raise, even to 127.0.0.1.
-  The fixture turns it off and resets the client's cached HTTP sessions.
+  The fixture turns it off and closes the client's shared HTTP session.
+* ``create_repo(private=...)`` and ``update_repo_settings(private=...)`` send ``visibility``
+  (``"private"``/``"public"``); older clients sent ``private``. Both are understood.
 * No-op commits: in pre-upload, the server reports each existing file's ``oid`` (git blob sha1 for
   regular files, sha256 for LFS files, as the client computes ``_local_oid``). When every added file is
   unchanged, the client makes no commit call and returns the current head from ``repo_info``.
-* Xet: ``hf_xet`` is installed, so the client offers ``transfers=["basic", "multipart", "xet"]`` in the
-  LFS batch call. It only uploads through xet if the server answers ``"transfer": "xet"``; this server
-  answers ``"basic"``. Downloads only use xet when ``X-Xet-Hash`` is in the headers, which this server never
-  sends. ``HF_HUB_DISABLE_XET`` is not needed.
+* Xet: whenever ``hf_xet`` is installed (a dependency of huggingface_hub 1.x and 2.x) and
+  ``constants.HF_HUB_DISABLE_XET`` is off (read at call time), the client uploads LFS files through Xet: it
+  asks ``GET /api/models/{repo}/xet-write-token/{revision}`` (``?create_pr=1`` for a pull request) for
+  connection headers and has no fallback. This server answers that route (and ``xet-read-token``) with 404,
+  so such an upload fails with hf_xet's ``ConnectionError``; with Xet disabled the client uses the LFS batch
+  API (``transfers=["basic", "multipart"]``) and this server answers ``"basic"``. Downloads only use Xet when
+  ``X-Xet-Hash`` is in the headers, which this server never sends. ``exporter.push`` asks the token route
+  first and disables Xet for its own uploads; tests uploading with ``HfApi`` set ``HF_HUB_DISABLE_XET``.
 * Errors map to exception classes through the ``X-Error-Code`` header (``RepoNotFound``,
-  ``RevisionNotFound``, ``EntryNotFound``, ``GatedRepo``). The client maps a bare 401 to
-  ``RepositoryNotFoundError`` only for ``https://`` URLs, so this server always sends ``X-Error-Code``.
-  A wrong token gets 401 with ``X-Error-Message``/``{"error": "Invalid credentials in Authorization
-  header"}``, which the client raises as a plain ``HfHubHTTPError``.
-* The client retries LFS upload PUTs and the HEAD/GET of downloads on 500/502/503/504, timeouts and lost
+  ``RevisionNotFound``, ``EntryNotFound``, ``GatedRepo``); this server always sends it. A wrong token gets
+  401 with ``X-Error-Message``/``{"error": "Invalid credentials in Authorization header"}``, which the
+  client raises as a plain ``HfHubHTTPError`` (``whoami`` as its own "Invalid user token").
+* The client retries LFS upload PUTs and the HEAD/GET of downloads on 408/429/5xx, timeouts and lost
   connections (``http_backoff``: 1, 2, 4, 8, 8 s, 5 retries), and resumes a download whose body broke off
-  with a ``ConnectionError``/``ReadTimeout`` (``http_get``: 1 s, 5 times); a body cut short of its
-  ``Content-Length`` (``ChunkedEncodingError``) is not retried. Every other call (repo creation, pre-upload,
-  LFS batch and verify, the commit POST, listings) is sent once, with no timeout.
+  or ended before its ``Content-Length`` (``http_get``). Every other call (repo creation, pre-upload, LFS
+  batch and verify, the commit POST, listings) is sent once, with no timeout. In 1.x, ``http_backoff``
+  closes the shared client after a failed connection and retries on the closed one (``RuntimeError:
+  Cannot send a request, as the client has been closed``); 2.x fetches the client again on each attempt.
 
 Simplifications: one user (``username``) owns every namespace; the LFS/regular choice uses fixed
 ``.gitattributes``-style patterns, a 10 MiB size limit and a NUL-byte check on the sample, not the repo's

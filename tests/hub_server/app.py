@@ -78,6 +78,7 @@ class HubApp:
             (("POST",), _REPO_API + r"/branch/(?P<branch>[^/]+)$", self.create_branch),
             (("DELETE",), _REPO_API + r"/branch/(?P<branch>[^/]+)$", self.delete_branch),
             (("PUT",), _REPO_API + r"/settings$", self.update_settings),
+            (("GET",), _REPO_API + r"/xet-(?P<access>read|write)-token/" + _REV + r"$", self.xet_token),
             (("POST",), _REPO_WEB + r"\.git/info/lfs/objects/batch$", self.lfs_batch),
             (("POST",), _REPO_WEB + r"\.git/info/lfs/objects/verify$", self.lfs_verify),
             (("PUT",), r"^/_lfs/(?P<oid>[0-9a-f]{64})$", self.lfs_put),
@@ -146,7 +147,7 @@ class HubApp:
             if existing is not None:
                 url = self._repo_url(request, existing)
                 return json_response({"error": f"You already created this {repo_type} repo", "url": url}, 409)
-            repo = self.storage.create_repo(repo_type, repo_id, bool(payload.get("private")), self.username)
+            repo = self.storage.create_repo(repo_type, repo_id, _private(payload), self.username)
         return json_response({"url": self._repo_url(request, repo), "name": repo_id, "id": repo_id})
 
     def delete_repo(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
@@ -164,8 +165,8 @@ class HubApp:
         repo = self._writable_repo(request, params)
         payload = request.json()
         with self.storage.lock:
-            if "private" in payload:
-                repo.private = bool(payload["private"])
+            if "private" in payload or "visibility" in payload:
+                repo.private = _private(payload)
             if "gated" in payload:
                 repo.gated = payload["gated"]
             self.storage.save_repo(repo)
@@ -226,6 +227,12 @@ class HubApp:
         return metadata if isinstance(metadata, dict) else None
 
     # -- uploads -----------------------------------------------------------------------------------
+
+    def xet_token(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
+        """No Xet storage here: 404, as from a Hub without Xet. (The Hub answers 200 with ``X-Xet-Cas-Url``,
+        ``X-Xet-Access-Token`` and ``X-Xet-Token-Expiration``; clients upload through LFS without them.)"""
+        self._visible_repo(request, params)
+        raise HubError(404, f"Xet storage is not available on this server ({params['access']} token requested)")
 
     def preupload(self, request: HubRequest, params: dict[str, str]) -> HubResponse:
         """Tell the client, per file, "lfs" or "regular" and the oid of the file already at the revision."""
@@ -536,6 +543,17 @@ class HubApp:
             headers["Content-Range"] = f"bytes {offset}-{offset + length - 1}/{entry.size}"
         blob = self.storage.blob_path(entry.sha256)
         return HubResponse(status, headers, file_path=blob, file_offset=offset, file_length=length)
+
+
+def _private(payload: dict[str, Any]) -> bool:
+    """The visibility a create/settings payload asks for: ``visibility`` ("private", "public"; what
+    huggingface_hub >= 1.0 sends), else the boolean ``private`` of older clients."""
+    visibility = payload.get("visibility")
+    if visibility is not None:
+        if visibility not in ("public", "private"):
+            raise bad_request(f"Invalid visibility {visibility!r}: expected 'public' or 'private'")
+        return visibility == "private"
+    return bool(payload.get("private"))
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int, int]:

@@ -5,17 +5,18 @@ longer than the client waits; or send a body cut short of its ``Content-Length``
 log behind ``HubServer.requests`` and ``count_requests``. Kept apart so that the handler
 (``hub_server.httpd``) and ``HubServer`` share them without importing each other.
 
-What each fault looks like to the client (huggingface_hub over requests):
+What each fault looks like to the client (huggingface_hub over httpx, or httpx2 in 2.x):
 
 * ``status``: an HTTP error answer (``HfHubHTTPError`` with that status).
 * ``reset``: the socket is closed with a TCP reset (``SO_LINGER`` 0), either before any answer
-  (``keep=None``: ``requests.ConnectionError``) or after the headers and ``keep`` bytes of the body
-  (``ChunkedEncodingError``: "Connection broken").
+  (``keep=None``: ``ReadError``/``RemoteProtocolError``, "Connection reset by peer" or "Server disconnected
+  without sending a response") or after the headers and ``keep`` bytes of the body (``ReadError``).
 * ``stall``: nothing is sent for ``seconds`` (at most ``MAX_STALL``, and never past ``HubServer.stop()``), so a
   client with a shorter timeout gives up (``ReadTimeout``). Before processing (``after=False``) the request is
   then dropped unprocessed, as by a server that hung; after processing (``after=True``) the late answer is sent.
 * ``truncate``: the request is processed and the answer's headers promise the whole body (``Content-Length``),
-  but only ``keep`` bytes (default: half) are sent before the connection is closed (``IncompleteRead``).
+  but only ``keep`` bytes (default: half) are sent before the connection is closed (``RemoteProtocolError``:
+  "peer closed connection without sending complete message body (received N bytes, expected M)").
 """
 
 from __future__ import annotations
