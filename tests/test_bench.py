@@ -5,6 +5,7 @@ not how fast anything is."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import statistics
@@ -17,13 +18,19 @@ from exporter import Manifest, build, read_manifest
 from exporter.artifact.integrity import list_files, sha256_file
 from exporter.artifact.manifest import BenchSummary, write_manifest
 from exporter.cli import main
+from exporter.diagnostics.bench_classes import LONG_MIN_CHARS, PASSAGE_CHARS, SHORT_MAX_CHARS, class_texts, long_pool
 from exporter.diagnostics.bench_targets import parse_compare, unique_names
 from exporter.diagnostics.benchmark import BENCH_NAME, bench
+from exporter.errors import BadInputError
 
 VARIANTS = ["onnx-fp32", "onnx-fp32-sentence", "openvino-fp32", "openvino-fp32-sentence"]
 SMALL = ["--num-texts", "12", "--batch-size", "4", "--rounds", "2", "--warmup", "1", "--latency-texts", "4",
          "--threads", "1"]
 FP32_COSINE = 0.9999  # an fp32 export (OpenVINO pinned at f32) gives torch's embeddings up to float noise
+# sentence-transformers loads ONNX through optimum-onnx (optimum.onnxruntime), which some environments lack
+# (see conftest.SENTENCE_TRANSFORMERS_ONNX); OpenVINO through optimum-intel always works here.
+ST_ONNX = bool(importlib.util.find_spec("optimum")) and bool(importlib.util.find_spec("optimum.onnxruntime"))
+CLASSES = ["short", "mixed", "long"]
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +67,26 @@ def assert_manifest_complete(folder) -> Manifest:
 
 def assert_numbers_agree(rows: dict[str, dict], num_texts: int) -> None:
     """Throughput is texts / median round time, and ratio_to_torch each model's throughput / torch's, from
-    the rounded numbers bench.json holds (so within their rounding)."""
+    the rounded numbers bench.json holds (so within their rounding): at the top level (the summary class),
+    and in each class, where tokens/s is texts/s × the mean tokens the model ran."""
     torch_throughput = rows["torch"]["throughput"]
     assert rows["torch"]["ratio_to_torch"] == 1.0
     for name, row in rows.items():
         assert row["throughput"] == pytest.approx(num_texts / statistics.median(row["round_seconds"]), rel=0.02), name
         assert row["ratio_to_torch"] == pytest.approx(row["throughput"] / torch_throughput, rel=2e-3, abs=1e-3), name
+        summary = row["classes"][row["summary_class"]]
+        assert (row["throughput"], row["tokens_per_second"]) == (summary["texts_per_second"],
+                                                                 summary["tokens_per_second"]), name
+        for class_name, numbers in row["classes"].items():
+            torch_numbers = rows["torch"]["classes"][class_name]
+            assert numbers["texts_per_second"] == pytest.approx(
+                numbers["texts"] / statistics.median(numbers["round_seconds"]), rel=0.02), (name, class_name)
+            assert numbers["tokens_per_second"] == pytest.approx(
+                numbers["texts_per_second"] * numbers["mean_tokens"], rel=2e-3, abs=0.1), (name, class_name)
+            assert numbers["ratio_to_torch"] == pytest.approx(
+                numbers["texts_per_second"] / torch_numbers["texts_per_second"], rel=2e-3, abs=1e-3), (name, class_name)
+            # One tokenizer (the model's), truncated at the same max_seq_length: the same tokens for every model.
+            assert numbers["mean_tokens"] == torch_numbers["mean_tokens"] > 0, (name, class_name)
 
 
 def test_bench_writes_results_and_updates_the_manifest(artifacts):
@@ -75,9 +96,19 @@ def test_bench_writes_results_and_updates_the_manifest(artifacts):
     assert "cos min" in result.stderr
     assert result.stdout == ""
 
+    assert "tokens/s" in result.stderr and "precision" in result.stderr
+    for class_name in CLASSES:
+        assert f" {class_name} " in result.stderr
+
     saved = json.loads((artifacts / BENCH_NAME).read_text())
-    assert saved["schema_version"] == 1
-    assert saved["settings"] == {**saved["settings"], "batch_size": 4, "num_texts": 12, "rounds": 2, "threads": 1}
+    assert saved["schema_version"] == 2
+    assert saved["settings"] == {**saved["settings"], "batch_size": 4, "num_texts": 12, "rounds": 2, "threads": 1,
+                                 "summary_class": "mixed"}
+    described = saved["settings"]["length_classes"]
+    assert list(described) == CLASSES
+    assert [described[name]["texts"] for name in CLASSES] == [12, 12, 3]  # long: a quarter of --num-texts
+    assert described["short"]["max_chars"] < SHORT_MAX_CHARS
+    assert described["long"]["built_passages"] == 0  # the built-in set has enough long texts for 3
     assert saved["host"]["threads"] == 1 and saved["host"]["cores"] >= 1
     assert {"torch", "onnxruntime", "openvino", "sentence_transformers"} <= saved["versions"].keys()
     assert saved["reference"]["available"] is True
@@ -94,13 +125,24 @@ def test_bench_writes_results_and_updates_the_manifest(artifacts):
         speed = row["runtime"]["speed"]  # the deploy runtime's settings: speed-only, and numerics
         assert speed.get("intra_op_num_threads", speed.get("INFERENCE_NUM_THREADS")) == 1
         assert row["cosine_min"] >= FP32_COSINE and row["cosine_mean"] >= row["cosine_min"], row
+        for class_name in CLASSES:
+            assert row["classes"][class_name]["cosine_min"] >= FP32_COSINE, (name, class_name)
+        assert row["precision_in_force"] == "f32", row  # read back: OpenVINO's compiled precision, ONNX's graph
+        assert row["precision_detail"]["int8_matmuls"] == 0 and row["precision_detail"]["matmuls"] > 0, row
         if row["backend"] == "openvino":  # the manifest's runtime_options are what the runner compiled with
             assert row["runtime"]["numerics"]["INFERENCE_PRECISION_HINT"] == "f32", row["runtime"]
     assert rows["openvino-fp32-sentence"]["runtime"]["compiled_inference_precision"] == "f32"
+    assert rows["torch"]["precision_in_force"] == "f32"
     for row in rows.values():
         assert row["throughput"] > 0 and len(row["round_seconds"]) == 2
         assert 0 < row["latency_p50_ms"] <= row["latency_p95_ms"] and row["latency_samples"] == 4
         assert row["rss_delta_mb"] is None  # --no-memory
+        assert list(row["classes"]) == CLASSES
+        for numbers in row["classes"].values():
+            assert len(numbers["round_seconds"]) == 2 and numbers["latency_samples"] == 4
+            assert 0 < numbers["latency_p50_ms"] <= numbers["latency_p95_ms"]
+        # Long texts run more tokens than short ones (the tiny model truncates at its max_seq_length).
+        assert row["classes"]["short"]["mean_tokens"] < row["classes"]["long"]["mean_tokens"]
 
     manifest = assert_manifest_complete(artifacts)
     for variant in manifest.variants:
@@ -147,6 +189,7 @@ def test_compare_peers_run_like_fp32_transformer_variants_and_repeated_names_are
         f"{built.name}/onnx/model.onnx", f"{built.name}/onnx/model.onnx#2", "torch#2"]
 
 
+@pytest.mark.skipif(not ST_ONNX, reason="sentence-transformers cannot load ONNX here (no optimum.onnxruntime)")
 def test_via_both_loaders_measures_each_variant_twice_and_the_manifest_keeps_the_encoder_numbers(artifacts, built):
     st = "sentence-transformers"
     peer = f"{built.name}/onnx/model.onnx"
@@ -190,6 +233,28 @@ def test_via_both_loaders_measures_each_variant_twice_and_the_manifest_keeps_the
     assert [row["loader"] for row in json.loads((artifacts / BENCH_NAME).read_text())["results"]] == [st, st]
     manifest = assert_manifest_complete(artifacts)
     assert {variant.name: variant.bench for variant in manifest.variants} == kept
+
+
+def test_via_sentence_transformers_on_openvino_reads_back_the_compiled_precision_per_class(artifacts, built):
+    st = "sentence-transformers"
+    peer = f"{built.name}/openvino/openvino_model.xml"
+    result = invoke(str(artifacts), "--num-texts", "8", "--batch-size", "4", "--rounds", "1", "--warmup", "0",
+                    "--latency-texts", "2", "--threads", "1", "--no-memory", "--no-save", "--json", "-q",
+                    "--variant", "openvino-fp32", "--variant", "openvino-fp32-sentence", "--via", "encoder",
+                    "--via", st, "--compare", f"{built}:openvino/openvino_model.xml")
+    assert result.exit_code == 0, result.stderr
+    printed = json.loads(result.stdout)
+    rows = {row["name"]: row for row in printed["results"]}
+    assert list(rows) == ["torch", "openvino-fp32", f"openvino-fp32 ({st})", "openvino-fp32-sentence", peer,
+                          f"{peer} ({st})"]
+    assert_numbers_agree(rows, 8)
+    for name, row in rows.items():
+        assert list(row["classes"]) == CLASSES
+        assert row["precision_in_force"] == "f32", row  # sentence-transformers' rows: optimum's compiled model
+        if name != "torch":
+            assert row["loader"] == (st if name.endswith(f"({st})") else "encoder")
+            for numbers in row["classes"].values():
+                assert numbers["cosine_min"] >= FP32_COSINE, row
 
 
 def test_memory_is_measured_in_child_processes(artifacts):
@@ -260,3 +325,111 @@ def test_a_runtime_that_cannot_load_is_exit_3_naming_the_variant(artifacts):
     result = invoke(str(artifacts), *SMALL, "--no-memory", "--variant", "onnx-fp32-sentence")
     _assert_one_line(result, 3, "variant onnx-fp32-sentence", "onnxruntime cannot load it")
     assert not (artifacts / BENCH_NAME).exists()
+
+
+# --------------------------------------------------------------------------------------- length classes
+
+
+def test_length_classes_follow_their_rules_and_build_long_passages_deterministically():
+    texts = [f"text number {i} " + "word " * (i % 7) for i in range(40)] + ["x" * 700, "y" * (SHORT_MAX_CHARS + 1)]
+    classes, notes = class_texts(texts, ["short", "mixed", "long"], 16)
+    assert notes == []
+    by_name = {c.name: c for c in classes}
+    assert all(len(text) < SHORT_MAX_CHARS for text in by_name["short"].texts) and len(by_name["short"].texts) == 16
+    assert len(by_name["mixed"].texts) == 16
+    long = by_name["long"]
+    assert len(long.texts) == 4 and long.built == 3  # one long text in the set: three passages built
+    assert long.texts[0] == "x" * 700
+    for passage in long.texts[1:]:
+        assert len(passage) >= PASSAGE_CHARS and passage.startswith("text number ")
+    assert class_texts(texts, ["long"], 16)[0][0].texts == long.texts  # deterministic
+    # The passages join consecutive texts under LONG_MIN_CHARS, in the set's order.
+    pool, built = long_pool(texts, 2)
+    shorter = [text for text in texts if len(text) < LONG_MIN_CHARS]
+    assert built == 1 and pool[1].startswith(" ".join(shorter[:3]))
+
+    # A class the set has no text for is left out, with a note; none at all is bad input.
+    only_long = ["z" * 600, "w" * 800]
+    classes, notes = class_texts(only_long, ["short", "long"], 8)
+    assert [c.name for c in classes] == ["long"] and "no text under 200 characters" in notes[0]
+    with pytest.raises(BadInputError, match="length_classes short: the text set has no text for it"):
+        class_texts(only_long, ["short"], 8)
+
+
+def test_length_class_option_selects_classes_and_the_summary_class(artifacts):
+    result = invoke(str(artifacts), *SMALL, "--no-memory", "--json", "-q", "--variant", "onnx-fp32",
+                    "--length-class", "long", "--length-class", "short")
+    assert result.exit_code == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert list(printed["settings"]["length_classes"]) == ["short", "long"]  # in the classes' own order
+    assert printed["settings"]["summary_class"] == "short"  # no mixed class: the first one measured
+    rows = {row["name"]: row for row in printed["results"]}
+    for row in rows.values():
+        assert list(row["classes"]) == ["short", "long"] and row["summary_class"] == "short"
+    assert_numbers_agree(rows, 12)
+    manifest = assert_manifest_complete(artifacts)
+    assert manifest.variant("onnx-fp32").bench.throughput == rows["onnx-fp32"]["classes"]["short"]["texts_per_second"]
+
+    with pytest.raises(BadInputError, match="length_classes 'tiny'"):
+        bench(artifacts, length_classes=["tiny"], save=False)
+
+
+def test_a_texts_file_without_long_texts_gets_built_passages_and_bad_classes_are_exit_2(artifacts, tmp_path):
+    texts = tmp_path / "short.txt"
+    texts.write_text("\n".join(f"query {i} about topic {i * 3}" for i in range(20)) + "\n", encoding="utf-8")
+    result = bench(artifacts, variants=["onnx-fp32-sentence"], texts_file=texts, num_texts=8, batch_size=4,
+                   rounds=1, warmup_rounds=0, latency_count=1, threads=1, measure_memory=False, save=False)
+    described = result.settings["length_classes"]
+    assert described["long"] == {**described["long"], "texts": 2, "built_passages": 2}
+    assert described["long"]["mean_chars"] >= PASSAGE_CHARS
+    measured = result.result("onnx-fp32-sentence").classes
+    assert measured["long"].mean_tokens > measured["short"].mean_tokens
+    assert measured["long"].cosine_min >= FP32_COSINE
+
+    long_only = tmp_path / "long.txt"
+    long_only.write_text("a long passage " * 60 + "\n", encoding="utf-8")
+    _assert_one_line(invoke(str(artifacts), "--texts", str(long_only), "--length-class", "short"), 2,
+                     "--length-class short", "no text for it")
+    bad = invoke(str(artifacts), "--length-class", "tiny")
+    assert bad.exit_code == 2 and "'tiny' is not one of 'short', 'mixed', 'long'" in bad.output
+
+
+# ------------------------------------------------------------------------------------------------- int8
+
+
+@pytest.fixture(scope="module")
+def int8_built(tmp_path_factory, tiny_model):
+    """A tiny model with int8 variants: ONNX dynamic, OpenVINO static (NNCF) and OpenVINO weight-only."""
+    folder = tmp_path_factory.mktemp("bench-int8")
+    (folder / "calib.txt").write_text("\n".join(f"calibration text {i} about topic {i * 7}" for i in range(20)))
+    recipe = write_recipe(folder, f"""
+name: tiny-int8
+model:
+  path: {tiny_model('bert')}
+variants:
+  - {{backend: onnx, precision: int8, quantization: {{isa: avx2}}}}
+  - {{backend: openvino, precision: int8, quantization: {{calibration: {{corpus: calib.txt, samples: 8}}}}}}
+  - {{backend: openvino, precision: int8, quantization: {{method: weight_only}}}}
+""")
+    return build(recipe, output=folder / "out", validate=False).output
+
+
+def test_int8_variants_report_the_share_of_matmuls_that_run_in_int8(int8_built):
+    result = bench(int8_built, num_texts=8, batch_size=4, rounds=1, warmup_rounds=0, latency_count=1, threads=1,
+                   measure_memory=False, save=False, length_classes=["short"])
+    data = {row["name"]: row for row in result.to_dict()["results"]}
+    assert list(data) == ["torch", "onnx-int8-dynamic-avx2", "openvino-int8-static", "openvino-int8-weight-only"]
+    for name, row in data.items():
+        detail = row["precision_detail"]
+        if name == "torch":
+            assert row["precision_in_force"] == "f32" and detail["int8_share"] is None
+            continue
+        assert 0 < detail["int8_share"] <= 1 and 0 < detail["int8_matmuls"] <= detail["matmuls"], row
+        assert row["precision_in_force"] == row["precision_detail"]["label"]
+        share = f"{detail['int8_share']:.0%}"
+        weights = " weights" if name.endswith("weight-only") else ""
+        assert row["precision_in_force"] == f"int8{weights} {share} / f32", row  # OpenVINO: compiled at f32
+        assert detail["int8_weights_only"] is bool(weights)
+        assert 0.5 < row["classes"]["short"]["cosine_min"] <= 1.0  # close to torch, not equal
+    # Dynamic ONNX quantisation leaves the activation × activation attention MatMuls in float.
+    assert data["onnx-int8-dynamic-avx2"]["precision_detail"]["int8_share"] < 1

@@ -24,6 +24,7 @@ from exporter.cli.common import (
     reword_errors,
     trust_remote_code_option,
 )
+from exporter.diagnostics.bench_classes import DEFAULT_LENGTH_CLASSES, LENGTH_CLASSES, LONG_SHARE
 from exporter.diagnostics.bench_measure import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LATENCY_TEXTS,
@@ -90,16 +91,21 @@ class RichBenchProgress:
                    f"(default: {', '.join(DEFAULT_VIA)}).")
 @click.option("--mode", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
               help="The encoder's mode: latency (one request at a time) or throughput (batches run concurrently).")
+@click.option("--length-class", "length_classes", multiple=True, type=click.Choice(LENGTH_CLASSES), metavar="CLASS",
+              help="Measure this length class: short (texts under 200 characters), mixed (the whole text set) or "
+                   "long (500+ characters, topped up with passages of consecutive texts joined to 1,000+). "
+                   f"Repeatable (default: {', '.join(DEFAULT_LENGTH_CLASSES)}).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE, show_default=True,
               help="Batch size for throughput.")
 @click.option("--num-texts", type=click.IntRange(min=1), default=DEFAULT_NUM_TEXTS, show_default=True,
-              help="Texts per round (the set is cycled when smaller).")
+              help=f"Texts per round for the short and mixed classes; long runs 1/{LONG_SHARE} of it (a class's pool "
+                   "is cycled when smaller).")
 @click.option("--rounds", type=click.IntRange(min=1), default=DEFAULT_ROUNDS, show_default=True,
               help="Measured rounds (every model once per round, order rotated).")
 @click.option("--warmup", "warmup_rounds", type=click.IntRange(min=0), default=DEFAULT_WARMUP_ROUNDS,
               show_default=True, help="Warm-up rounds, not counted.")
 @click.option("--latency-texts", "latency_count", type=click.IntRange(min=0), default=DEFAULT_LATENCY_TEXTS,
-              show_default=True, help="Single-text encodes per model for the batch-1 latency (0: none).")
+              show_default=True, help="Single-text encodes per model and class for the batch-1 latency (0: none).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Threads for every runtime (default: the physical cores available).")
 @click.option("--texts", "texts_file", type=click.Path(path_type=str),
@@ -116,16 +122,18 @@ class RichBenchProgress:
 @quiet_option
 @handle_errors
 @reword_errors(compare="--compare", texts_file="--texts", source_dir="--source",  # the others: click checks them
-               trust_remote_code="--trust-remote-code")
+               trust_remote_code="--trust-remote-code", length_classes="--length-class")
 def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], via: tuple[str, ...],
-                  mode: str, batch_size: int, num_texts: int, rounds: int, warmup_rounds: int, latency_count: int,
-                  threads: int | None, texts_file: str | None, source_dir: str | None, no_memory: bool,
-                  no_save: bool, report_dir: str | None, trust_remote_code: bool, as_json: bool,
-                  quiet: bool) -> None:
+                  mode: str, length_classes: tuple[str, ...], batch_size: int, num_texts: int, rounds: int,
+                  warmup_rounds: int, latency_count: int, threads: int | None, texts_file: str | None,
+                  source_dir: str | None, no_memory: bool, no_save: bool, report_dir: str | None,
+                  trust_remote_code: bool, as_json: bool, quiet: bool) -> None:
     """Measure the torch model and each variant of ARTIFACT_DIR: throughput, latency, size, memory.
 
     Every model runs in this process with the same thread count, warmed up and interleaved round by
-    round; memory is measured in one child process per model. Variants run through the deploy runtime
+    round, on each length class (short, mixed, long): texts/s, tokens/s, ratio to torch, p50/p95 latency
+    at batch 1, cosine with torch, and the precision in force; memory is measured in one child process
+    per model. Variants run through the deploy runtime
     (--via encoder); --via sentence-transformers adds them as SentenceTransformer loads them, in the same
     run. The result goes to ARTIFACT_DIR/bench.json (listed in manifest.json, with a summary on each
     variant from its encoder row).
@@ -136,6 +144,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
       exporter bench artifacts/minilm-onnx --variant onnx-fp32 --threads 4 --json
       exporter bench artifacts/minilm-onnx --compare st-export:onnx/model_qint8_avx512_vnni.onnx
       exporter bench artifacts/minilm-openvino --via encoder --via sentence-transformers
+      exporter bench artifacts/minilm-onnx --length-class short --length-class long
     """
     from rich.console import Console
 
@@ -143,7 +152,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
 
     console = Console(stderr=True)
     if not console.is_terminal:  # a log file or a pipe: rich would fold the table at 80 columns
-        console = Console(stderr=True, width=max(console.width, 140))
+        console = Console(stderr=True, width=max(console.width, 180))
     result = bench(
         artifact_dir, variants=list(variants) or None, compare=list(compare), batch_size=batch_size,
         num_texts=num_texts, threads=threads, rounds=rounds, warmup_rounds=warmup_rounds,
@@ -151,6 +160,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
         save=not no_save, report_dir=report_dir,
         progress=SilentBenchProgress() if quiet else RichBenchProgress(console),
         via=list(via) or list(DEFAULT_VIA), mode=mode, trust_remote_code=trust_remote_code,
+        length_classes=list(length_classes) or None,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
@@ -160,38 +170,54 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
 
 
 def render(result, console) -> None:
-    """The result as a rich table on ``console``."""
+    """The result as a rich table on ``console``: one row per model per length class, a section per class."""
     from rich import box
     from rich.table import Table
 
     data = result.to_dict()
     settings = data["settings"]
-    title = (f"{result.folder.name}: {settings['num_texts']} texts, batch {settings['batch_size']}, "
+    classes = settings["length_classes"]
+    sizes = ", ".join(f"{name} {info['texts']}" for name, info in classes.items())
+    title = (f"{result.folder.name}: texts per round {sizes}; batch {settings['batch_size']}, "
              f"{settings['threads']} thread{'s' if settings['threads'] != 1 else ''}, "
              f"median of {settings['rounds']} rounds; latency at batch 1"
              + (f"; encoder in {settings['mode']} mode" if "encoder" in settings["via"] else ""))
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    columns = (("model", "left"), ("runtime", "left"), ("via", "left"), ("MB", "right"), ("texts/s", "right"),
+    # The via column only when variants went through sentence-transformers too (torch always does).
+    with_via = "sentence-transformers" in settings["via"]
+    columns = (("model", "left"), ("class", "left"), ("runtime", "left"), *((("via", "left"),) if with_via else ()),
+               ("precision", "left"), ("MB", "right"), ("texts/s", "right"), ("tokens/s", "right"),
                ("× torch", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("+RSS MiB", "right"),
                ("cos mean", "right"), ("cos min", "right"))
-    for column, justify in columns:
-        table.add_column(column, justify=justify, overflow="fold", no_wrap=column == "via")
-    for row in data["results"]:
-        runtime = row["backend"] + (" · sentence" if row["graph"] == "sentence" else "")
-        # bench.json names a sentence-transformers row "NAME (sentence-transformers)": here the via column says it.
-        name = row["name"].removesuffix(f" ({row['loader']})") if row["kind"] != "torch" else row["name"]
-        table.add_row(
-            name, runtime, row["loader"],
-            _fmt(row["size_bytes"], lambda v: f"{v / 1e6:.1f}"),
-            _fmt(row["throughput"], lambda v: f"{v:.1f}"),
-            _fmt(row["ratio_to_torch"], lambda v: f"{v:.2f}×"),
-            _fmt(row["latency_p50_ms"], lambda v: f"{v:.2f}"),
-            _fmt(row["latency_p95_ms"], lambda v: f"{v:.2f}"),
-            _fmt(row["rss_delta_mb"], lambda v: f"{v:.0f}"),
-            _fmt(row["cosine_mean"], lambda v: f"{v:.4f}"),
-            _fmt(row["cosine_min"], lambda v: f"{v:.4f}"),
-        )
+    for column, justify in columns:  # only the model's name may fold: numbers broken over lines misread
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "model")
+    for position, class_name in enumerate(classes):
+        if position:
+            table.add_section()
+        for row in data["results"]:
+            numbers = row["classes"][class_name]
+            runtime = row["backend"] + (" · sentence" if row["graph"] == "sentence" else "")
+            # bench.json names a sentence-transformers row "NAME (sentence-transformers)": the via column says it.
+            name = row["name"].removesuffix(f" ({row['loader']})") if row["kind"] != "torch" else row["name"]
+            table.add_row(
+                name, class_name, runtime, *((row["loader"],) if with_via else ()), row["precision_in_force"],
+                _fmt(row["size_bytes"], lambda v: f"{v / 1e6:.1f}"),
+                _fmt(numbers["texts_per_second"], lambda v: f"{v:.1f}"),
+                _fmt(numbers["tokens_per_second"], lambda v: f"{v:.0f}"),
+                _fmt(numbers["ratio_to_torch"], lambda v: f"{v:.2f}×"),
+                _fmt(numbers["latency_p50_ms"], lambda v: f"{v:.2f}"),
+                _fmt(numbers["latency_p95_ms"], lambda v: f"{v:.2f}"),
+                _fmt(row["rss_delta_mb"], lambda v: f"{v:.0f}"),
+                _fmt(numbers["cosine_mean"], lambda v: f"{v:.4f}"),
+                _fmt(numbers["cosine_min"], lambda v: f"{v:.4f}"),
+            )
     console.print(table)
+    rules = "; ".join(f"{name}: {info['rule']} (mean {info['mean_chars']:.0f} chars"
+                      + (f", {info['built_passages']} built" if info["built_passages"] else "") + ")"
+                      for name, info in classes.items())
+    console.print(f"[dim]{rules}. tokens/s = texts/s × the mean tokens each model ran per text (its tokenizer, "
+                  f"truncated at max_seq_length); the manifest's summaries are the {settings['summary_class']} "
+                  "class's.[/dim]")
     host = data["host"]
     console.print(f"[dim]{host['cpu']} ({host['cores']} cores, ISA: {' '.join(host['isa']) or '-'}); "
                   f"torch {data['versions']['torch']}, onnxruntime {data['versions']['onnxruntime']}, "

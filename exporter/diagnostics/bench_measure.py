@@ -1,10 +1,10 @@
 """How ``exporter bench`` measures: the text set, the thread count, the host it ran on, and the timed rounds.
 
 Every model runs in one process with the same thread count, warmed up, and interleaved: each round runs
-every model once over the text set, in an order rotated from round to round, so drift (turbo, other
-processes, thermal) hits all of them alike. Throughput is texts / median round time; latency is measured
-at batch 1 on short and medium texts (p50/p95); cosines compare each model's embeddings of the first
-measured round with the torch model's.
+every length class (``bench_classes``) in turn, and in each class every model once over the class's texts,
+in an order rotated from round to round, so drift (turbo, other processes, thermal) hits all of them alike.
+Throughput is texts / median round time per class; latency is measured at batch 1 on each class's texts
+(p50/p95); cosines compare each model's embeddings of the first measured round with the torch model's.
 
 Nothing but the standard library and light modules of this package are imported at module level (the CLI
 reads the defaults from here when it builds ``exporter --help``); torch, numpy and psutil are imported where
@@ -37,10 +37,10 @@ if TYPE_CHECKING:
 
 BUILTIN_TEXTS = "data/validation.jsonl"  # inside the ``exporter`` package
 DEFAULT_BATCH_SIZE = 32
-DEFAULT_NUM_TEXTS = 256
-DEFAULT_ROUNDS = 5
+DEFAULT_NUM_TEXTS = 128
+DEFAULT_ROUNDS = 3
 DEFAULT_WARMUP_ROUNDS = 1
-DEFAULT_LATENCY_TEXTS = 50
+DEFAULT_LATENCY_TEXTS = 30
 # How variants and --compare peers are loaded: the deploy runtime (``Encoder``, what deploy hosts run) and/or
 # ``SentenceTransformer(folder, backend=...)`` (graph: transformer only). The torch model always goes through
 # sentence-transformers.
@@ -49,7 +49,6 @@ DEFAULT_VIA = ("encoder",)
 # The Encoder's mode for encoder rows (``exporter.runtime.encoder.MODES``; kept here so the CLI needs no runtime).
 MODES = ("latency", "throughput")
 DEFAULT_MODE = "latency"
-LATENCY_MAX_CHARS = 400  # "short and medium" texts for the batch-1 latency
 # Before each model's timed block: a pause, so the thread pools of the model before (ONNX Runtime and
 # OpenMP spin after a run) are idle and do not steal cores from it; batch-1 blocks also start with one
 # untimed encode. Measured here: without it torch's batch-1 latency right after ONNX Runtime doubled.
@@ -118,11 +117,8 @@ def select_texts(texts: Sequence[str], count: int) -> list[str]:
 
 
 def latency_texts(texts: Sequence[str], count: int) -> list[str]:
-    """Short and medium texts for the batch-1 latency (the whole set when it has none)."""
-    if count <= 0:
-        return []
-    pool = [text for text in texts if len(text) <= LATENCY_MAX_CHARS] or list(texts)
-    return select_texts(pool, count)
+    """``count`` texts of a length class for its batch-1 latency (none when ``count`` is 0)."""
+    return select_texts(texts, count) if count > 0 else []
 
 
 # --------------------------------------------------------------------------------------- threads, host
@@ -206,30 +202,34 @@ def rotation(count: int, round_index: int) -> list[int]:
     return list(range(shift, count)) + list(range(shift))
 
 
-def throughput_rounds(targets: Sequence[Target], runners: Sequence[VariantRunner], texts: list[str], *,
-                      batch_size: int, rounds: int, warmup_rounds: int, progress) -> Throughput:
-    """``warmup_rounds`` + ``rounds`` rounds, every model once over ``texts`` per round, interleaved."""
-    times: list[list[float]] = [[] for _ in runners]
-    embeddings: list[Any] = [None for _ in runners]
-    total = (warmup_rounds + rounds) * len(runners)
-    with track(progress, f"Throughput: {len(texts)} texts × {rounds} rounds (+{warmup_rounds} warm-up)", total) as tick:
+def throughput_rounds(targets: Sequence[Target], runners: Sequence[VariantRunner], classes: dict[str, list[str]], *,
+                      batch_size: int, rounds: int, warmup_rounds: int, progress) -> dict[str, Throughput]:
+    """``warmup_rounds`` + ``rounds`` rounds; in each, every length class in turn, every model once over the
+    class's texts, interleaved: a class's ratios come from the same rounds, and drift hits every class alike."""
+    times = {name: [[] for _ in runners] for name in classes}
+    embeddings: dict[str, list[Any]] = {name: [None for _ in runners] for name in classes}
+    total = (warmup_rounds + rounds) * len(runners) * len(classes)
+    sizes = ", ".join(f"{name} {len(texts)}" for name, texts in classes.items())
+    with track(progress, f"Throughput: texts per round {sizes} × {rounds} rounds (+{warmup_rounds} warm-up)",
+               total) as tick:
         for round_index in range(warmup_rounds + rounds):
-            gc.collect()
-            for index in rotation(len(runners), round_index):
-                time.sleep(SWITCH_PAUSE_S)
-                started = time.perf_counter()
-                output = encode(targets[index], runners[index], texts, batch_size)
-                elapsed = time.perf_counter() - started
-                if round_index >= warmup_rounds:
-                    times[index].append(elapsed)
-                if round_index == warmup_rounds:
-                    embeddings[index] = output
-                tick()
-    return Throughput(times, embeddings)
+            for name, texts in classes.items():
+                gc.collect()
+                for index in rotation(len(runners), round_index):
+                    time.sleep(SWITCH_PAUSE_S)
+                    started = time.perf_counter()
+                    output = encode(targets[index], runners[index], texts, batch_size)
+                    elapsed = time.perf_counter() - started
+                    if round_index >= warmup_rounds:
+                        times[name][index].append(elapsed)
+                    if round_index == warmup_rounds:
+                        embeddings[name][index] = output
+                    tick()
+    return {name: Throughput(times[name], embeddings[name]) for name in classes}
 
 
 def latency_rounds(targets: Sequence[Target], runners: Sequence[VariantRunner], single: list[str], *, rounds: int,
-                   progress) -> list[list[float]]:
+                   progress, label: str = "") -> list[list[float]]:
     """Batch-1 latency samples (seconds) per model: the texts split into chunks, each chunk run by every model
     in a rotated order, each model's block led by a pause and one untimed encode."""
     samples: list[list[float]] = [[] for _ in runners]
@@ -238,7 +238,8 @@ def latency_rounds(targets: Sequence[Target], runners: Sequence[VariantRunner], 
     warm = single[: min(3, len(single))]
     chunks = max(1, min(rounds, len(single)))
     bounds = [len(single) * i // chunks for i in range(chunks + 1)]
-    with track(progress, f"Latency: {len(single)} single texts", (len(single) + len(warm)) * len(runners)) as tick:
+    total = (len(single) + len(warm)) * len(runners)
+    with track(progress, f"Latency{label}: {len(single)} single texts", total) as tick:
         for index in range(len(runners)):
             for text in warm:
                 encode(targets[index], runners[index], [text], 1)

@@ -1,10 +1,13 @@
-"""What ``exporter bench`` records: one ``ModelResult`` per model, the ``BenchResult`` of a run, and where they go.
+"""What ``exporter bench`` records: one ``ModelResult`` per model (with a ``ClassResult`` per length class), the
+``BenchResult`` of a run, and where they go.
 
-``BenchResult.to_dict()`` is bench.json's content (schema version 1; numbers rounded so the file reads
-well). ``save_result`` writes it into the artifact folder and updates manifest.json through the typed
-manifest: bench.json joins ``shared_files`` (every file of the folder is listed), and each variant measured
-through the encoder (what deploy hosts run) gets a ``bench`` summary (``BenchSummary``) that deploy's variant
-choice ranks by; rows through sentence-transformers never make a summary.
+``BenchResult.to_dict()`` is bench.json's content (schema version 2; numbers rounded so the file reads
+well). Each model's row has its numbers per length class under ``classes``, and at its top level the numbers
+of the summary class (``mixed`` when measured, else the first class measured; ``summary_class`` names it), as
+schema 1 had them. ``save_result`` writes it into the artifact folder and updates manifest.json through the
+typed manifest: bench.json joins ``shared_files`` (every file of the folder is listed), and each variant
+measured through the encoder (what deploy hosts run) gets a ``bench`` summary (``BenchSummary``, the summary
+class's numbers) that deploy's variant choice ranks by; rows through sentence-transformers never make a summary.
 """
 
 from __future__ import annotations
@@ -16,49 +19,115 @@ from typing import Any
 
 from exporter.artifact.integrity import file_entry, write_text_atomic
 from exporter.artifact.manifest import BenchSummary, read_manifest, write_manifest
+from exporter.diagnostics.bench_precision import Precision
 from exporter.diagnostics.bench_targets import Target
 
 BENCH_NAME = "bench.json"
-BENCH_SCHEMA_VERSION = 1
+BENCH_SCHEMA_VERSION = 2
 
 
 @dataclass
-class ModelResult:
-    """What was measured for one model."""
+class ClassResult:
+    """What was measured for one model on one length class."""
 
-    target: Target
-    throughput: float
-    ratio_to_torch: float | None
+    texts: int  # per round
+    mean_tokens: float  # tokens per text the model ran (its tokenizer, truncated at max_seq_length)
+    throughput: float  # texts/s: texts / median round time
+    ratio_to_torch: float | None  # throughput / torch's on the same class, same run
     latency_p50_ms: float | None
     latency_p95_ms: float | None
-    rss_delta_mb: float | None
-    runtime: dict[str, Any]  # the runner's settings: what was in force (threads, precision hint, providers...)
     round_seconds: list[float]
     latency_samples: int
     cosine_mean: float | None = None  # against the torch model's embeddings of the same texts
     cosine_min: float | None = None
 
+    @property
+    def tokens_per_second(self) -> float:
+        return self.throughput * self.mean_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "texts": self.texts,
+            "mean_tokens": _round(self.mean_tokens, 2),
+            "texts_per_second": _round(self.throughput, 2),
+            "tokens_per_second": _round(self.tokens_per_second, 1),
+            "ratio_to_torch": _round(self.ratio_to_torch, 3),
+            "latency_p50_ms": _round(self.latency_p50_ms, 3),
+            "latency_p95_ms": _round(self.latency_p95_ms, 3),
+            "cosine_mean": _round(self.cosine_mean, 5),
+            "cosine_min": _round(self.cosine_min, 5),
+            "round_seconds": [_round(s, 4) for s in self.round_seconds],
+            "latency_samples": self.latency_samples,
+        }
+
+
+@dataclass
+class ModelResult:
+    """What was measured for one model: per length class, and what it ran at."""
+
+    target: Target
+    classes: dict[str, ClassResult]
+    precision: Precision  # what was in force, read back from the runtime and the graph
+    rss_delta_mb: float | None
+    runtime: dict[str, Any]  # the runner's settings: what was in force (threads, precision hint, providers...)
+    summary_class: str
+
+    @property
+    def summary_numbers(self) -> ClassResult:
+        return self.classes[self.summary_class]
+
+    # The summary class's numbers, under the names schema 1 used.
+    @property
+    def throughput(self) -> float:
+        return self.summary_numbers.throughput
+
+    @property
+    def ratio_to_torch(self) -> float | None:
+        return self.summary_numbers.ratio_to_torch
+
+    @property
+    def latency_p50_ms(self) -> float | None:
+        return self.summary_numbers.latency_p50_ms
+
+    @property
+    def latency_p95_ms(self) -> float | None:
+        return self.summary_numbers.latency_p95_ms
+
+    @property
+    def cosine_mean(self) -> float | None:
+        return self.summary_numbers.cosine_mean
+
+    @property
+    def cosine_min(self) -> float | None:
+        return self.summary_numbers.cosine_min
+
     def to_dict(self) -> dict[str, Any]:
         t = self.target
+        summary = self.summary_numbers.to_dict()
         return {
             "name": t.name,
             "kind": t.kind,
             "backend": t.backend,
             "precision": t.precision,
+            "precision_in_force": self.precision.label,
             "graph": t.graph,
             "loader": t.loader,
             "file_name": t.file_name,
             "size_bytes": t.size_bytes,
-            "throughput": _round(self.throughput, 2),
-            "ratio_to_torch": _round(self.ratio_to_torch, 3),
-            "latency_p50_ms": _round(self.latency_p50_ms, 3),
-            "latency_p95_ms": _round(self.latency_p95_ms, 3),
+            "summary_class": self.summary_class,
+            "throughput": summary["texts_per_second"],
+            "tokens_per_second": summary["tokens_per_second"],
+            "ratio_to_torch": summary["ratio_to_torch"],
+            "latency_p50_ms": summary["latency_p50_ms"],
+            "latency_p95_ms": summary["latency_p95_ms"],
             "rss_delta_mb": _round(self.rss_delta_mb, 1),
-            "cosine_mean": _round(self.cosine_mean, 5),
-            "cosine_min": _round(self.cosine_min, 5),
+            "cosine_mean": summary["cosine_mean"],
+            "cosine_min": summary["cosine_min"],
+            "round_seconds": summary["round_seconds"],
+            "latency_samples": summary["latency_samples"],
+            "classes": {name: numbers.to_dict() for name, numbers in self.classes.items()},
+            "precision_detail": self.precision.to_dict(),
             "runtime": self.runtime,
-            "round_seconds": [_round(s, 4) for s in self.round_seconds],
-            "latency_samples": self.latency_samples,
         }
 
     def summary(self) -> BenchSummary:
@@ -127,4 +196,5 @@ def save_result(root: Path, result: BenchResult) -> Path:
     return path
 
 
-__all__ = ["BENCH_NAME", "BENCH_SCHEMA_VERSION", "BenchResult", "ModelResult", "save_result", "updates_summaries"]
+__all__ = ["BENCH_NAME", "BENCH_SCHEMA_VERSION", "BenchResult", "ClassResult", "ModelResult", "save_result",
+           "updates_summaries"]

@@ -1,7 +1,9 @@
 """``bench``: throughput, latency and memory of an artifact folder's variants against the torch model.
 
 The steps, one module each: ``bench_targets`` decides what is measured (the torch reference, the
-variants, ``compare`` peers), ``bench_measure`` runs the interleaved rounds in this process,
+variants, ``compare`` peers), ``bench_classes`` the texts of each length class (short, mixed, long) and
+the tokens each model runs on them, ``bench_measure`` runs the interleaved rounds in this process,
+``bench_precision`` reads back the precision each model runs at,
 ``bench_memory`` measures each model's resident memory in a child process, ``bench_results`` holds the
 numbers and writes bench.json and the manifest's summaries. Every model is loaded through
 ``exporter.runtime.runners``, the one runner validate and fetch use too, so bench measures the variants
@@ -18,9 +20,18 @@ from __future__ import annotations
 import datetime as _dt
 import gc
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.artifact.manifest import read_manifest
+from exporter.diagnostics.bench_classes import (
+    LENGTH_CLASSES,
+    SUMMARY_CLASS,
+    LengthClass,
+    check_classes,
+    class_texts,
+    token_counts,
+)
 from exporter.diagnostics.bench_measure import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_LATENCY_TEXTS,
@@ -33,6 +44,7 @@ from exporter.diagnostics.bench_measure import (
     MODES,
     NOISY_SPREAD,
     SilentBenchProgress,
+    Throughput,
     available_cores,
     configure_threads,
     cosines,
@@ -42,11 +54,11 @@ from exporter.diagnostics.bench_measure import (
     load_average,
     load_texts,
     percentile_ms,
-    select_texts,
     throughput_rounds,
 )
 from exporter.diagnostics.bench_memory import measure_all
-from exporter.diagnostics.bench_results import BENCH_NAME, BenchResult, ModelResult, save_result
+from exporter.diagnostics.bench_precision import precision_in_force
+from exporter.diagnostics.bench_results import BENCH_NAME, BenchResult, ClassResult, ModelResult, save_result
 from exporter.diagnostics.bench_targets import (
     Target,
     find_reference,
@@ -86,6 +98,7 @@ def bench(
     mode: str = DEFAULT_MODE,
     trust_remote_code: bool = False,
     report_dir: str | Path | None = None,
+    length_classes: Sequence[str] | None = None,
 ) -> BenchResult:
     """Benchmark an artifact folder's variants (all, or ``variants``) against the torch reference and the
     ``compare`` models (``FOLDER:FILE``). Saves bench.json and updates manifest.json when ``save``, once every
@@ -96,19 +109,29 @@ def bench(
     ``encoder`` (the deploy runtime, what deploy hosts run) and/or ``sentence-transformers`` (rows named
     ``<name> (sentence-transformers)``; ``graph: sentence`` variants are skipped, with a note). The manifest's
     summaries come from the encoder rows; a run without the encoder leaves them as they were. ``mode``
-    (``latency`` | ``throughput``) is the encoder's mode. ``trust_remote_code=True`` lets sentence-transformers
-    load folders that name custom module classes (or hold code or pickles); without it they are refused
-    (``UnsafeArtifactError``), whatever the manifest records.
+    (``latency`` | ``throughput``) is the encoder's mode.
+
+    ``length_classes`` (default: all of ``short``, ``mixed``, ``long``; rules in ``bench_classes``) are measured
+    in the same interleaved rounds: ``num_texts`` texts per round for short and mixed, a quarter of that for
+    long, ``latency_count`` batch-1 encodes per class. Each model's result has per class: texts/s, tokens/s
+    (texts/s × the mean tokens it ran per text), the ratio to torch on that class, p50/p95 latency and cosine
+    with torch; and the precision in force (``bench_precision``). The manifest's summaries, and each row's
+    top-level numbers, are the ``mixed`` class's (else the first class measured).
+
+    ``trust_remote_code=True`` lets sentence-transformers load folders that name custom module classes (or
+    hold code or pickles); without it they are refused (``UnsafeArtifactError``), whatever the manifest records.
 
     Raises:
         BadInputError: a missing folder or manifest, an unknown variant, a bad ``compare`` spec, texts file,
-            ``source_dir``, ``via`` or ``mode``, a setting out of range (the message names the parameter).
+            ``source_dir``, ``via``, ``mode`` or ``length_classes``, a setting out of range, a text set with no
+            text for any class asked for (the message names the parameter).
         ExternalError: a runtime cannot load or run a model (the message names it).
     """
     progress = progress or SilentBenchProgress()
     _check_settings(batch_size=batch_size, num_texts=num_texts, rounds=rounds, warmup_rounds=warmup_rounds,
                     latency_count=latency_count, threads=threads)
     loaders = _check_choices(via=via, mode=mode)
+    chosen_classes = check_classes(length_classes)
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise BadInputError(f"{folder}: no such artifact folder")
@@ -119,8 +142,9 @@ def bench(
     targets, notes = with_loaders(models, loaders)
     targets = unique_names(targets)
     all_texts, texts_source = load_texts(texts_file)
-    texts = select_texts(all_texts, num_texts)
-    single = latency_texts(texts, latency_count)
+    classes, notes_on_texts = class_texts(all_texts, chosen_classes, num_texts)
+    notes.extend(notes_on_texts)
+    summary_class = SUMMARY_CLASS if any(c.name == SUMMARY_CLASS for c in classes) else classes[0].name
     threads = threads or available_cores()
 
     if save and "encoder" not in loaders:
@@ -133,49 +157,42 @@ def bench(
         targets.insert(0, reference)
 
     host = host_info(threads)  # before measuring: its load average is the one the run started with
-    throughput, latencies, runtimes = _measure(targets, texts, single, threads=threads, batch_size=batch_size,
-                                               rounds=rounds, warmup_rounds=warmup_rounds, mode=mode,
-                                               progress=progress)
+    measured = _measure(targets, classes, threads=threads, batch_size=batch_size, rounds=rounds,
+                        warmup_rounds=warmup_rounds, latency_count=latency_count, mode=mode, progress=progress)
     host["load_average_end"] = load_average()
     memory: dict[str, float | None] = {}
     if measure_memory:
-        memory, problems = measure_all(targets, threads=threads, texts=texts, batch_size=batch_size,
+        memory_texts = next(c.texts for c in classes if c.name == summary_class)
+        memory, problems = measure_all(targets, threads=threads, texts=memory_texts, batch_size=batch_size,
                                        progress=progress, mode=mode)
         notes.extend(problems)
 
-    spread = throughput.spread()
+    spread = max(throughput.spread() for throughput in measured.throughput.values())
     if rounds > 1 and spread > NOISY_SPREAD:
         load_before = host["load_average"]
         notes.append(f"round times of one model varied up to {spread:.1f}x (load average "
                      f"{load_before[0] if load_before else '?'} at the start): the host was busy, so the numbers "
                      "are noisy; rerun on a quiet machine, with more --rounds, or with fewer --threads")
-    torch_throughput = throughput.texts_per_second(0, num_texts) if reference is not None else None
     results = []
     for index, target in enumerate(targets):
-        texts_per_second = throughput.texts_per_second(index, num_texts)
-        similarity = cosines(throughput.embeddings[index], throughput.embeddings[0]) if reference is not None else None
-        results.append(ModelResult(
-            target=target,
-            throughput=texts_per_second,
-            ratio_to_torch=texts_per_second / torch_throughput if torch_throughput else None,
-            latency_p50_ms=percentile_ms(latencies[index], 50),
-            latency_p95_ms=percentile_ms(latencies[index], 95),
-            rss_delta_mb=memory.get(target.name),
-            runtime=runtimes[index],
-            round_seconds=throughput.round_seconds[index],
-            latency_samples=len(latencies[index]),
-            cosine_mean=float(similarity.mean()) if similarity is not None else None,
-            cosine_min=float(similarity.min()) if similarity is not None else None,
-        ))
+        per_class = {c.name: _class_result(measured, c, index, has_reference=reference is not None)
+                     for c in classes}
+        results.append(ModelResult(target=target, classes=per_class, precision=measured.precisions[index],
+                                   rss_delta_mb=memory.get(target.name), runtime=measured.runtimes[index],
+                                   summary_class=summary_class))
     result = BenchResult(
         folder=root,
         created_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         host=host,
         settings={"batch_size": batch_size, "num_texts": num_texts, "rounds": rounds, "warmup_rounds": warmup_rounds,
-                  "latency_texts": len(single), "threads": threads, "texts": texts_source,
-                  "via": list(loaders), "mode": mode,
+                  "latency_texts": latency_count if latency_count > 0 else 0, "threads": threads,
+                  "texts": texts_source, "via": list(loaders), "mode": mode,
+                  "length_classes": {c.name: c.describe() for c in classes}, "summary_class": summary_class,
                   "memory": "rss delta of load + run in a child process (MiB)" if measure_memory else None,
-                  "order": "interleaved, rotated each round; throughput = texts / median round time",
+                  "order": "interleaved: each round runs every class, every model once per class in an order "
+                           "rotated each round; throughput = texts / median round time",
+                  "tokens": "per text, with each model's tokenizer, truncated at its max_seq_length, padding "
+                            "excluded; tokens/s = texts/s x mean tokens",
                   "cosine": "per-text cosine with the torch model's embeddings of the first measured round"},
         versions=_versions(),
         results=results,
@@ -219,9 +236,21 @@ def _check_choices(*, via: Sequence[str], mode: str) -> tuple[str, ...]:
     return tuple(loader for loader in LOADERS if loader in via)
 
 
-def _measure(targets: list[Target], texts: list[str], single: list[str], *, threads: int, batch_size: int,
-             rounds: int, warmup_rounds: int, mode: str, progress):
-    """Load every model, run the throughput and latency rounds; (throughput, latency samples, runtime settings).
+@dataclass
+class _Measured:
+    """What ``_measure`` found, per model index: throughput and latency samples per class, tokens per text per
+    class, the runtime settings and the precision in force."""
+
+    throughput: dict[str, Throughput]
+    latencies: dict[str, list[list[float]]]
+    tokens: dict[str, list[list[int]]]
+    runtimes: list[dict]
+    precisions: list
+
+
+def _measure(targets: list[Target], classes: list[LengthClass], *, threads: int, batch_size: int, rounds: int,
+             warmup_rounds: int, latency_count: int, mode: str, progress) -> _Measured:
+    """Load every model, count its tokens, run the throughput and latency rounds of every class.
     The models are released before returning, so the memory children start on a clean host."""
     previous_threads = configure_threads(threads)
     runners = []
@@ -229,15 +258,42 @@ def _measure(targets: list[Target], texts: list[str], single: list[str], *, thre
         for target in targets:
             with progress.step(f"Loading {target.name}"):
                 runners.append(_load(target, threads=threads, mode=mode))
-        throughput = throughput_rounds(targets, runners, texts, batch_size=batch_size, rounds=rounds,
-                                       warmup_rounds=warmup_rounds, progress=progress)
-        latencies = latency_rounds(targets, runners, single, rounds=rounds, progress=progress)
+        tokens = {c.name: [token_counts(runner, c.texts) for runner in runners] for c in classes}
+        precisions = [precision_in_force(target, runner) for target, runner in zip(targets, runners, strict=True)]
+        throughput = throughput_rounds(targets, runners, {c.name: c.texts for c in classes}, batch_size=batch_size,
+                                       rounds=rounds, warmup_rounds=warmup_rounds, progress=progress)
+        latencies = {c.name: latency_rounds(targets, runners, latency_texts(c.texts, latency_count), rounds=rounds,
+                                            progress=progress, label=f" ({c.name})")
+                     for c in classes}
         runtimes = [dict(runner.settings) for runner in runners]
     finally:
         runners.clear()
         gc.collect()
         configure_threads(previous_threads)
-    return throughput, latencies, runtimes
+    return _Measured(throughput, latencies, tokens, runtimes, precisions)
+
+
+def _class_result(measured: _Measured, length_class: LengthClass, index: int, *, has_reference: bool) -> ClassResult:
+    """Model ``index``'s numbers on ``length_class``; ratio and cosines against the torch model (index 0)."""
+    throughput = measured.throughput[length_class.name]
+    count = len(length_class.texts)
+    texts_per_second = throughput.texts_per_second(index, count)
+    torch_throughput = throughput.texts_per_second(0, count) if has_reference else None
+    similarity = cosines(throughput.embeddings[index], throughput.embeddings[0]) if has_reference else None
+    tokens = measured.tokens[length_class.name][index]
+    samples = measured.latencies[length_class.name][index]
+    return ClassResult(
+        texts=count,
+        mean_tokens=sum(tokens) / len(tokens),
+        throughput=texts_per_second,
+        ratio_to_torch=texts_per_second / torch_throughput if torch_throughput else None,
+        latency_p50_ms=percentile_ms(samples, 50),
+        latency_p95_ms=percentile_ms(samples, 95),
+        round_seconds=throughput.round_seconds[index],
+        latency_samples=len(samples),
+        cosine_mean=float(similarity.mean()) if similarity is not None else None,
+        cosine_min=float(similarity.min()) if similarity is not None else None,
+    )
 
 
 def _load(target: Target, *, threads: int, mode: str):
@@ -255,5 +311,5 @@ def _versions() -> dict[str, str | None]:
     return {key: found.get(name) for key, name in VERSION_KEYS.items()}
 
 
-__all__ = ["BENCH_NAME", "BenchResult", "ModelResult", "SilentBenchProgress", "Target", "bench", "load_texts",
-           "parse_compare", "save_result"]
+__all__ = ["BENCH_NAME", "LENGTH_CLASSES", "BenchResult", "ClassResult", "ModelResult", "SilentBenchProgress",
+           "Target", "bench", "load_texts", "parse_compare", "save_result"]
