@@ -105,10 +105,11 @@ class Quantization(_Strict):
     )
     per_channel: bool | None = Field(None, description="onnx only: per-channel weight scales (default true).")
     calibration: Calibration | None = Field(None, description="Static methods only (default: builtin, 300 texts).")
-    exclude: list[str] = Field(
+    exclude: list[str] | Literal["auto"] = Field(
         default_factory=list,
         description="Regular expressions of graph node names kept in float (sensitive layers), e.g. "
-        "'.*/output/dense/MatMul'.",
+        "'.*/output/dense/MatMul', or auto: search for the fewest MatMuls in float that meet the variant's "
+        "thresholds (the manifest records them; the log prints them as a list to pin).",
     )
     smooth_quant: bool | None = Field(None, description="openvino static only: NNCF SmoothQuant (default true).")
 
@@ -121,7 +122,7 @@ class Quantization(_Strict):
             isa=(self.isa or "auto") if backend == "onnx" and method == "dynamic" else None,
             per_channel=(True if self.per_channel is None else self.per_channel) if backend == "onnx" else None,
             calibration=(self.calibration or Calibration()) if static else None,
-            exclude=list(self.exclude),
+            exclude=self.exclude if self.exclude == "auto" else list(self.exclude),
             smooth_quant=(True if self.smooth_quant is None else self.smooth_quant)
             if backend == "openvino" and static else None,
         )
@@ -215,7 +216,10 @@ class Variant(_Strict):
             raise _LocatedError(("quantization", "per_channel"), "only for backend onnx")
         if q.smooth_quant is not None and not (self.backend == "openvino" and method == "static"):
             raise _LocatedError(("quantization", "smooth_quant"), "only for backend openvino with method static")
-        for index, pattern in enumerate(q.exclude):
+        if q.exclude == "auto" and method == "weight_only":
+            raise _LocatedError(("quantization", "exclude"), "auto is for static and dynamic int8, not weight_only "
+                                                             "(its activations stay float)")
+        for index, pattern in enumerate([] if q.exclude == "auto" else q.exclude):
             try:
                 re.compile(pattern)
             except re.error as error:

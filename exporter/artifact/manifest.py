@@ -114,14 +114,34 @@ class CalibrationRecord(_Record):
     seed: int | None = None
 
 
+class ExclusionSearchRecord(_Record):
+    """What ``exclude: auto`` found: the MatMuls it kept in float and why (the metrics on its held-out texts
+    against the target it had to meet, from the variant's thresholds)."""
+
+    method: str
+    kept_float: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    target_cosine_min: float | None = None
+    target_cosine_mean: float | None = None
+    cosine_min: float | None = None
+    cosine_mean: float | None = None
+    met: bool | None = None
+    trials: int | None = None
+    texts: int | None = None
+    seconds: float | None = None
+
+
 class QuantizationRecord(_Record):
-    """How an int8 variant was quantised (the recipe's settings with ``isa: auto`` resolved)."""
+    """How an int8 variant was quantised (the recipe's settings with ``isa: auto`` and ``exclude: auto``
+    resolved: ``exclude`` is then the exact names the search kept in float, ``search`` how it found them)."""
 
     method: str | None = None
     isa: str | None = None
     isa_requested: str | None = None
     per_channel: bool | None = None
     exclude: list[str] = Field(default_factory=list)
+    exclude_requested: str | None = None
+    search: ExclusionSearchRecord | None = None
     smooth_quant: bool | None = None
 
 

@@ -42,6 +42,7 @@ from exporter.export.staging import check_output, staging_for
 from exporter.export.variants import BuiltFiles, VariantBuilder
 from exporter.progress import Progress, SilentProgress
 from exporter.recipe import LoadedRecipe, Variant, load_recipe
+from exporter.validators.thresholds import Thresholds
 
 # Weight files of the Transformer module: the exported graphs replace them in the artifact folder.
 TRANSFORMER_WEIGHT_PATTERNS = ("model.safetensors", "model-*.safetensors", "model.safetensors.index.json",
@@ -155,7 +156,8 @@ def build(
         with progress.step("Writing sentence-transformers files"):
             write_shared_files(model, staging.folder, source.directory)
         file_names = loaded.recipe.file_names()  # from the whole recipe: a subset gets the same names
-        built = export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names)
+        built = export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names,
+                                {v.resolved_name: variant_thresholds(loaded, v) for v in selected})
         write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder))
         manifest = finalize_manifest(staging.folder, source_dir=source.directory)
         report = validate_staged(loaded, staging.folder, source.directory, progress) if validate else None
@@ -248,8 +250,8 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     source's own where it has them (``exporter.export.source_configs``: old and new sentence-transformers read
     them); the tokenizer files state the model's max_seq_length (``exporter.export.tokenizer_files``)."""
     from exporter.export.source_configs import keep_source_configs
-    from exporter.runtime.runners import quiet_loading
     from exporter.export.tokenizer_files import state_max_seq_length
+    from exporter.runtime.runners import quiet_loading
 
     with quiet_loading():  # transformers 5's "Writing model shards" progress bar
         model.save(str(folder), create_model_card=False)
@@ -266,18 +268,20 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
 
 
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
-                    progress: Progress, file_names: dict[str, VariantFiles]) -> list[BuiltVariant]:
+                    progress: Progress, file_names: dict[str, VariantFiles],
+                    thresholds: dict[str, Thresholds]) -> list[BuiltVariant]:
     """Export each variant into ``folder`` under its name in ``file_names`` (the recipe's
-    ``file_names()``); intermediate graphs live in a scratch folder, built once."""
+    ``file_names()``); intermediate graphs live in a scratch folder, built once. ``thresholds``: what each
+    variant will be validated against (``exclude: auto`` searches for them)."""
     built: list[BuiltVariant] = []
     with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
-        builder = VariantBuilder(model, recipe_dir, Path(scratch), progress)
+        builder = VariantBuilder(model, recipe_dir, Path(scratch), progress, folder=folder)
         for variant in variants:
             file_name = file_names[variant.resolved_name].file_name
             started = time.perf_counter()
             builder.fp32_graph(variant.graph, variant.optimize)  # its own progress step
             with progress.step(f"Building {variant.resolved_name} → {file_name}"):
-                result = builder.build(variant, folder / file_name)
+                result = builder.build(variant, folder / file_name, thresholds[variant.resolved_name])
             built.append(BuiltVariant(
                 variant=variant,
                 file_name=file_name,

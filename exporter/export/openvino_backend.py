@@ -85,17 +85,22 @@ def quantize_openvino_static(ov_model, feeds: list[dict[str, np.ndarray]], exclu
     """NNCF post-training int8 quantisation of an OpenVINO model, calibrated on ``feeds``."""
     nncf = _quiet_nncf()
 
-    advanced = None
-    if not smooth_quant:
-        advanced = nncf.AdvancedQuantizationParameters(
-            smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1)
-        )
+    advanced = quantization_parameters(smooth_quant)
     ignored = nncf.IgnoredScope(patterns=exclude, validate=False) if exclude else None
     with quiet_libraries():
         return nncf.quantize(
             ov_model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds),
             ignored_scope=ignored, advanced_parameters=advanced,
         )
+
+
+def quantization_parameters(smooth_quant: bool):
+    """NNCF's advanced parameters for static int8: None (its defaults, SmoothQuant on) or SmoothQuant off."""
+    import nncf
+
+    if smooth_quant:
+        return None
+    return nncf.AdvancedQuantizationParameters(smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=-1))
 
 
 def compress_openvino_weights(ov_model, exclude: list[str]):

@@ -7,6 +7,7 @@ returns what the manifest records about how they were made.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,9 @@ from exporter.export.openvino_backend import (
 from exporter.progress import Progress
 from exporter.recipe import Calibration, Variant
 from exporter.runtime.host import detect_isa
+from exporter.validators.thresholds import Thresholds
+
+SEARCH_SEED = 1_000_003  # the held-out sample exclude: auto measures on (a seed no calibration default uses)
 
 
 @dataclass
@@ -52,11 +56,12 @@ class BuiltFiles:
 class VariantBuilder:
     """Builds variants of one source model, sharing intermediate graphs and calibration data."""
 
-    def __init__(self, model, recipe_dir: Path, scratch: Path, progress: Progress):
+    def __init__(self, model, recipe_dir: Path, scratch: Path, progress: Progress, folder: Path | None = None):
         self.model = model
         self.recipe_dir = recipe_dir
         self.scratch = scratch
         self.progress = progress
+        self.folder = folder  # the artifact folder being built: its module configs pool transformer graphs
         self._graphs: dict[tuple[str, str], tuple[Path, GraphSpec]] = {}
         self._calibration: dict[tuple, CalibrationTexts] = {}
 
@@ -95,27 +100,69 @@ class VariantBuilder:
             feeds.append({name: features[name].numpy().astype(np.int64) for name in spec.inputs})
         return feeds
 
+    def search_setup(self, variant: Variant, spec: GraphSpec, thresholds: Thresholds | None,
+                     calibration: CalibrationTexts | None):
+        """(search feeds, pooling steps, target) for ``exclude: auto``: held-out builtin texts (none of the
+        calibration sample), the model's modules after the Transformer, the variant's thresholds tightened."""
+        from exporter.export.exclusion_search import SEARCH_TEXTS, SearchTarget
+        from exporter.runtime.pooling import pipeline_after_transformer
+        from exporter.validators.thresholds import default_thresholds
+
+        if self.folder is None:
+            raise ValueError("exclude: auto needs the artifact folder (VariantBuilder(folder=...))")
+        used = set(calibration.texts) if calibration is not None else set()
+        pool = calibration_texts("builtin", SEARCH_TEXTS + len(used), SEARCH_SEED, self.recipe_dir).texts
+        texts = [text for text in pool if text not in used][:SEARCH_TEXTS]
+        steps = pipeline_after_transformer(self.folder) if variant.graph == "transformer" else []
+        target = SearchTarget.from_thresholds(thresholds or default_thresholds(variant.precision))
+        return self.calibration_feeds(texts, spec), steps, target
+
+    def _record_search(self, variant: Variant, record: QuantizationRecord, result, target) -> None:
+        """The search's result into the manifest record, and one log line with the ``exclude:`` to pin."""
+        from exporter.artifact.manifest import ExclusionSearchRecord
+
+        verdict = "met" if result.met else "NOT met (validation will judge it)"
+        record.exclude = result.exclude_patterns()
+        record.exclude_requested = "auto"
+        record.search = ExclusionSearchRecord(
+            method=result.method, kept_float=result.kept_float, cosine_min=result.cosine_min,
+            cosine_mean=result.cosine_mean, met=result.met, trials=result.trials, texts=result.texts,
+            seconds=round(result.seconds, 1), target_cosine_min=target.cosine_min,
+            target_cosine_mean=target.cosine_mean,
+            reason=f"the fewest MatMuls in float for which the int8 graph meets cosine min >= "
+                   f"{target.cosine_min:.4f} and mean >= {target.cosine_mean:.5f} against the fp32 "
+                   f"graph on {result.texts} held-out texts (target {verdict})")
+        self.progress.log(f"{variant.resolved_name}: exclude: auto kept {len(result.kept_float)} MatMul(s) in float "
+                          f"after {result.trials} trial(s), cosine min {result.cosine_min:.4f} / mean "
+                          f"{result.cosine_mean:.5f} on {result.texts} held-out texts, target {verdict}; "
+                          f"to pin it: exclude: {json.dumps(record.exclude)}")
+
     # -- one variant ----------------------------------------------------------------------------------
 
-    def build(self, variant: Variant, target: Path) -> BuiltFiles:
-        """Write ``variant`` to ``target`` (its model file inside the staging folder)."""
+    def build(self, variant: Variant, target: Path, thresholds: Thresholds | None = None) -> BuiltFiles:
+        """Write ``variant`` to ``target`` (its model file inside the staging folder). ``thresholds``: the ones
+        it will be validated against (what ``exclude: auto`` must meet)."""
         source, spec = self.fp32_graph(variant.graph, variant.optimize)
         quantization = variant.resolved_quantization
         record = None
         calibration = None
         if quantization:
-            record = QuantizationRecord(**quantization.model_dump(exclude_none=True, exclude={"calibration"}))
+            auto = quantization.exclude == "auto"
+            record = QuantizationRecord(**quantization.model_dump(exclude_none=True,
+                                                                  exclude={"calibration", "exclude"}),
+                                        exclude=[] if auto else list(quantization.exclude))
             if quantization.isa == "auto":
                 record.isa = detect_isa()
                 record.isa_requested = "auto"
         if quantization and quantization.method == "static":
             calibration = self.calibration(quantization.calibration)
         if variant.backend == "onnx":
-            files = self._build_onnx(variant, source, spec, target, record, calibration)
+            files = self._build_onnx(variant, source, spec, target, record, calibration, thresholds)
             runtime_options: dict[str, str] = {}
         else:
             runtime_options = openvino_numerics(variant.precision)
-            files = self._build_openvino(variant, source, spec, target, calibration, runtime_options)
+            files = self._build_openvino(variant, source, spec, target, record, calibration, runtime_options,
+                                         thresholds)
         return BuiltFiles(
             files=files, spec=spec, optimize=variant.optimize, quantization=record,
             calibration=CalibrationRecord(
@@ -126,7 +173,8 @@ class VariantBuilder:
         )
 
     def _build_onnx(self, variant: Variant, source: Path, spec: GraphSpec, target: Path,
-                    record: QuantizationRecord | None, calibration: CalibrationTexts | None) -> list[Path]:
+                    record: QuantizationRecord | None, calibration: CalibrationTexts | None,
+                    thresholds: Thresholds | None) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         if variant.precision == "fp32":
             return copy_onnx(source, target)
@@ -134,16 +182,27 @@ class VariantBuilder:
             onnx_fp16_weights(source, target)
             return onnx_files(target)
         quantization = variant.resolved_quantization
-        if quantization.method == "dynamic":
-            quantize_onnx_dynamic(source, target, record.isa, quantization.per_channel,
-                                  quantization.exclude)
+        feeds = self.calibration_feeds(calibration.texts, spec) if quantization.method == "static" else []
+
+        def quantize(path: Path, exclude: list[str]) -> None:
+            if quantization.method == "dynamic":
+                quantize_onnx_dynamic(source, path, record.isa, quantization.per_channel, exclude)
+            else:
+                quantize_onnx_static(source, path, feeds, quantization.per_channel, exclude)
+
+        if quantization.exclude == "auto":
+            from exporter.export.exclusion_search import onnx_search
+
+            search_feeds, steps, search_target = self.search_setup(variant, spec, thresholds, calibration)
+            result = onnx_search(source, target, quantize, search_feeds, steps, search_target, self.progress)
+            self._record_search(variant, record, result, search_target)
         else:
-            feeds = self.calibration_feeds(calibration.texts, spec)
-            quantize_onnx_static(source, target, feeds, quantization.per_channel, quantization.exclude)
+            quantize(target, quantization.exclude)
         return onnx_files(target)
 
     def _build_openvino(self, variant: Variant, source: Path, spec: GraphSpec, target: Path,
-                        calibration: CalibrationTexts | None, runtime_options: dict[str, str]) -> list[Path]:
+                        record: QuantizationRecord | None, calibration: CalibrationTexts | None,
+                        runtime_options: dict[str, str], thresholds: Thresholds | None) -> list[Path]:
         ov_model = read_onnx_as_openvino(source)
         if variant.precision == "fp32":
             return save_openvino(ov_model, target, runtime_options=runtime_options)
@@ -151,7 +210,15 @@ class VariantBuilder:
             # bf16: fp16 weights (half the file; their 11 significant bits cover bf16's 8), bf16 compute
             return save_openvino(ov_model, target, compress_to_fp16=True, runtime_options=runtime_options)
         quantization = variant.resolved_quantization
-        if quantization.method == "static":
+        if quantization.method == "static" and quantization.exclude == "auto":
+            from exporter.export.exclusion_search import openvino_search
+
+            feeds = self.calibration_feeds(calibration.texts, spec)
+            search_feeds, steps, search_target = self.search_setup(variant, spec, thresholds, calibration)
+            ov_model, result = openvino_search(ov_model, feeds, search_feeds, steps, spec.output, search_target,
+                                               quantization.smooth_quant, self.progress)
+            self._record_search(variant, record, result, search_target)
+        elif quantization.method == "static":
             feeds = self.calibration_feeds(calibration.texts, spec)
             ov_model = quantize_openvino_static(ov_model, feeds, quantization.exclude, quantization.smooth_quant)
         else:

@@ -1,0 +1,269 @@
+"""``quantization.exclude: auto``: the int8 configuration with the fewest layers in float that still meets the
+variant's declared thresholds, found on held-out texts (not the validation set, which stays the final gate).
+
+The target: on every search text the cosine between the int8 and the fp32 graph's sentence embeddings, with
+``cosine_min`` and ``cosine_mean`` each meeting the variant's thresholds with a margin (``MARGIN`` of the room
+between the threshold and 1), so that validation, on other texts, passes too. Everything runs in f32 (OpenVINO
+compiled with ``INFERENCE_PRECISION_HINT: f32``, ONNX Runtime on the CPU), never in the build host's default
+precision, so the result does not depend on the CPU that built it.
+
+The search is the same for both backends, over MatMul *roles* (the same MatMul in every layer: query, key,
+value, attention scores, attention output, FFN in, FFN out): quantise everything; while that misses the target,
+keep in float the role whose exclusion helps most; then try to quantise each float MatMul again, one by one,
+keeping it int8 where the target still holds. A trial is one quantisation (ONNX Runtime's quantiser; NNCF with
+a smaller calibration subset, ``TRIAL_SAMPLES``) and one pass over the search texts; the winner is quantised once
+more with the whole calibration set.
+
+The result names the MatMuls kept in float (what the manifest records and the log prints as an
+``exclude:`` list a recipe can pin).
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from exporter.progress import Progress, quiet_libraries
+from exporter.runtime.pooling import Features
+from exporter.validators.thresholds import Thresholds
+
+TRIAL_SAMPLES = 64  # calibration texts per NNCF trial (the winner is calibrated on all of them)
+MARGIN = 0.2  # of (1 - threshold): the search asks cosine_min >= t + 0.2 * (1 - t) on its texts
+SEARCH_TEXTS = 200  # held-out texts the search measures on
+LAYER_INDEX = re.compile(r"\.\d+(?=[./])|/\d+(?=/)|_\d+(?=[._/])")
+
+
+@dataclass
+class SearchTarget:
+    """The thresholds the search must meet on its texts (the variant's, with ``MARGIN``)."""
+
+    cosine_min: float
+    cosine_mean: float
+
+    @classmethod
+    def from_thresholds(cls, thresholds: Thresholds) -> SearchTarget:
+        def tightened(value: float | None, default: float) -> float:
+            value = default if value is None else value
+            return value + MARGIN * (1.0 - value)
+
+        return cls(cosine_min=tightened(thresholds.cosine_min, 0.95), cosine_mean=tightened(thresholds.cosine_mean,
+                                                                                               0.99))
+
+    def slack(self, cosines: np.ndarray) -> float:
+        """1 for a perfect copy, 0 exactly at the target, below 0 when it misses (the worse of min and mean)."""
+        return float(min((cosines.min() - self.cosine_min) / (1.0 - self.cosine_min),
+                         (cosines.mean() - self.cosine_mean) / (1.0 - self.cosine_mean)))
+
+    def met(self, cosines: np.ndarray) -> bool:
+        return self.slack(cosines) >= 0.0
+
+
+@dataclass
+class SearchResult:
+    """What the search chose: the MatMuls kept in float, the metrics on its texts, how many trials it took."""
+
+    kept_float: list[str]
+    cosine_min: float
+    cosine_mean: float
+    met: bool
+    trials: int
+    texts: int
+    seconds: float
+    method: str
+    log: list[str] = field(default_factory=list)
+
+    def exclude_patterns(self) -> list[str]:
+        """The ``exclude:`` list that pins this result in a recipe (exact node names)."""
+        return [re.escape(name) for name in self.kept_float]
+
+
+def sentence_embeddings(outputs: list[np.ndarray], feeds: list[dict[str, np.ndarray]], steps: list) -> np.ndarray:
+    """One embedding per feed: the graph's output pooled by the model's modules (``steps``) for a transformer
+    graph; a sentence graph's output as it is (``steps`` empty)."""
+    rows = []
+    for output, feed in zip(outputs, feeds, strict=True):
+        if steps:
+            features = Features(attention_mask=feed["attention_mask"], token_embeddings=np.asarray(output))
+            for step in steps:
+                features = step(features)
+            output = features.sentence_embedding
+        rows.append(np.asarray(output, dtype=np.float64).reshape(-1))
+    return np.stack(rows)
+
+
+def cosines(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    numerator = (embeddings * reference).sum(axis=1)
+    return numerator / np.maximum(np.linalg.norm(embeddings, axis=1) * np.linalg.norm(reference, axis=1), 1e-12)
+
+
+# ------------------------------------------------------------------------------------------------ OpenVINO
+
+
+def openvino_float_matmuls(ov_model) -> list[str]:
+    """MatMuls of an OpenVINO model that no FakeQuantize feeds (directly or through a Convert / Reshape /
+    Transpose / dequantisation Multiply or Subtract): the ones that run in float."""
+    passthrough = {"Convert", "Reshape", "Transpose", "Multiply", "Subtract", "Unsqueeze", "Squeeze"}
+
+    def quantized(node, depth: int = 0) -> bool:
+        if node.get_type_name() == "FakeQuantize":
+            return True
+        if depth >= 4 or node.get_type_name() not in passthrough:
+            return False
+        return any(quantized(value.get_node(), depth + 1) for value in node.input_values())
+
+    floats = []
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() == "MatMul" and not any(quantized(v.get_node()) for v in op.input_values()):
+            floats.append(op.get_friendly_name())
+    return floats
+
+
+def openvino_matmuls(ov_model) -> list[str]:
+    """Every MatMul of an OpenVINO model (NNCF quantises weight and attention MatMuls alike)."""
+    return [op.get_friendly_name() for op in ov_model.get_ordered_ops() if op.get_type_name() == "MatMul"]
+
+
+def openvino_search(ov_model, calibration_feeds: list[dict[str, np.ndarray]], search_feeds: list[dict[str, np.ndarray]],
+                    steps: list, output: str, target: SearchTarget, smooth_quant: bool, progress: Progress):
+    """``greedy_search`` over NNCF static int8 of ``ov_model``: (the quantised model, ``SearchResult``)."""
+    import openvino as ov
+
+    from exporter.constants import OPENVINO_NUMERICS
+    from exporter.export.openvino_backend import quantize_openvino_static
+
+    started = time.perf_counter()
+    core = ov.Core()
+
+    def run(model) -> np.ndarray:
+        compiled = core.compile_model(model, "CPU", dict(OPENVINO_NUMERICS))  # f32 pinned, never the CPU default
+        return sentence_embeddings([compiled(feed)[output] for feed in search_feeds], search_feeds, steps)
+
+    reference = run(ov_model)
+    trial_feeds = calibration_feeds[:TRIAL_SAMPLES]
+
+    def trial(kept: set[str]) -> np.ndarray:
+        quantized = quantize_openvino_static(ov_model, trial_feeds, exact_patterns(kept), smooth_quant)
+        return cosines(run(quantized), reference)
+
+    kept, trials, log = greedy_search(openvino_matmuls(ov_model), trial, target, progress)
+    quantized = quantize_openvino_static(ov_model, calibration_feeds, exact_patterns(kept), smooth_quant)
+    rows = cosines(run(quantized), reference)
+    return quantized, SearchResult(
+        kept_float=sorted(kept), cosine_min=float(rows.min()), cosine_mean=float(rows.mean()), met=target.met(rows),
+        trials=trials, texts=len(search_feeds), seconds=time.perf_counter() - started,
+        method=f"greedy MatMul-role search (NNCF static int8, {len(trial_feeds)} calibration texts per trial)",
+        log=log)
+
+
+def exact_patterns(names: set[str] | list[str]) -> list[str]:
+    """``exclude`` patterns matching exactly these node names."""
+    return [f"^{re.escape(name)}$" for name in sorted(names)]
+
+
+def greedy_search(candidates: list[str], trial: Callable[[set[str]], np.ndarray], target: SearchTarget,
+                  progress: Progress) -> tuple[set[str], int, list[str]]:
+    """The MatMuls to keep in float (module docstring): (kept, trials run, one log line per trial).
+    ``trial(kept)`` quantises all ``candidates`` except ``kept`` and returns the per-text cosines to fp32."""
+    log: list[str] = []
+    cache: dict[frozenset[str], np.ndarray] = {}
+
+    def measure(kept: set[str]) -> np.ndarray:
+        key = frozenset(kept)
+        if key not in cache:
+            with quiet_libraries():
+                cache[key] = trial(set(kept))
+            rows = cache[key]
+            line = (f"  trial {len(cache)}: {len(kept)} of {len(candidates)} MatMuls in float: cosine min "
+                    f"{rows.min():.4f}, mean {rows.mean():.5f}{'  (target met)' if target.met(rows) else ''}")
+            log.append(line)
+            progress.log(line)
+        return cache[key]
+
+    roles: dict[str, list[str]] = {}
+    for name in candidates:
+        roles.setdefault(role_of(name), []).append(name)
+    kept: set[str] = set()
+    rows = measure(kept)
+    remaining = dict(roles)
+    while not target.met(rows) and remaining:
+        scored = {role: target.slack(measure(kept | set(names))) for role, names in remaining.items()}
+        best = max(scored, key=lambda role: scored[role])
+        kept |= set(remaining.pop(best))
+        rows = measure(kept)
+    if target.met(rows):  # give back, one at a time, every float MatMul the target does not need
+        for name in sorted(kept):
+            if target.met(measure(kept - {name})):
+                kept = kept - {name}
+    return kept, len(cache), log
+
+
+# ------------------------------------------------------------------------------------------------ ONNX
+
+
+def onnx_weight_matmuls(path: Path) -> list[str]:
+    """The MatMul nodes of an ONNX graph whose second input is a weight (an initializer, possibly through a
+    Transpose): the ones int8 quantisation turns into integer kernels."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {init.name for init in model.graph.initializer}
+    produced_by = {output: node for node in model.graph.node for output in node.output}
+
+    def is_weight(name: str) -> bool:
+        node = produced_by.get(name)
+        return name in initializers or (node is not None and node.op_type in ("Transpose", "Cast")
+                                        and all(is_weight(i) for i in node.input))
+
+    return [node.name for node in model.graph.node if node.op_type == "MatMul" and len(node.input) == 2
+            and is_weight(node.input[1])]
+
+
+def role_of(name: str) -> str:
+    """A node name without its layer index: the same MatMul in every layer shares a role."""
+    return LAYER_INDEX.sub("", name)
+
+
+def onnx_search(source: Path, target_path: Path, quantize: Callable[[Path, list[str]], None],
+                search_feeds: list[dict[str, np.ndarray]], steps: list, target: SearchTarget,
+                progress: Progress) -> SearchResult:
+    """``greedy_search`` with ``quantize(path, exclude_patterns)`` (ONNX Runtime's quantiser); the winner is
+    written to ``target_path``."""
+    import onnxruntime as ort
+
+    started = time.perf_counter()
+
+    def run(path: Path) -> np.ndarray:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        wanted = {i.name for i in session.get_inputs()}
+        outputs = [session.run(None, {k: v for k, v in feed.items() if k in wanted})[0] for feed in search_feeds]
+        return sentence_embeddings(outputs, search_feeds, steps)
+
+    reference = run(source)
+    with tempfile.TemporaryDirectory(prefix="exclude-search-") as scratch:
+        count = [0]
+
+        def trial(kept: set[str]) -> np.ndarray:
+            count[0] += 1
+            path = Path(scratch) / f"trial-{count[0]}.onnx"
+            quantize(path, exact_patterns(kept))
+            rows = cosines(run(path), reference)
+            for used in (path, path.with_name(path.name + "_data")):  # 40 trials of a big model fill a disk
+                used.unlink(missing_ok=True)
+            return rows
+
+        kept, trials, log = greedy_search(onnx_weight_matmuls(source), trial, target, progress)
+    with quiet_libraries():
+        quantize(target_path, exact_patterns(kept))
+    rows = cosines(run(target_path), reference)
+    return SearchResult(kept_float=sorted(kept), cosine_min=float(rows.min()), cosine_mean=float(rows.mean()),
+                        met=target.met(rows), trials=trials, texts=len(search_feeds),
+                        seconds=time.perf_counter() - started, method="greedy MatMul-role search (ONNX Runtime)",
+                        log=log)
