@@ -16,7 +16,7 @@ from sentence_transformers import SentenceTransformer
 from exporter import build
 from exporter.cli import main
 from exporter.export.exclusion_search import MARGIN, SearchTarget, onnx_weight_matmuls, openvino_float_matmuls, role_of
-from exporter.validators.thresholds import Thresholds
+from exporter.validators.thresholds import default_thresholds
 
 TEXTS = ["a short query", "a longer sentence about quantisation and which layers stay in float", "x y z"]
 # ONNX static int8 with per-tensor scales misses this on the tiny model unless a MatMul or two stay float;
@@ -52,12 +52,12 @@ def test_search_records_what_it_kept_in_float_and_meets_its_target(auto_build):
         search = quantization.search
         assert quantization.exclude_requested == "auto" and search is not None
         assert search.met and search.texts == 200 and search.trials >= 1
-        target = SearchTarget.from_thresholds(Thresholds(**thresholds))
-        assert search.target_cosine_min == pytest.approx(thresholds["cosine_min"] + MARGIN * (1 - thresholds[
+        target = SearchTarget.from_thresholds(default_thresholds("int8").model_copy(update=thresholds))
+        assert search.target == pytest.approx(target.thresholds)
+        assert search.target["cosine_min"] == pytest.approx(thresholds["cosine_min"] + MARGIN * (1 - thresholds[
             "cosine_min"]))
-        assert (search.target_cosine_min, search.target_cosine_mean) == pytest.approx((target.cosine_min,
-                                                                                       target.cosine_mean))
-        assert search.cosine_min >= search.target_cosine_min and search.cosine_mean >= search.target_cosine_mean
+        assert set(search.target) == {"cosine_min", "cosine_mean", "neighbour_overlap", "spearman"}
+        assert all(search.measured[key] >= required for key, required in search.target.items())
         # the recorded exclude is the exact names kept in float, ready to pin in a recipe
         assert quantization.exclude == [re.escape(name) for name in search.kept_float]
         assert "held-out texts" in search.reason and "target met" in search.reason

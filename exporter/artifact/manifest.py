@@ -121,10 +121,8 @@ class ExclusionSearchRecord(_Record):
     method: str
     kept_float: list[str] = Field(default_factory=list)
     reason: str | None = None
-    target_cosine_min: float | None = None
-    target_cosine_mean: float | None = None
-    cosine_min: float | None = None
-    cosine_mean: float | None = None
+    target: dict[str, float] = Field(default_factory=dict)  # the thresholds, tightened, on the search texts
+    measured: dict[str, float | None] = Field(default_factory=dict)  # the chosen graph's metrics there
     met: bool | None = None
     trials: int | None = None
     texts: int | None = None

@@ -1,11 +1,11 @@
 """``quantization.exclude: auto``: the int8 configuration with the fewest layers in float that still meets the
 variant's declared thresholds, found on held-out texts (not the validation set, which stays the final gate).
 
-The target: on every search text the cosine between the int8 and the fp32 graph's sentence embeddings, with
-``cosine_min`` and ``cosine_mean`` each meeting the variant's thresholds with a margin (``MARGIN`` of the room
-between the threshold and 1), so that validation, on other texts, passes too. Everything runs in f32 (OpenVINO
-compiled with ``INFERENCE_PRECISION_HINT: f32``, ONNX Runtime on the CPU), never in the build host's default
-precision, so the result does not depend on the CPU that built it.
+The target: the validator's own metrics (cosine min and mean, top-10 neighbour overlap, Spearman) between the
+int8 and the fp32 graph's sentence embeddings of the search texts, each meeting the variant's threshold with a
+margin (``MARGIN`` of the room between the threshold and 1), so that validation, on other texts, passes too.
+Everything runs in f32 (OpenVINO compiled with ``INFERENCE_PRECISION_HINT: f32``, ONNX Runtime on the CPU),
+never in the build host's default precision, so the result does not depend on the CPU that built it.
 
 The search is the same for both backends, over MatMul *roles* (the same MatMul in every layer: query, key,
 value, attention scores, attention output, FFN in, FFN out): quantise everything; while that misses the target,
@@ -41,27 +41,28 @@ LAYER_INDEX = re.compile(r"\.\d+(?=[./])|/\d+(?=/)|_\d+(?=[._/])")
 
 @dataclass
 class SearchTarget:
-    """The thresholds the search must meet on its texts (the variant's, with ``MARGIN``)."""
+    """The thresholds the search must meet on its texts: the variant's, each tightened by ``MARGIN``."""
 
-    cosine_min: float
-    cosine_mean: float
+    thresholds: dict[str, float]
 
     @classmethod
     def from_thresholds(cls, thresholds: Thresholds) -> SearchTarget:
-        def tightened(value: float | None, default: float) -> float:
-            value = default if value is None else value
-            return value + MARGIN * (1.0 - value)
+        declared = {key: value for key, value in thresholds.model_dump().items() if value is not None}
+        return cls({key: value + MARGIN * (1.0 - value) for key, value in declared.items()})
 
-        return cls(cosine_min=tightened(thresholds.cosine_min, 0.95), cosine_mean=tightened(thresholds.cosine_mean,
-                                                                                               0.99))
+    def slack(self, metrics: dict[str, float | None]) -> float:
+        """1 for a perfect copy, 0 exactly at the target, below 0 when it misses (the worst metric decides)."""
+        worst = 1.0
+        for key, required in self.thresholds.items():
+            value = metrics.get(key)
+            worst = min(worst, -1.0 if value is None else (value - required) / max(1.0 - required, 1e-12))
+        return float(worst)
 
-    def slack(self, cosines: np.ndarray) -> float:
-        """1 for a perfect copy, 0 exactly at the target, below 0 when it misses (the worse of min and mean)."""
-        return float(min((cosines.min() - self.cosine_min) / (1.0 - self.cosine_min),
-                         (cosines.mean() - self.cosine_mean) / (1.0 - self.cosine_mean)))
+    def met(self, metrics: dict[str, float | None]) -> bool:
+        return self.slack(metrics) >= 0.0
 
-    def met(self, cosines: np.ndarray) -> bool:
-        return self.slack(cosines) >= 0.0
+    def describe(self) -> str:
+        return ", ".join(f"{key} >= {value:.5g}" for key, value in self.thresholds.items())
 
 
 @dataclass
@@ -69,8 +70,7 @@ class SearchResult:
     """What the search chose: the MatMuls kept in float, the metrics on its texts, how many trials it took."""
 
     kept_float: list[str]
-    cosine_min: float
-    cosine_mean: float
+    metrics: dict[str, float | None]
     met: bool
     trials: int
     texts: int
@@ -81,6 +81,15 @@ class SearchResult:
     def exclude_patterns(self) -> list[str]:
         """The ``exclude:`` list that pins this result in a recipe (exact node names)."""
         return [re.escape(name) for name in self.kept_float]
+
+
+def headline(embeddings: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
+    """The validator's gated metrics (cosine min/mean, neighbour overlap, Spearman) of one trial."""
+    from exporter.validators.checks import measure
+    from exporter.validators.thresholds import THRESHOLD_KEYS
+
+    metrics = measure(embeddings.astype(np.float32), reference.astype(np.float32))
+    return {key: metrics[key] for key in THRESHOLD_KEYS}
 
 
 def sentence_embeddings(outputs: list[np.ndarray], feeds: list[dict[str, np.ndarray]], steps: list) -> np.ndarray:
@@ -95,11 +104,6 @@ def sentence_embeddings(outputs: list[np.ndarray], feeds: list[dict[str, np.ndar
             output = features.sentence_embedding
         rows.append(np.asarray(output, dtype=np.float64).reshape(-1))
     return np.stack(rows)
-
-
-def cosines(embeddings: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    numerator = (embeddings * reference).sum(axis=1)
-    return numerator / np.maximum(np.linalg.norm(embeddings, axis=1) * np.linalg.norm(reference, axis=1), 1e-12)
 
 
 # ------------------------------------------------------------------------------------------------ OpenVINO
@@ -147,15 +151,15 @@ def openvino_search(ov_model, calibration_feeds: list[dict[str, np.ndarray]], se
     reference = run(ov_model)
     trial_feeds = calibration_feeds[:TRIAL_SAMPLES]
 
-    def trial(kept: set[str]) -> np.ndarray:
+    def trial(kept: set[str]) -> dict[str, float | None]:
         quantized = quantize_openvino_static(ov_model, trial_feeds, exact_patterns(kept), smooth_quant)
-        return cosines(run(quantized), reference)
+        return headline(run(quantized), reference)
 
     kept, trials, log = greedy_search(openvino_matmuls(ov_model), trial, target, progress)
     quantized = quantize_openvino_static(ov_model, calibration_feeds, exact_patterns(kept), smooth_quant)
-    rows = cosines(run(quantized), reference)
+    metrics = headline(run(quantized), reference)
     return quantized, SearchResult(
-        kept_float=sorted(kept), cosine_min=float(rows.min()), cosine_mean=float(rows.mean()), met=target.met(rows),
+        kept_float=sorted(kept), metrics=metrics, met=target.met(metrics),
         trials=trials, texts=len(search_feeds), seconds=time.perf_counter() - started,
         method=f"greedy MatMul-role search (NNCF static int8, {len(trial_feeds)} calibration texts per trial)",
         log=log)
@@ -166,21 +170,21 @@ def exact_patterns(names: set[str] | list[str]) -> list[str]:
     return [f"^{re.escape(name)}$" for name in sorted(names)]
 
 
-def greedy_search(candidates: list[str], trial: Callable[[set[str]], np.ndarray], target: SearchTarget,
+def greedy_search(candidates: list[str], trial: Callable[[set[str]], dict[str, float | None]], target: SearchTarget,
                   progress: Progress) -> tuple[set[str], int, list[str]]:
     """The MatMuls to keep in float (module docstring): (kept, trials run, one log line per trial).
-    ``trial(kept)`` quantises all ``candidates`` except ``kept`` and returns the per-text cosines to fp32."""
+    ``trial(kept)`` quantises all ``candidates`` except ``kept`` and returns the ``headline`` metrics to fp32."""
     log: list[str] = []
-    cache: dict[frozenset[str], np.ndarray] = {}
+    cache: dict[frozenset[str], dict[str, float | None]] = {}
 
-    def measure(kept: set[str]) -> np.ndarray:
+    def measure(kept: set[str]) -> dict[str, float | None]:
         key = frozenset(kept)
         if key not in cache:
             with quiet_libraries():
                 cache[key] = trial(set(kept))
-            rows = cache[key]
-            line = (f"  trial {len(cache)}: {len(kept)} of {len(candidates)} MatMuls in float: cosine min "
-                    f"{rows.min():.4f}, mean {rows.mean():.5f}{'  (target met)' if target.met(rows) else ''}")
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in cache[key].items() if value is not None)
+            line = (f"  trial {len(cache)}: {len(kept)} of {len(candidates)} MatMuls in float: {shown}"
+                    f"{'  (target met)' if target.met(cache[key]) else ''}")
             log.append(line)
             progress.log(line)
         return cache[key]
@@ -250,20 +254,19 @@ def onnx_search(source: Path, target_path: Path, quantize: Callable[[Path, list[
     with tempfile.TemporaryDirectory(prefix="exclude-search-") as scratch:
         count = [0]
 
-        def trial(kept: set[str]) -> np.ndarray:
+        def trial(kept: set[str]) -> dict[str, float | None]:
             count[0] += 1
             path = Path(scratch) / f"trial-{count[0]}.onnx"
             quantize(path, exact_patterns(kept))
-            rows = cosines(run(path), reference)
+            metrics = headline(run(path), reference)
             for used in (path, path.with_name(path.name + "_data")):  # 40 trials of a big model fill a disk
                 used.unlink(missing_ok=True)
-            return rows
+            return metrics
 
         kept, trials, log = greedy_search(onnx_weight_matmuls(source), trial, target, progress)
     with quiet_libraries():
         quantize(target_path, exact_patterns(kept))
-    rows = cosines(run(target_path), reference)
-    return SearchResult(kept_float=sorted(kept), cosine_min=float(rows.min()), cosine_mean=float(rows.mean()),
-                        met=target.met(rows), trials=trials, texts=len(search_feeds),
-                        seconds=time.perf_counter() - started, method="greedy MatMul-role search (ONNX Runtime)",
-                        log=log)
+    metrics = headline(run(target_path), reference)
+    return SearchResult(kept_float=sorted(kept), metrics=metrics, met=target.met(metrics), trials=trials,
+                        texts=len(search_feeds), seconds=time.perf_counter() - started,
+                        method="greedy MatMul-role search (ONNX Runtime)", log=log)

@@ -125,17 +125,14 @@ class VariantBuilder:
         record.exclude = result.exclude_patterns()
         record.exclude_requested = "auto"
         record.search = ExclusionSearchRecord(
-            method=result.method, kept_float=result.kept_float, cosine_min=result.cosine_min,
-            cosine_mean=result.cosine_mean, met=result.met, trials=result.trials, texts=result.texts,
-            seconds=round(result.seconds, 1), target_cosine_min=target.cosine_min,
-            target_cosine_mean=target.cosine_mean,
-            reason=f"the fewest MatMuls in float for which the int8 graph meets cosine min >= "
-                   f"{target.cosine_min:.4f} and mean >= {target.cosine_mean:.5f} against the fp32 "
-                   f"graph on {result.texts} held-out texts (target {verdict})")
+            method=result.method, kept_float=result.kept_float, target=target.thresholds, measured=result.metrics,
+            met=result.met, trials=result.trials, texts=result.texts, seconds=round(result.seconds, 1),
+            reason=f"the fewest MatMuls in float for which the int8 graph meets {target.describe()} against the "
+                   f"fp32 graph on {result.texts} held-out texts (target {verdict})")
+        shown = ", ".join(f"{key} {value:.4f}" for key, value in result.metrics.items() if value is not None)
         self.progress.log(f"{variant.resolved_name}: exclude: auto kept {len(result.kept_float)} MatMul(s) in float "
-                          f"after {result.trials} trial(s), cosine min {result.cosine_min:.4f} / mean "
-                          f"{result.cosine_mean:.5f} on {result.texts} held-out texts, target {verdict}; "
-                          f"to pin it: exclude: {json.dumps(record.exclude)}")
+                          f"after {result.trials} trial(s) ({shown} on {result.texts} held-out texts; target "
+                          f"{verdict}); to pin it: exclude: {json.dumps(record.exclude)}")
 
     # -- one variant ----------------------------------------------------------------------------------
 
