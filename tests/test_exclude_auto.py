@@ -15,7 +15,8 @@ from sentence_transformers import SentenceTransformer
 
 from exporter import build
 from exporter.cli import main
-from exporter.export.exclusion_search import MARGIN, SearchTarget, onnx_weight_matmuls, openvino_float_matmuls, role_of
+from exporter.export.exclusion_search import MARGIN, SearchTarget, onnx_float_nodes, openvino_float_matmuls, role_of
+from exporter.export.onnx_backend import STATIC_OP_TYPES
 from exporter.validators.thresholds import default_thresholds
 
 TEXTS = ["a short query", "a longer sentence about quantisation and which layers stay in float", "x y z"]
@@ -68,8 +69,8 @@ def test_onnx_search_keeps_exactly_the_recorded_matmuls_in_float(auto_build):
     variant = result.manifest.variant("onnx-int8-static")
     kept = variant.quantization.search.kept_float
     path = result.output / variant.file_name
-    # quantised MatMuls became integer kernels: the float MatMuls left on weights are exactly the kept ones
-    assert sorted(onnx_weight_matmuls(path)) == sorted(kept)
+    # every other MatMul is fed by DequantizeLinear (QDQ): the float ones are exactly the kept ones
+    assert sorted(onnx_float_nodes(path, STATIC_OP_TYPES)) == sorted(kept)
     quantized = [node for node in onnx.load(str(path)).graph.node if node.op_type == "DequantizeLinear"]
     assert kept, "the target needs some MatMuls in float on the tiny model"
     assert quantized, "but not all of them"

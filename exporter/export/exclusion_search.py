@@ -8,11 +8,11 @@ Everything runs in f32 (OpenVINO compiled with ``INFERENCE_PRECISION_HINT: f32``
 never in the build host's default precision, so the result does not depend on the CPU that built it.
 
 The search is the same for both backends, over MatMul *roles* (the same MatMul in every layer: query, key,
-value, attention scores, attention output, FFN in, FFN out): quantise everything; while that misses the target,
-keep in float the role whose exclusion helps most; then try to quantise each float MatMul again, one by one,
-keeping it int8 where the target still holds. A trial is one quantisation (ONNX Runtime's quantiser; NNCF with
-a smaller calibration subset, ``TRIAL_SAMPLES``) and one pass over the search texts; the winner is quantised once
-more with the whole calibration set.
+value, attention scores, attention output, FFN in, FFN out; ONNX's fused Attention nodes count as MatMuls):
+quantise everything; while that misses the target, keep in float the role whose exclusion helps most; then try
+to quantise each float MatMul again, one by one, keeping it int8 where the target still holds. A trial is one
+quantisation (ONNX Runtime's quantiser; NNCF with a smaller calibration subset, ``TRIAL_SAMPLES``) and one pass
+over the search texts; the winner is quantised once more with the whole calibration set.
 
 The result names the MatMuls kept in float (what the manifest records and the log prints as an
 ``exclude:`` list a recipe can pin).
@@ -210,22 +210,23 @@ def greedy_search(candidates: list[str], trial: Callable[[set[str]], dict[str, f
 # ------------------------------------------------------------------------------------------------ ONNX
 
 
-def onnx_weight_matmuls(path: Path) -> list[str]:
-    """The MatMul nodes of an ONNX graph whose second input is a weight (an initializer, possibly through a
-    Transpose): the ones int8 quantisation turns into integer kernels."""
+def onnx_quantizable(path: Path, op_types: tuple[str, ...]) -> list[str]:
+    """The nodes of an ONNX graph the quantiser turns into int8 (its ``op_types_to_quantize``)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    initializers = {init.name for init in model.graph.initializer}
-    produced_by = {output: node for node in model.graph.node for output in node.output}
+    return [node.name for node in model.graph.node if node.op_type in op_types]
 
-    def is_weight(name: str) -> bool:
-        node = produced_by.get(name)
-        return name in initializers or (node is not None and node.op_type in ("Transpose", "Cast")
-                                        and all(is_weight(i) for i in node.input))
 
-    return [node.name for node in model.graph.node if node.op_type == "MatMul" and len(node.input) == 2
-            and is_weight(node.input[1])]
+def onnx_float_nodes(path: Path, op_types: tuple[str, ...]) -> list[str]:
+    """The nodes of those types that still run in float in a quantised graph: not replaced by an integer
+    kernel (dynamic: MatMulInteger, QAttention...) and fed by no DequantizeLinear (static QDQ)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dequantized = {output for node in model.graph.node if node.op_type == "DequantizeLinear" for output in node.output}
+    return [node.name for node in model.graph.node
+            if node.op_type in op_types and not dequantized.intersection(node.input)]
 
 
 def role_of(name: str) -> str:
@@ -234,10 +235,10 @@ def role_of(name: str) -> str:
 
 
 def onnx_search(source: Path, target_path: Path, quantize: Callable[[Path, list[str]], None],
-                search_feeds: list[dict[str, np.ndarray]], steps: list, target: SearchTarget,
-                progress: Progress) -> SearchResult:
-    """``greedy_search`` with ``quantize(path, exclude_patterns)`` (ONNX Runtime's quantiser); the winner is
-    written to ``target_path``."""
+                op_types: tuple[str, ...], search_feeds: list[dict[str, np.ndarray]], steps: list,
+                target: SearchTarget, progress: Progress) -> SearchResult:
+    """``greedy_search`` over the ``op_types`` nodes with ``quantize(path, exclude_patterns)`` (ONNX Runtime's
+    quantiser); the winner is written to ``target_path``."""
     import onnxruntime as ort
 
     started = time.perf_counter()
@@ -263,7 +264,7 @@ def onnx_search(source: Path, target_path: Path, quantize: Callable[[Path, list[
                 used.unlink(missing_ok=True)
             return metrics
 
-        kept, trials, log = greedy_search(onnx_weight_matmuls(source), trial, target, progress)
+        kept, trials, log = greedy_search(onnx_quantizable(source, op_types), trial, target, progress)
     with quiet_libraries():
         quantize(target_path, exact_patterns(kept))
     metrics = headline(run(target_path), reference)

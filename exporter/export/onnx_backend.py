@@ -226,6 +226,11 @@ def onnx_fp16_weights(source: Path, target: Path, min_elements: int = 16) -> Non
     _save_onnx_model(model, target)
 
 
+# The node types each ONNX quantiser turns into int8 (``exclude`` and ``exclude: auto`` choose among them).
+DYNAMIC_OP_TYPES = ("MatMul", "Attention")
+STATIC_OP_TYPES = ("MatMul",)
+
+
 def quantize_onnx_dynamic(source: Path, target: Path, isa: str, per_channel: bool, exclude: list[str]) -> None:
     """Dynamic int8: int8 weights, uint8 activations quantised at run time."""
     import onnx
@@ -238,7 +243,7 @@ def quantize_onnx_dynamic(source: Path, target: Path, isa: str, per_channel: boo
             quantize_dynamic(
                 str(source), str(raw_target),
                 use_external_data_format=_has_external_data(source),
-                op_types_to_quantize=["MatMul", "Attention"],
+                op_types_to_quantize=list(DYNAMIC_OP_TYPES),
                 per_channel=per_channel,
                 reduce_range=isa in ("avx2", "avx512"),
                 weight_type=QuantType.QInt8,
@@ -268,7 +273,7 @@ def quantize_onnx_static(source: Path, target: Path, feeds: list[dict[str, np.nd
                 str(source), str(raw_target), Reader(),
                 use_external_data_format=_has_external_data(source),
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["MatMul"],
+                op_types_to_quantize=list(STATIC_OP_TYPES),
                 per_channel=per_channel,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,

@@ -19,6 +19,8 @@ from exporter.constants import openvino_numerics
 from exporter.export.calibration import CalibrationTexts, calibration_texts
 from exporter.export.graphs import GraphSpec, tokenize
 from exporter.export.onnx_backend import (
+    DYNAMIC_OP_TYPES,
+    STATIC_OP_TYPES,
     copy_onnx,
     export_onnx_graph,
     onnx_files,
@@ -191,7 +193,9 @@ class VariantBuilder:
             from exporter.export.exclusion_search import onnx_search
 
             search_feeds, steps, search_target = self.search_setup(variant, spec, thresholds, calibration)
-            result = onnx_search(source, target, quantize, search_feeds, steps, search_target, self.progress)
+            op_types = DYNAMIC_OP_TYPES if quantization.method == "dynamic" else STATIC_OP_TYPES
+            result = onnx_search(source, target, quantize, op_types, search_feeds, steps, search_target,
+                                 self.progress)
             self._record_search(variant, record, result, search_target)
         else:
             quantize(target, quantization.exclude)
