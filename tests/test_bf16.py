@@ -10,13 +10,11 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from conftest import cosine, write_recipe
 from sentence_transformers import SentenceTransformer
 
 from exporter import build, choose_variant, load_encoder
 from exporter.artifact.manifest import Manifest
-from exporter.cli import main
 from exporter.constants import NATIVE_BF16_FLAGS
 from exporter.runtime.host import HostProfile, cpu_flags
 from exporter.validators.thresholds import default_thresholds
@@ -90,20 +88,6 @@ def test_bf16_encoder_says_what_runs_and_stays_close(bf16_build):
         assert cosine(embeddings, expected).min() >= 0.999
     fp32 = load_encoder(result.output, "openvino-fp32")
     assert fp32.settings["compiled_inference_precision"] == "f32" and "bf16" not in fp32.settings
-
-
-def test_bf16_is_openvino_only(tmp_path, tiny_model):
-    recipe = write_recipe(tmp_path, f"""\
-        name: bad
-        model:
-          path: {tiny_model()}
-        variants:
-          - {{backend: onnx, precision: bf16}}
-        """)
-    outcome = CliRunner().invoke(main, ["run", str(recipe), "--output", str(tmp_path / "out")])
-    assert outcome.exit_code == 2
-    assert "variants[0].precision: bf16 is built only for backend openvino, not onnx" in outcome.output
-    assert not (tmp_path / "out").exists()
 
 
 def _manifest(*variants: tuple[str, str, str, float]) -> Manifest:

@@ -62,6 +62,12 @@ BAD_RECIPES = {
     "duplicate name": ("name: tiny\n{model}variants:\n  - {{backend: onnx, name: a}}\n"
                        "  - {{backend: openvino, name: a}}\n",
                        ["recipe.yaml:6", "variants[1]", "duplicate variant name 'a'"]),
+    "bf16 on onnx": ("name: tiny\n{model}variants:\n  - {{backend: onnx, precision: bf16}}\n",
+                     ["recipe.yaml:5", "variants[0].precision: bf16 is built only for backend openvino, not onnx"]),
+    "exclude auto on weight_only": (
+        "name: tiny\n{model}variants:\n  - backend: openvino\n    precision: int8\n"
+        "    quantization: {{method: weight_only, exclude: auto}}\n",
+        ["recipe.yaml:", "variants[0].quantization.exclude: auto is for static and dynamic int8, not weight_only"]),
     "same build twice": ("name: tiny\n{model}variants:\n  - {{backend: onnx}}\n  - {{backend: onnx, name: other}}\n",
                          ["recipe.yaml:6", "variants[1]", "same artifact as variant 0"]),
 }

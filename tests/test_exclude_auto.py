@@ -9,12 +9,10 @@ import re
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from conftest import cosine, encode_transformer_variant, write_recipe
 from sentence_transformers import SentenceTransformer
 
 from exporter import build
-from exporter.cli import main
 from exporter.export.exclusion_search import MARGIN, SearchTarget, onnx_float_nodes, openvino_float_matmuls, role_of
 from exporter.export.onnx_backend import STATIC_OP_TYPES
 from exporter.validators.thresholds import default_thresholds
@@ -121,19 +119,3 @@ def test_roles_group_the_same_matmul_of_every_layer():
     assert role_of("/0/auto_model/encoder/layer.3/attention/self/query/MatMul") == \
         role_of("/0/auto_model/encoder/layer.11/attention/self/query/MatMul")
     assert role_of("/encoder/layer.3/output/dense/MatMul") != role_of("/encoder/layer.3/intermediate/dense/MatMul")
-
-
-def test_exclude_auto_is_refused_for_weight_only(tmp_path, tiny_model):
-    recipe = write_recipe(tmp_path, f"""\
-        name: bad
-        model:
-          path: {tiny_model()}
-        variants:
-          - backend: openvino
-            precision: int8
-            quantization: {{method: weight_only, exclude: auto}}
-        """)
-    outcome = CliRunner().invoke(main, ["run", str(recipe), "--output", str(tmp_path / "out")])
-    assert outcome.exit_code == 2
-    assert "variants[0].quantization.exclude: auto is for static and dynamic int8, not weight_only" in outcome.output
-    assert not (tmp_path / "out").exists()
