@@ -30,10 +30,6 @@ ONNX_INT8_OPS = frozenset({"MatMulInteger", "QLinearMatMul", "DynamicQuantizeMat
                            "QAttention"})
 ONNX_FLOAT_OPS = frozenset({"MatMul", "Gemm", "FusedMatMul", "Attention", "MultiHeadAttention"})
 ONNX_QDQ_OPS = frozenset({"MatMul", "Gemm"})  # fed by DequantizeLinear: QDQ format, run as int8 kernels
-# Between a MatMul and what feeds it: ops that reshape, convert or dequantise, not compute.
-OPENVINO_PASSTHROUGH = frozenset({"Convert", "Reshape", "Transpose", "Multiply", "Subtract", "Unsqueeze", "Squeeze"})
-OPENVINO_INT_WEIGHTS = frozenset({"i8", "u8", "i4", "u4"})
-OPENVINO_WALK_DEPTH = 6
 ONNX_FLOAT_TYPES = {1: "f32", 10: "f16", 16: "bf16", 11: "f64"}  # onnx.TensorProto data types
 
 
@@ -105,38 +101,17 @@ def _openvino_compiled_precision(runner: VariantRunner) -> str:
 
 def _openvino_counts(path: Path) -> tuple[int, int, bool] | None:
     """(MatMuls, int8 MatMuls, whether none of those has a FakeQuantize) of the IR at ``path``."""
+    from exporter.export.openvino_backend import matmul_int8_inputs
+
     try:
         import openvino as ov
 
-        model = ov.Core().read_model(str(path))
+        feeds = matmul_int8_inputs(ov.Core().read_model(str(path)))
     except Exception:  # noqa: BLE001 - the count is informative; the model itself already loaded
         return None
-    matmuls = fake_quantized = int_weights = 0
-    for op in model.get_ordered_ops():
-        if op.get_type_name() != "MatMul":
-            continue
-        matmuls += 1
-        found = {kind for port in op.inputs() for kind in _openvino_feeds(port.get_source_output().get_node())}
-        if "fq" in found:
-            fake_quantized += 1
-        elif "weights" in found:
-            int_weights += 1
-    return matmuls, fake_quantized + int_weights, fake_quantized == 0 and int_weights > 0
-
-
-def _openvino_feeds(node, depth: int = 0) -> set[str]:
-    """``fq`` when a FakeQuantize feeds ``node`` through pass-through ops, ``weights`` for an integer Constant."""
-    kind = node.get_type_name()
-    if kind == "FakeQuantize":
-        return {"fq"}
-    if kind == "Constant":
-        return {"weights"} if node.get_output_element_type(0).get_type_name() in OPENVINO_INT_WEIGHTS else set()
-    if kind not in OPENVINO_PASSTHROUGH or depth >= OPENVINO_WALK_DEPTH:
-        return set()
-    found: set[str] = set()
-    for port in node.inputs():
-        found |= _openvino_feeds(port.get_source_output().get_node(), depth + 1)
-    return found
+    fake_quantized = sum("fq" in found for found in feeds.values())
+    int_weights = sum("fq" not in found and "weights" in found for found in feeds.values())
+    return len(feeds), fake_quantized + int_weights, fake_quantized == 0 and int_weights > 0
 
 
 def _onnx_counts(path: Path) -> tuple[int, int, bool, str] | None:

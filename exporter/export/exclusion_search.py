@@ -110,22 +110,10 @@ def sentence_embeddings(outputs: list[np.ndarray], feeds: list[dict[str, np.ndar
 
 
 def openvino_float_matmuls(ov_model) -> list[str]:
-    """MatMuls of an OpenVINO model that no FakeQuantize feeds (directly or through a Convert / Reshape /
-    Transpose / dequantisation Multiply or Subtract): the ones that run in float."""
-    passthrough = {"Convert", "Reshape", "Transpose", "Multiply", "Subtract", "Unsqueeze", "Squeeze"}
+    """MatMuls of an OpenVINO model that no FakeQuantize feeds: the ones static int8 left in float."""
+    from exporter.export.openvino_backend import matmul_int8_inputs
 
-    def quantized(node, depth: int = 0) -> bool:
-        if node.get_type_name() == "FakeQuantize":
-            return True
-        if depth >= 4 or node.get_type_name() not in passthrough:
-            return False
-        return any(quantized(value.get_node(), depth + 1) for value in node.input_values())
-
-    floats = []
-    for op in ov_model.get_ordered_ops():
-        if op.get_type_name() == "MatMul" and not any(quantized(v.get_node()) for v in op.input_values()):
-            floats.append(op.get_friendly_name())
-    return floats
+    return [name for name, feeds in matmul_int8_inputs(ov_model).items() if "fq" not in feeds]
 
 
 def openvino_matmuls(ov_model) -> list[str]:

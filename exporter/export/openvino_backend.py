@@ -94,6 +94,31 @@ def quantize_openvino_static(ov_model, feeds: list[dict[str, np.ndarray]], exclu
         )
 
 
+# What int8 looks like in an OpenVINO model: a MatMul fed, through these pass-through ops, by a FakeQuantize
+# (static int8) or by an integer Constant (weight-only compression).
+PASSTHROUGH_OPS = frozenset({"Convert", "Reshape", "Transpose", "Multiply", "Subtract", "Unsqueeze", "Squeeze"})
+INT_WEIGHT_TYPES = frozenset({"i8", "u8", "i4", "u4"})
+WALK_DEPTH = 6
+
+
+def matmul_int8_inputs(ov_model) -> dict[str, set[str]]:
+    """Per MatMul (by friendly name): what int8 feeds it, ``fq`` (a FakeQuantize) and/or ``weights`` (an integer
+    Constant); an empty set: it runs in float."""
+
+    def feeds(node, depth: int = 0) -> set[str]:
+        kind = node.get_type_name()
+        if kind == "FakeQuantize":
+            return {"fq"}
+        if kind == "Constant":
+            return {"weights"} if node.get_output_element_type(0).get_type_name() in INT_WEIGHT_TYPES else set()
+        if kind not in PASSTHROUGH_OPS or depth >= WALK_DEPTH:
+            return set()
+        return set().union(*(feeds(port.get_source_output().get_node(), depth + 1) for port in node.inputs()))
+
+    return {op.get_friendly_name(): set().union(*(feeds(port.get_source_output().get_node()) for port in op.inputs()))
+            for op in ov_model.get_ordered_ops() if op.get_type_name() == "MatMul"}
+
+
 def quantization_parameters(smooth_quant: bool):
     """NNCF's advanced parameters for static int8: None (its defaults, SmoothQuant on) or SmoothQuant off."""
     import nncf
