@@ -24,7 +24,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +76,6 @@ class SearchResult:
     texts: int
     seconds: float
     method: str
-    log: list[str] = field(default_factory=list)
 
     def exclude_patterns(self) -> list[str]:
         """The ``exclude:`` list that pins this result in a recipe (exact node names)."""
@@ -143,14 +142,13 @@ def openvino_search(ov_model, calibration_feeds: list[dict[str, np.ndarray]], se
         quantized = quantize_openvino_static(ov_model, trial_feeds, exact_patterns(kept), smooth_quant)
         return headline(run(quantized), reference)
 
-    kept, trials, log = greedy_search(openvino_matmuls(ov_model), trial, target, progress)
+    kept, trials = greedy_search(openvino_matmuls(ov_model), trial, target, progress)
     quantized = quantize_openvino_static(ov_model, calibration_feeds, exact_patterns(kept), smooth_quant)
     metrics = headline(run(quantized), reference)
     return quantized, SearchResult(
         kept_float=sorted(kept), metrics=metrics, met=target.met(metrics),
         trials=trials, texts=len(search_feeds), seconds=time.perf_counter() - started,
-        method=f"greedy MatMul-role search (NNCF static int8, {len(trial_feeds)} calibration texts per trial)",
-        log=log)
+        method=f"greedy MatMul-role search (NNCF static int8, {len(trial_feeds)} calibration texts per trial)")
 
 
 def exact_patterns(names: set[str] | list[str]) -> list[str]:
@@ -159,10 +157,9 @@ def exact_patterns(names: set[str] | list[str]) -> list[str]:
 
 
 def greedy_search(candidates: list[str], trial: Callable[[set[str]], dict[str, float | None]], target: SearchTarget,
-                  progress: Progress) -> tuple[set[str], int, list[str]]:
-    """The MatMuls to keep in float (module docstring): (kept, trials run, one log line per trial).
+                  progress: Progress) -> tuple[set[str], int]:
+    """The MatMuls to keep in float (module docstring): (kept, trials run); each trial is logged.
     ``trial(kept)`` quantises all ``candidates`` except ``kept`` and returns the ``headline`` metrics to fp32."""
-    log: list[str] = []
     cache: dict[frozenset[str], dict[str, float | None]] = {}
 
     def measure(kept: set[str]) -> dict[str, float | None]:
@@ -173,7 +170,6 @@ def greedy_search(candidates: list[str], trial: Callable[[set[str]], dict[str, f
             shown = ", ".join(f"{name} {value:.4f}" for name, value in cache[key].items() if value is not None)
             line = (f"  trial {len(cache)}: {len(kept)} of {len(candidates)} MatMuls in float: {shown}"
                     f"{'  (target met)' if target.met(cache[key]) else ''}")
-            log.append(line)
             progress.log(line)
         return cache[key]
 
@@ -192,7 +188,7 @@ def greedy_search(candidates: list[str], trial: Callable[[set[str]], dict[str, f
         for name in sorted(kept):
             if target.met(measure(kept - {name})):
                 kept = kept - {name}
-    return kept, len(cache), log
+    return kept, len(cache)
 
 
 # ------------------------------------------------------------------------------------------------ ONNX
@@ -252,10 +248,10 @@ def onnx_search(source: Path, target_path: Path, quantize: Callable[[Path, list[
                 used.unlink(missing_ok=True)
             return metrics
 
-        kept, trials, log = greedy_search(onnx_quantizable(source, op_types), trial, target, progress)
+        kept, trials = greedy_search(onnx_quantizable(source, op_types), trial, target, progress)
     with quiet_libraries():
         quantize(target_path, exact_patterns(kept))
     metrics = headline(run(target_path), reference)
     return SearchResult(kept_float=sorted(kept), metrics=metrics, met=target.met(metrics), trials=trials,
                         texts=len(search_feeds), seconds=time.perf_counter() - started,
-                        method="greedy MatMul-role search (ONNX Runtime)", log=log)
+                        method="greedy MatMul-role search (ONNX Runtime)")
