@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from exporter.progress import Progress, quiet_libraries
-from exporter.runtime.pooling import Features
+from exporter.runtime.pooling import run_steps
 from exporter.validators.thresholds import Thresholds
 
 TRIAL_SAMPLES = 64  # calibration texts per NNCF trial (the winner is calibrated on all of them)
@@ -94,15 +94,8 @@ def headline(embeddings: np.ndarray, reference: np.ndarray) -> dict[str, float |
 def sentence_embeddings(outputs: list[np.ndarray], feeds: list[dict[str, np.ndarray]], steps: list) -> np.ndarray:
     """One embedding per feed: the graph's output pooled by the model's modules (``steps``) for a transformer
     graph; a sentence graph's output as it is (``steps`` empty)."""
-    rows = []
-    for output, feed in zip(outputs, feeds, strict=True):
-        if steps:
-            features = Features(attention_mask=feed["attention_mask"], token_embeddings=np.asarray(output))
-            for step in steps:
-                features = step(features)
-            output = features.sentence_embedding
-        rows.append(np.asarray(output, dtype=np.float64).reshape(-1))
-    return np.stack(rows)
+    return np.stack([np.asarray(run_steps(steps, output, feed["attention_mask"]), dtype=np.float64).reshape(-1)
+                     for output, feed in zip(outputs, feeds, strict=True)])
 
 
 # ------------------------------------------------------------------------------------------------ OpenVINO

@@ -25,7 +25,7 @@ import numpy as np
 from exporter.artifact import model_folder
 from exporter.constants import NATIVE_BF16_FLAGS, OPENVINO_NUMERICS
 from exporter.errors import BadInputError, ExternalError, RuntimeUnavailableError, first_line
-from exporter.runtime.pooling import Features, l2_normalize, pipeline_after_transformer
+from exporter.runtime.pooling import l2_normalize, pipeline_after_transformer, run_steps
 from exporter.runtime.tokenization import TextTokenizer
 
 if TYPE_CHECKING:
@@ -194,13 +194,7 @@ class Encoder:
         return {name: encoded[name] for name in self.variant.inputs}
 
     def _finish(self, output: np.ndarray, attention_mask: np.ndarray, prompt_length: int | None) -> np.ndarray:
-        if not self.steps:
-            return np.asarray(output, dtype=np.float32)
-        features = Features(attention_mask=attention_mask, token_embeddings=np.asarray(output),
-                            prompt_length=prompt_length)
-        for step in self.steps:
-            features = step(features)
-        return features.sentence_embedding
+        return run_steps(self.steps, output, attention_mask, prompt_length)
 
 
 def _prompts(folder: Path) -> tuple[dict[str, str], str | None]:

@@ -188,6 +188,18 @@ def module_type(entry: dict[str, Any]) -> str:
     return str(entry.get("type", "")).rsplit(".", 1)[-1]
 
 
+def run_steps(steps: list[Step], output: np.ndarray, attention_mask: np.ndarray,
+              prompt_length: int | None = None) -> np.ndarray:
+    """A graph's output as the sentence embedding: token embeddings through ``steps`` (a transformer graph),
+    or the output itself when there are no steps (a sentence graph)."""
+    if not steps:
+        return np.asarray(output, dtype=np.float32)
+    features = Features(attention_mask=attention_mask, token_embeddings=np.asarray(output), prompt_length=prompt_length)
+    for step in steps:
+        features = step(features)
+    return features.sentence_embedding
+
+
 def pipeline_after_transformer(folder: Path) -> list[Step]:
     """The numpy steps for every module after the Transformer, in order; ``UnsupportedModuleError`` for a
     module that only its own code can compute (custom classes are never imported)."""
