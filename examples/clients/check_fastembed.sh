@@ -33,14 +33,10 @@ if ! "$venv/bin/python" -c "import fastembed" >/dev/null 2>&1; then
 fi
 
 folders=("$@")
+# shellcheck source=default_folders.sh
+source "$here/default_folders.sh"
 if [ ${#folders[@]} -eq 0 ]; then
-    build="$(mktemp -d)"
-    trap 'rm -rf "$build"' EXIT
-    for recipe in minilm-onnx minilm-onnx-int8; do
-        "${EXPORTER_PYTHON:-python}" -m exporter run "$repo/recipes/$recipe.yaml" --output "$build/$recipe" --quiet \
-            || fail_setup "could not build recipes/$recipe.yaml (is the exporter installed in ${EXPORTER_PYTHON:-python}?)"
-        folders+=("$build/$recipe")
-    done
+    default_folders
 fi
 
 HF_HUB_OFFLINE=1 env -u PYTHONPATH "$venv/bin/python" "$here/check_fastembed.py" "${folders[@]}"

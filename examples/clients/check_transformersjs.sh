@@ -36,14 +36,10 @@ if [ "$installed" != "$wanted" ]; then
 fi
 
 folders=("$@")
+# shellcheck source=default_folders.sh
+source "$here/default_folders.sh"
 if [ ${#folders[@]} -eq 0 ]; then
-    build="$(mktemp -d)"
-    trap 'rm -rf "$build"' EXIT
-    for recipe in minilm-onnx minilm-onnx-int8; do
-        "${EXPORTER_PYTHON:-python}" -m exporter run "$repo/recipes/$recipe.yaml" --output "$build/$recipe" --quiet \
-            || fail_setup "could not build recipes/$recipe.yaml (is the exporter installed in ${EXPORTER_PYTHON:-python}?)"
-        folders+=("$build/$recipe")
-    done
+    default_folders
 fi
 
 node "$here/check_transformersjs.mjs" "${folders[@]}"
