@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from hub_fixtures import hub_endpoint, hub_server, hub_url_fixture  # noqa: F401, E402
 from models import MINILM_DIR, build_tiny_model  # noqa: E402
 
-from exporter.runtime.packages import component_version  # noqa: E402
+from exporter.runtime.packages import import_problem  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -73,8 +73,9 @@ def run_plain_runtime(folder: Path, variant, tokenizer, texts: list[str], max_le
 
 # sentence-transformers 6 loads ONNX only through optimum-onnx, which has no release for transformers 5: in the
 # build environment ONNX transformer graphs run through the deploy runtime instead, and compat/check_st57.sh
-# proves that sentence-transformers 5.7 loads them.
-SENTENCE_TRANSFORMERS_ONNX = component_version("optimum-onnx") is not None
+# proves that sentence-transformers 5.7 loads them. An optimum-onnx left over beside transformers 5 imports as a module
+# but not its model class: it counts as absent, as it does for the validator and doctor.
+SENTENCE_TRANSFORMERS_ONNX = import_problem("optimum-onnx") is None
 
 
 def encode_transformer_variant(folder: Path, variant, texts: list[str]) -> np.ndarray:

@@ -29,7 +29,7 @@ from exporter.artifact import model_folder, safety
 from exporter.artifact.manifest import Manifest, Variant, read_manifest, write_manifest
 from exporter.errors import BadInputError, RuntimeUnavailableError, first_line
 from exporter.progress import Progress, SilentProgress
-from exporter.runtime.packages import component_version
+from exporter.runtime.packages import import_problem
 from exporter.runtime.runners import RunSpec, VariantRunner, load_runner
 from exporter.runtime.tokenization import TextTokenizer
 from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
@@ -235,10 +235,10 @@ def sentence_transformers_check(folder: Path, manifest: Manifest, variant: Varia
         import sentence_transformers  # noqa: F401 - presence only
     except ImportError:
         return not_run_check(SENTENCE_TRANSFORMERS_CHECK, "sentence-transformers is not installed here")
-    if variant.backend == "onnx" and component_version("optimum-onnx") is None:
-        return not_run_check(SENTENCE_TRANSFORMERS_CHECK, "sentence-transformers' ONNX backend needs optimum-onnx, "
-                             "which has no release for transformers 5: compat/check_st57.sh checks it in a "
-                             "sentence-transformers 5.7 environment")
+    if variant.backend == "onnx" and (problem := import_problem("optimum-onnx")) is not None:
+        return not_run_check(SENTENCE_TRANSFORMERS_CHECK, f"sentence-transformers' ONNX backend needs optimum-onnx "
+                             f"({problem}), which has no release for transformers 5: compat/check_st57.sh checks it "
+                             "in a sentence-transformers 5.7 environment")
     try:
         runner = load_runner(spec)
     except Exception as error:  # noqa: BLE001 - e.g. no optimum backend for it in this environment

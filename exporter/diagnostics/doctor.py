@@ -24,7 +24,6 @@ README "Installing"); or ``unusable``, with the reason and the package that fixe
 
 from __future__ import annotations
 
-import importlib
 import platform
 import tempfile
 import time
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from exporter.errors import first_line
 from exporter.progress import Progress, SilentProgress
 from exporter.runtime.host import REPORTED_FLAGS, HostProfile, nvidia_present
-from exporter.runtime.packages import BY_NAME, PACKAGES, install_hint, installed_version
+from exporter.runtime.packages import PACKAGES, import_problem, install_hint, installed_version
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
@@ -148,10 +147,9 @@ def package_status(name: str) -> dict[str, Any]:
     """A package of ``exporter.runtime.packages``: its installed version (None: not installed; "unknown": importable
     without metadata), and whether its module imports (``error``: the first line of why not)."""
     version = installed_version(name)
-    try:
-        importlib.import_module(BY_NAME[name].module)
-    except Exception as error:  # noqa: BLE001 - ImportError, or a broken install raising anything
-        return {"version": version, "importable": False, "error": first_line(error)}
+    problem = import_problem(name)
+    if problem is not None:
+        return {"version": version, "importable": False, "error": problem}
     return {"version": version or "unknown", "importable": True, "error": None}
 
 

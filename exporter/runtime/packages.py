@@ -5,12 +5,16 @@ manifest's runtime requirements and environment, the model card and bench all re
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.metadata
 import importlib.util
 import platform
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from exporter.errors import first_line
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,9 @@ class Package:
     install: str
     needed_for: str | None = None
     in_environment: bool = True  # reported in the manifest's environment (the card's versions table)
+    # "module:Name" that must import for the package to be usable. sentence-transformers' loaders import lazily: a
+    # stale optimum-onnx beside transformers 5 imports as a module but fails on the class sentence-transformers uses.
+    usable_if: str | None = None
 
 
 PACKAGES: tuple[Package, ...] = (
@@ -36,8 +43,10 @@ PACKAGES: tuple[Package, ...] = (
     # sentence-transformers 5.7 environment (compat/st57-constraints.txt), not beside the build stack.
     Package("optimum-onnx", "optimum.onnxruntime", ("optimum-onnx", "optimum"),
             "pip install -c compat/st57-constraints.txt \"sentence-transformers[onnx]==5.7.0\" "
-            "(a separate environment: optimum-onnx needs transformers 4)"),
-    Package("optimum-intel", "optimum.intel", ("optimum-intel",), 'pip install "sentence-transformers[openvino]"'),
+            "(a separate environment: optimum-onnx needs transformers 4)",
+            usable_if="optimum.onnxruntime:ORTModelForFeatureExtraction"),
+    Package("optimum-intel", "optimum.intel", ("optimum-intel",), 'pip install "sentence-transformers[openvino]"',
+            usable_if="optimum.intel:OVModelForFeatureExtraction"),
     Package("onnx", "onnx", ("onnx",), "pip install onnx"),
     Package("onnxruntime", "onnxruntime", ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino",
                                            "onnxruntime-directml", "onnxruntime-silicon"),
@@ -79,6 +88,25 @@ def component_version(name: str) -> str | None:
     except (ImportError, ValueError):  # a parent package missing, or a module set to None in sys.modules
         return None
     return installed_version(name) or "unknown"
+
+
+@functools.cache
+def import_problem(name: str) -> str | None:
+    """Why a package of the table cannot be used here (not installed, or the first line of the error its import
+    raises), None when it imports. Imports the module (and ``usable_if``): slower than ``component_version``."""
+    package = BY_NAME[name]
+    module, _, attribute = (package.usable_if or package.module).partition(":")
+    try:
+        imported = importlib.import_module(module)
+        if attribute:
+            getattr(imported, attribute)
+    except ModuleNotFoundError as error:
+        if installed_version(name) is None:
+            return "not installed"
+        return first_line(error)
+    except Exception as error:  # noqa: BLE001 - ImportError, or a broken install raising anything
+        return first_line(error)
+    return None
 
 
 def install_hint(name: str) -> str:
