@@ -5,14 +5,13 @@ not how fast anything is."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import statistics
 
 import pytest
 from click.testing import CliRunner
-from conftest import write_recipe
+from conftest import SENTENCE_TRANSFORMERS_ONNX, write_recipe
 
 from exporter import Manifest, build, read_manifest
 from exporter.artifact.integrity import list_files, sha256_file
@@ -27,9 +26,9 @@ VARIANTS = ["onnx-fp32", "onnx-fp32-sentence", "openvino-fp32", "openvino-fp32-s
 SMALL = ["--num-texts", "12", "--batch-size", "4", "--rounds", "2", "--warmup", "1", "--latency-texts", "4",
          "--threads", "1"]
 FP32_COSINE = 0.9999  # an fp32 export (OpenVINO pinned at f32) gives torch's embeddings up to float noise
-# sentence-transformers loads ONNX through optimum-onnx (optimum.onnxruntime), which some environments lack
-# (see conftest.SENTENCE_TRANSFORMERS_ONNX); OpenVINO through optimum-intel always works here.
-ST_ONNX = bool(importlib.util.find_spec("optimum")) and bool(importlib.util.find_spec("optimum.onnxruntime"))
+# sentence-transformers loads ONNX through optimum-onnx, which some environments lack or hold unusable
+# (conftest.SENTENCE_TRANSFORMERS_ONNX); OpenVINO through optimum-intel always works here.
+ST_ONNX = SENTENCE_TRANSFORMERS_ONNX
 CLASSES = ["short", "mixed", "long"]
 
 
@@ -189,7 +188,7 @@ def test_compare_peers_run_like_fp32_transformer_variants_and_repeated_names_are
         f"{built.name}/onnx/model.onnx", f"{built.name}/onnx/model.onnx#2", "torch#2"]
 
 
-@pytest.mark.skipif(not ST_ONNX, reason="sentence-transformers cannot load ONNX here (no optimum.onnxruntime)")
+@pytest.mark.skipif(not ST_ONNX, reason="sentence-transformers cannot load ONNX here (no usable optimum-onnx)")
 def test_via_both_loaders_measures_each_variant_twice_and_the_manifest_keeps_the_encoder_numbers(artifacts, built):
     st = "sentence-transformers"
     peer = f"{built.name}/onnx/model.onnx"
