@@ -33,7 +33,10 @@ from exporter import HostProfile, Manifest, choose_variant, fetch_variant, read_
 from exporter.artifact.integrity import file_entry, sha256_file
 from exporter.artifact.manifest import write_manifest
 from exporter.cli import main
+from exporter.constants import BACKENDS, METHODS, PRECISION_BACKENDS, PRECISIONS
+from exporter.deploy.choice import assess, quantization_kind
 from exporter.deploy.fetch import DOCUMENTATION_FILES, load_line
+from exporter.deploy.speed_table import shipped_speed_table
 from exporter.errors import (
     BadInputError,
     ExternalError,
@@ -43,6 +46,7 @@ from exporter.errors import (
     NotValidatedError,
     ParityFailedError,
 )
+from exporter.runtime.host import ISA_CLASSES
 from exporter.runtime.packages import installed_version
 
 REPO_ID = "test-user/tiny-fetch"
@@ -66,8 +70,14 @@ VNNI = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "avx512f", "avx51
 ARM = HostProfile(arch="aarch64", cpu_flags=frozenset({"asimd", "asimddp"}), runtimes=ALL_RUNTIMES)
 CUDA = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes=ALL_RUNTIMES, cuda=True,
                    onnx_providers=("CUDAExecutionProvider", "CPUExecutionProvider"), gpus=("NVIDIA H100",))
+AMX = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
+                                                      "amx_int8", "amx_bf16"}),
+                  runtimes=ALL_RUNTIMES, cpu_name="Intel(R) Xeon(R) Platinum 8480+")
+ZEN4 = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}),
+                   runtimes=ALL_RUNTIMES, cpu_name="AMD EPYC 9654 96-Core Processor")
 
-# The artifact's int8 graph, quantised for AVX-512 VNNI: what a VNNI host gets (estimated x2 over fp32).
+# The artifact's int8 graph, quantised for AVX-512 VNNI: what a VNNI host gets (the speed table's estimate: x2
+# over fp32, nothing was measured on AVX-512 VNNI CPUs without BF16).
 VNNI_INT8 = "onnx-int8-dynamic-avx512-vnni"
 VNNI_INT8_FILE = "onnx/model_int8_dynamic_avx512_vnni.onnx"
 
@@ -181,7 +191,7 @@ def test_auto_fetch_downloads_only_the_chosen_variant_and_verifies(hub, cache):
     assert fetched["variant"] == VNNI_INT8 and fetched["device"] == "cpu"  # VNNI host: the int8 graph built for it
     assert fetched["reason"].startswith(f"{VNNI_INT8} for this host (x86_64, AVX2/AVX-512/VNNI (no AMX), no CUDA): "
                                         "onnx int8 (graph: transformer) on cpu, validated (cosine_min ")
-    assert "estimated x2 for int8 on this CPU" in fetched["reason"]
+    assert "estimated x2 for int8 on AVX-512 VNNI CPUs without BF16 (no measurement)" in fetched["reason"]
     assert fetched["commit"] == hub.commit and fetched["endpoint"] == hub.url and HUB_TOKEN not in json.dumps(fetched)
     manifest = hub.pushed_manifest
     chosen = manifest.variant(VNNI_INT8)
@@ -477,12 +487,23 @@ def by_name(choice) -> dict:
     return {c.name: c for c in choice.candidates}
 
 
+def table_speed(manifest: Manifest, name: str, host: HostProfile) -> float:
+    """The shipped speed table's speed for variant ``name`` of ``manifest`` on ``host`` (it must have a row)."""
+    entry = manifest.variant(name)
+    row = shipped_speed_table().lookup(host.isa_class, entry.backend, entry.precision, quantization_kind(entry))
+    assert row is not None, f"no speed table row for {name} on {host.isa_class}"
+    return row.speed_for()[1]
+
+
 def test_avx2_only_host_avoids_int8_built_for_vnni():
     choice = choose_variant(MIXED, AVX2_ONLY)
     assert choice.name == "openvino-int8"  # int8 that is safe without VNNI, estimated faster than fp32
     vnni = by_name(choice)["onnx-int8-vnni"]
     assert vnni.fit == "poor" and "no VNNI" in vnni.notes[0] and "saturate" in vnni.notes[0]
     assert "onnx-int8-vnni (poor" in choice.reason and "AVX2 (no AVX-512, no VNNI, no AMX)" in choice.reason
+    # nothing was measured on AVX2-only CPUs: the table's rows are estimates, and the reason says so
+    assert by_name(choice)["openvino-int8"].speed_source == "table avx2 estimated"
+    assert "estimated x" in choice.reason and "for int8 on AVX2 CPUs without VNNI (no measurement)" in choice.reason
     # even when asked for ONNX int8 only, the choice says it is poor here
     only = choose_variant(MIXED, AVX2_ONLY, backend="onnx", precision="int8")
     assert only.name == "onnx-int8-vnni" and "fit: poor" in only.reason
@@ -494,10 +515,15 @@ def test_avx2_only_host_avoids_int8_built_for_vnni():
 def test_vnni_host_takes_the_vnni_int8():
     choice = choose_variant(MIXED, VNNI)
     assert choice.name == "onnx-int8-vnni" and by_name(choice)["onnx-int8-vnni"].fit == "good"
-    assert by_name(choice)["onnx-int8-vnni"].speed == 2.0
+    vnni_int8 = by_name(choice)["onnx-int8-vnni"]
+    assert vnni_int8.speed == 2.0 and vnni_int8.speed_source == "table avx512_vnni estimated"
     assert choose_variant(MIXED, VNNI, min_cosine=0.995).name == "onnx-fp32"  # --min-cosine rules int8 out
+    # AMX accelerates int8 too, but there the measured rows decide between the int8 graphs, not the x2 estimate
     amx = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "amx_int8", "amx_tile"}), runtimes=ALL_RUNTIMES)
-    assert amx.amx and amx.int8_accelerated and choose_variant(MIXED, amx).name == "onnx-int8-vnni"
+    assert amx.amx and amx.int8_accelerated and amx.isa_class == "amx"
+    int8 = choose_variant(MIXED, amx, precision="int8")
+    assert int8.name == max(("onnx-int8-vnni", "openvino-int8"), key=lambda name: table_speed(MIXED, name, amx))
+    assert by_name(int8)[int8.name].speed_source == "table amx measured"
 
 
 def test_arm_host():
@@ -515,7 +541,10 @@ def test_arm_host():
 def test_cuda_host_prefers_onnx_fp16_on_the_gpu():
     choice = choose_variant(MIXED, CUDA)
     assert choice.name == "onnx-fp16" and choice.device == "cuda" and "on cuda" in choice.reason
+    assert by_name(choice)["onnx-fp16"].speed_source == "estimate"  # the GPU keeps its estimate
+    assert "estimated x4 for fp16 on this GPU" in choice.reason
     assert by_name(choice)["onnx-int8-vnni"].device == "cpu"
+    assert by_name(choice)["onnx-int8-vnni"].speed_source == "table avx2 estimated"  # the CPU side: the table
     assert load_line(Path("/m"), choice.variant, choice.device) == (
         'import exporter; model = exporter.load_encoder("/m", "onnx-fp16", device="cuda"); '
         'model.encode(["first text", "second text"])')
@@ -552,17 +581,108 @@ def test_missing_runtimes_exclude_their_backend():
         choose_variant(MIXED, HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2"}), runtimes={}))
 
 
-def test_bench_numbers_rank_cpu_variants():
-    benched = manifest_of(
-        variant("onnx-fp32", bench={"ratio_to_torch": 2.6, "throughput": 900.0}),
-        variant("openvino-int8", backend="openvino", precision="int8", cosine=0.98,
-                bench={"ratio_to_torch": 1.9, "throughput": 700.0}),
-    )
-    choice = choose_variant(benched, VNNI)
-    assert choice.name == "onnx-fp32" and "2.60x torch in the manifest's bench" in choice.reason
-    partly = manifest_of(variant("onnx-fp32", bench={"ratio_to_torch": 2.6}),
+def test_isa_class_of_written_down_profiles():
+    classes = {name: profile.isa_class for name, profile in
+               {"AMX": AMX, "ZEN4": ZEN4, "VNNI": VNNI, "AVX2_ONLY": AVX2_ONLY, "ARM": ARM, "CUDA": CUDA}.items()}
+    assert classes == {"AMX": "amx", "ZEN4": "avx512_vnni_bf16", "VNNI": "avx512_vnni", "AVX2_ONLY": "avx2",
+                       "ARM": "arm64", "CUDA": "avx2"}
+    alder_lake = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "avx_vnni", "fma"}))
+    skylake_sp = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "avx512f", "avx512bw"}))  # AVX-512, no VNNI
+    assert alder_lake.isa_class == "avx_vnni" and skylake_sp.isa_class == "avx2"
+    assert set(classes.values()) | {alder_lake.isa_class} == set(ISA_CLASSES)  # every class has a profile here
+    # outside every class: no table row applies, the choice estimates
+    for outside in (HostProfile(arch="x86_64", cpu_flags=frozenset({"sse4_2"})),
+                    HostProfile(arch="aarch64", cpu_flags=frozenset({"asimd"})),  # no dot-product
+                    HostProfile(arch="riscv64")):
+        assert outside.isa_class is None
+        assert assess(MIXED.variant("onnx-fp32"), outside).speed_source == "estimate"
+    # the class survives the one-line CPU description a manifest records (parity.validated_on, bench.measured_on)
+    for profile in (AMX, ZEN4, VNNI, AVX2_ONLY, ARM, alder_lake):
+        assert HostProfile.from_cpu_line(profile.cpu_line()).isa_class == profile.isa_class, profile.cpu_line()
+
+
+def test_every_isa_class_has_table_rows_or_falls_back_to_the_estimate():
+    table = shipped_speed_table()
+    kinds = [(backend, precision, kind) for backend in BACKENDS for precision in PRECISIONS
+             if backend in PRECISION_BACKENDS.get(precision, BACKENDS)
+             for kind in (METHODS[backend] if precision == "int8" else ("none",))]
+    alder_lake = HostProfile(arch="x86_64", cpu_flags=frozenset({"avx2", "avx_vnni"}), runtimes=ALL_RUNTIMES)
+    for host in (AMX, ZEN4, VNNI, alder_lake, AVX2_ONLY, ARM):
+        rows = [row for row in table.rows if row.isa_class == host.isa_class]
+        assert rows, host.isa_class
+        if all(table.source_of(row).status == "estimated" for row in rows):
+            # nothing measured on this class: its estimated rows cover every kind but int8 weight-only compression
+            covered = {(row.backend, row.precision, row.quantization) for row in rows}
+            assert covered == {kind for kind in kinds if kind[2] != "weight_only"}, host.isa_class
+        for backend, precision, kind in kinds:
+            quantization = {"method": kind} if precision == "int8" else None
+            entry = manifest_of(variant("v", backend, precision, quantization=quantization)).variant("v")
+            candidate = assess(entry, host)
+            row = table.lookup(host.isa_class, backend, precision, kind)
+            if row is None:  # the explicit fallback: the estimate, said as one
+                assert candidate.speed_source == "estimate" and candidate.speed_text.startswith("estimated x")
+            else:
+                status = table.source_of(row).status
+                assert candidate.speed_source == f"table {host.isa_class} {status}"
+                assert candidate.speed == row.speed_for()[1] > 0
+                assert ISA_CLASSES[host.isa_class] in candidate.speed_text
+                assert ("(no measurement)" in candidate.speed_text) == (status == "estimated")
+
+
+BF16_AND_INT8 = manifest_of(
+    variant("openvino-fp32", backend="openvino", cosine=0.99998),
+    variant("openvino-bf16", backend="openvino", precision="bf16", cosine=0.9995),
+    variant("openvino-int8", backend="openvino", precision="int8", quantization={"method": "static"}, cosine=0.985),
+    variant("onnx-int8-vnni", precision="int8", quantization={"method": "dynamic", "isa": "avx512_vnni"}, cosine=0.990),
+)
+
+
+@pytest.mark.parametrize("host", [AMX, ZEN4], ids=["amx", "zen4"])
+def test_measured_table_rows_rank_the_variants(host):
+    """On the classes with measurements, the choice follows the measured rows (on AMX the bf16 OpenVINO graph
+    outranks the int8 ones when the table says so), and the reason names where they were measured."""
+    table = shipped_speed_table()
+    choice = choose_variant(BF16_AND_INT8, host)
+    # every variant fits these CPUs and meets its precision's defaults: only the speed orders them
+    assert all(c.fit == "good" and c.meets_defaults for c in choice.candidates)
+    by_table = sorted(BF16_AND_INT8.variant_names, key=lambda name: -table_speed(BF16_AND_INT8, name, host))
+    assert [c.name for c in choice.candidates] == by_table and choice.name == by_table[0]
+    best = by_name(choice)[choice.name]
+    entry = BF16_AND_INT8.variant(choice.name)
+    row = table.lookup(host.isa_class, entry.backend, entry.precision, quantization_kind(entry))
+    source = table.source_of(row)
+    assert source.status == "measured" and best.speed_source == f"table {host.isa_class} measured"
+    # a row without the mixed length class (measured on short texts only) says which class its number is for
+    texts = "" if "mixed" in row.speed else f" ({row.speed_for()[0]} texts)"
+    assert f"x torch{texts} on {ISA_CLASSES[host.isa_class]} (measured: {source.how} on {source.cpu}" in choice.reason
+
+
+def test_bench_numbers_rank_only_when_measured_on_this_isa_class():
+    def benched(measured_on: str | None, **numbers: dict) -> Manifest:
+        where = {} if measured_on is None else {"measured_on": measured_on}
+        return manifest_of(
+            variant("onnx-fp32", bench={**numbers.get("fp32", {"ratio_to_torch": 2.6, "throughput": 900.0}), **where}),
+            variant("openvino-int8", backend="openvino", precision="int8", cosine=0.98,
+                    bench={**numbers.get("int8", {"ratio_to_torch": 1.9, "throughput": 700.0}), **where}))
+
+    vnni_host_line = HostProfile(arch="x86_64", cpu_flags=VNNI.cpu_flags, cpu_name="Intel Xeon Gold 6248").cpu_line()
+    same = choose_variant(benched(vnni_host_line), VNNI)
+    assert same.name == "onnx-fp32" and by_name(same)["onnx-fp32"].speed_source == "bench on this ISA class"
+    assert "2.60x torch in the manifest's bench (run on AVX-512 VNNI CPUs without BF16)" in same.reason
+    # a deploy install's bench has no torch column: its throughputs rank, when all have them
+    throughput = choose_variant(benched(vnni_host_line, fp32={"throughput": 900.0}, int8={"throughput": 700.0}), VNNI)
+    assert throughput.name == "onnx-fp32" and "900.0 texts/s in the manifest's bench" in throughput.reason
+    # measured on an AMX build host, or with no record of where: the table ranks, not the build host's numbers
+    for measured_on in (AMX.cpu_line(), None):
+        other = choose_variant(benched(measured_on), VNNI)
+        assert all(c.speed_source == "table avx512_vnni estimated" for c in other.candidates), measured_on
+        assert "manifest's bench" not in other.reason
+        fastest = max(("onnx-fp32", "openvino-int8"), key=lambda name: table_speed(benched(None), name, VNNI))
+        assert other.name == fastest
+    # bench on one variant only (one run's numbers compare only with each other): the table for all
+    partly = manifest_of(variant("onnx-fp32", bench={"ratio_to_torch": 2.6, "measured_on": vnni_host_line}),
                          variant("openvino-int8", backend="openvino", precision="int8", cosine=0.98))
-    assert choose_variant(partly, VNNI).name == "openvino-int8"  # bench on one only: estimates for all
+    assert {c.speed_source for c in choose_variant(partly, VNNI).candidates} == {"table avx512_vnni estimated"}
 
 
 def test_validation_and_explicit_choices():

@@ -22,10 +22,20 @@ How ``auto`` chooses, in order:
    also loads in sentence-transformers), then variants that run on the GPU (ONNX fp32/fp16 with onnxruntime's
    CUDAExecutionProvider on an NVIDIA host; int8 ONNX graphs run on the CPU there), then speed, then
    ``parity.cosine_min``, then the name.
-   Speed is the manifest's bench numbers (``bench.ratio_to_torch``, else ``bench.throughput``) when every
-   CPU candidate has them (they were measured on the build host), else an estimate from the precision and
-   this CPU: int8 x2.0 with VNNI / AMX / ARM dot-product, x1.3 without, bf16 x1.6 with AVX512_BF16 / AMX-BF16,
-   x0.9 without, fp16 x0.95 (half the file, fp32 compute on CPUs), fp32 x1.0; on the GPU fp16 x4.0, fp32 x3.0.
+   Speed on the CPU (x torch fp32) comes from the shipped speed table (``exporter.deploy.speed_table``):
+   the row for this CPU's ISA class (``HostProfile.isa_class``: ``amx``, ``avx512_vnni_bf16``,
+   ``avx512_vnni``, ``avx_vnni``, ``avx2``, ``arm64``) and the variant's backend, precision and quantisation
+   kind (``none``, or the int8 method), its ``mixed`` length class (else the one measured). Rows are measured
+   (on a named CPU, through ``exporter bench`` or sentence-transformers) or estimated; the reason says which.
+   The manifest's bench numbers (``bench.ratio_to_torch``, else ``bench.throughput``) replace the table only
+   when every CPU candidate has them and the manifest records that they were measured on a CPU of this ISA
+   class (``bench.measured_on``, a ``HostProfile.cpu_line()``; ``exporter bench`` does not write it yet, so
+   today the table ranks): they describe the build host's CPU, rarely the deploy host's. Where the table has
+   no row (a CPU outside the classes, int8 ``weight_only``...) and on the GPU, an estimate: int8 x2.0 with
+   VNNI / AMX / ARM dot-product, x1.3 without, bf16 x1.6 with AVX512_BF16 / AMX-BF16, x0.9 without, fp16 x0.95
+   (half the file, fp32 compute on CPUs), fp32 x1.0; on the GPU fp16 x4.0, fp32 x3.0.
+   ``Candidate.speed_source`` says which (``table amx measured``, ``table avx2 estimated``, ``bench on this
+   ISA class``, ``estimate``).
 
 The manifest comes in typed (``exporter.artifact.manifest.Manifest``) and the choice hands back its
 ``Variant``. Messages name the parameters (``backend=``, ``min_cosine=``), not the CLI's flags. Nothing here
@@ -37,10 +47,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from exporter.artifact.manifest import Manifest, QuantizationRecord, Variant
-from exporter.constants import BACKENDS, GRAPHS, PRECISIONS
+from exporter.artifact.manifest import BenchSummary, Manifest, QuantizationRecord, Variant
+from exporter.constants import BACKENDS, DEFAULT_METHOD, GRAPHS, PRECISIONS
+from exporter.deploy.speed_table import DEFAULT_LENGTH_CLASS, shipped_speed_table
 from exporter.errors import BadInputError, ExporterError, ExternalError, NotValidatedError
-from exporter.runtime.host import HostProfile
+from exporter.runtime.host import ISA_CLASSES, HostProfile
 from exporter.runtime.packages import install_hint
 from exporter.validators.thresholds import THRESHOLD_KEYS, default_thresholds
 
@@ -52,7 +63,8 @@ CHECK_HINT = "check it once on this host (fetch with check=True)"
 @dataclass
 class Candidate:
     """One variant as this host sees it. ``excluded`` says why it cannot be chosen (``exclusion`` is the kind:
-    ``validation``, ``constraint`` or ``runtime``); otherwise ``fit``, ``device`` and ``speed`` rank it."""
+    ``validation``, ``constraint`` or ``runtime``); otherwise ``fit``, ``device`` and ``speed`` rank it.
+    ``speed_source`` says where the speed comes from, ``speed_text`` says it as the reason does."""
 
     name: str
     backend: str
@@ -64,6 +76,7 @@ class Candidate:
     device: str = "cpu"
     speed: float = 1.0
     speed_source: str = "estimate"
+    speed_text: str = ""
     notes: list[str] = field(default_factory=list)
     excluded: str | None = None
     exclusion: str | None = None
@@ -99,7 +112,7 @@ class Choice:
 
 
 def assess(variant: Variant, host: HostProfile) -> Candidate:
-    """How ``variant`` would run on ``host``: runtime present, fit, device, estimated speed."""
+    """How ``variant`` would run on ``host``: runtime present, fit, device, speed (table or estimate)."""
     backend, precision, graph = variant.backend, variant.precision, variant.graph
     parity = variant.parity
     candidate = Candidate(name=variant.name, backend=backend, precision=precision, graph=graph,
@@ -120,7 +133,7 @@ def assess(variant: Variant, host: HostProfile) -> Candidate:
     if candidate.below_defaults:
         candidate.meets_defaults = False
         candidate.notes.append("passed only loosened thresholds: " + ", ".join(candidate.below_defaults))
-    candidate.speed = _estimate_speed(candidate, host)
+    _rate_speed(candidate, variant, host)
     return candidate
 
 
@@ -176,6 +189,40 @@ def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: Hos
             demote("check", f"OpenVINO's ARM CPU plugin lacks int8 kernels for many ops: {CHECK_HINT}")
         else:
             candidate.notes.append(f"OpenVINO on ARM: {CHECK_HINT}")
+
+
+def quantization_kind(variant: Variant) -> str:
+    """The speed table's quantisation kind of ``variant``: ``none`` for float variants, else its int8 method
+    (the backend's default method when the manifest records none)."""
+    if variant.precision != "int8":
+        return "none"
+    method = variant.quantization.method if variant.quantization is not None else None
+    return method or DEFAULT_METHOD.get(variant.backend, "dynamic")
+
+
+def _rate_speed(candidate: Candidate, variant: Variant, host: HostProfile) -> None:
+    """Set the candidate's speed, speed_source and speed_text: the speed table's row for this CPU's class on
+    the CPU, else (no row, or on the GPU) the estimate."""
+    table = shipped_speed_table()
+    row = None
+    if candidate.device == "cpu" and host.isa_class is not None:
+        row = table.lookup(host.isa_class, candidate.backend, candidate.precision, quantization_kind(variant))
+    if row is None:
+        candidate.speed, candidate.speed_source = _estimate_speed(candidate, host), "estimate"
+        where = "this GPU" if candidate.device == "cuda" else "this CPU"
+        candidate.speed_text = f"estimated x{candidate.speed:g} for {candidate.precision} on {where}"
+        return
+    source = table.source_of(row)
+    length, candidate.speed = row.speed_for(DEFAULT_LENGTH_CLASS)
+    candidate.speed_source = f"table {row.isa_class} {source.status}"
+    cpus = ISA_CLASSES[row.isa_class]
+    if source.status == "estimated":
+        candidate.speed_text = f"estimated x{candidate.speed:g} for {candidate.precision} on {cpus} (no measurement)"
+        return
+    texts = "" if length == DEFAULT_LENGTH_CLASS else f" ({length} texts)"
+    when = f", {source.date}" if source.date else ""
+    candidate.speed_text = (f"{candidate.speed:.2f}x torch{texts} on {cpus} "
+                            f"(measured: {source.how} on {source.cpu}{when})")
 
 
 def _estimate_speed(candidate: Candidate, host: HostProfile) -> float:
@@ -245,7 +292,7 @@ def choose_variant(
     if not eligible:
         raise _nothing_left(candidates)
     cpu_side = [c for c in eligible if c.device == "cpu"]
-    _apply_bench(cpu_side, manifest)
+    _apply_bench(cpu_side, manifest, host)
     eligible.sort(key=Candidate.rank_key)
     best = eligible[0]
     candidates.sort(key=lambda c: (c.excluded is not None, c.rank_key()))
@@ -268,32 +315,35 @@ def _constraint_miss(candidate: Candidate, backend, precision, graph, min_cosine
     return None
 
 
-def _apply_bench(candidates: list[Candidate], manifest: Manifest) -> None:
-    """Use the manifest's bench numbers as the speed when every CPU candidate has them."""
-    if not candidates:
+def _apply_bench(candidates: list[Candidate], manifest: Manifest, host: HostProfile) -> None:
+    """Use the manifest's bench numbers as the speed when every CPU candidate has them and each was measured
+    on a CPU of this host's ISA class (one run's numbers compare only with each other, so all or none)."""
+    if not candidates or host.isa_class is None:
         return
     benches = [manifest.variant(c.name).bench for c in candidates]
-    for key in ("ratio_to_torch", "throughput"):
+    if any(bench_isa_class(bench) != host.isa_class for bench in benches):
+        return
+    cpus = ISA_CLASSES[host.isa_class]
+    for key, text in (("ratio_to_torch", "{:.2f}x torch"), ("throughput", "{:.1f} texts/s")):
         values = [getattr(bench, key) if bench is not None else None for bench in benches]
         if all(value is not None and value > 0 for value in values):
             for candidate, value in zip(candidates, values, strict=True):
-                candidate.speed, candidate.speed_source = float(value), f"bench {key}"
+                candidate.speed, candidate.speed_source = float(value), "bench on this ISA class"
+                candidate.speed_text = text.format(candidate.speed) + f" in the manifest's bench (run on {cpus})"
             return
 
 
-def _speed_text(candidate: Candidate) -> str:
-    if candidate.speed_source == "bench ratio_to_torch":
-        return f"{candidate.speed:.2f}x torch in the manifest's bench"
-    if candidate.speed_source == "bench throughput":
-        return f"{candidate.speed:.1f} texts/s in the manifest's bench"
-    where = "this GPU" if candidate.device == "cuda" else "this CPU"
-    return f"estimated x{candidate.speed:g} for {candidate.precision} on {where}"
+def bench_isa_class(bench: BenchSummary | None) -> str | None:
+    """The ISA class of the CPU a bench summary was measured on, when the manifest records it: ``measured_on``
+    (a ``HostProfile.cpu_line()``, as ``parity.validated_on``). ``None`` when it does not."""
+    measured_on = (bench.model_extra or {}).get("measured_on") if bench is not None else None
+    return HostProfile.from_cpu_line(measured_on).isa_class if isinstance(measured_on, str) else None
 
 
 def _reason(best: Candidate, eligible: list[Candidate], candidates: list[Candidate], host: HostProfile) -> str:
     cosine = f"cosine_min {best.cosine_min:.5f}" if best.cosine_min is not None else "validated"
     parts = [f"{best.backend} {best.precision} (graph: {best.graph}) on {best.device}",
-             f"validated ({cosine})", _speed_text(best)]
+             f"validated ({cosine})", best.speed_text]
     if best.fit != "good":
         parts.append(f"fit: {best.fit}")
     parts.extend(best.notes)

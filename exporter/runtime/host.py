@@ -21,15 +21,27 @@ from typing import Any
 from exporter.constants import NATIVE_BF16_FLAGS
 from exporter.runtime.packages import COMPONENTS, component_version
 
-VNNI_FLAGS = frozenset({"avx512_vnni", "avx512vnni", "avx_vnni", "avxvnni", "avx_vnni_int8"})
+AVX512_VNNI_FLAGS = frozenset({"avx512_vnni", "avx512vnni"})
+VNNI_FLAGS = AVX512_VNNI_FLAGS | {"avx_vnni", "avxvnni", "avx_vnni_int8"}
 AMX_FLAGS = frozenset({"amx_int8", "amx_tile"})
 ARM_DOT_FLAGS = frozenset({"asimddp", "dotprod"})
 # The flags doctor reports (and a profile keeps): what decides int8 and fp16 speed.
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
                   "amx_tile", "amx_int8", "amx_bf16", "f16c", "fma", "asimd", "asimddp", "i8mm", "sve", "fphp")
+ARM_REPORTED_FLAGS = frozenset({"asimd", "asimddp", "i8mm", "sve", "fphp"})
 _NUMPY_FLAGS = {"AVX2": "avx2", "AVX512F": "avx512f", "AVX512BW": "avx512bw", "AVX512VNNI": "avx512_vnni",
                 "AVX512BF16": "avx512_bf16", "AVX512FP16": "avx512_fp16", "F16C": "f16c", "FMA3": "fma",
                 "ASIMD": "asimd", "ASIMDDP": "asimddp", "SVE": "sve", "FPHP": "fphp"}
+# The CPU classes that run embedding models at different speeds relative to torch (what the variant choice's
+# speed table, exporter/data/speed_table.json, is keyed by), each with how a reason names it.
+ISA_CLASSES: dict[str, str] = {
+    "amx": "AMX CPUs",  # AMX-INT8 + AMX-BF16: Intel Xeon Sapphire Rapids and later
+    "avx512_vnni_bf16": "AVX-512 VNNI + BF16 CPUs without AMX",  # AMD Zen 4/5, Intel Cooper Lake
+    "avx512_vnni": "AVX-512 VNNI CPUs without BF16",  # Intel Cascade Lake, Ice Lake
+    "avx_vnni": "AVX-VNNI CPUs without AVX-512",  # Intel Alder Lake and later client and E-core CPUs
+    "avx2": "AVX2 CPUs without VNNI",  # Haswell to Skylake (Skylake-SP's AVX-512 too), AMD Zen 1-3
+    "arm64": "ARM64 CPUs with dot-product",  # Graviton 2 and later, Ampere, Apple M
+}
 
 
 # ------------------------------------------------------------------------------------------- profile
@@ -103,11 +115,27 @@ class HostProfile:
     def has(self, component: str) -> bool:
         return component in self.runtimes
 
+    @property
+    def isa_class(self) -> str | None:
+        """This CPU's speed class (a key of ``ISA_CLASSES``); ``None`` for a CPU in none of them (x86 without
+        AVX2, ARM without the dot-product extension, another architecture)."""
+        if self.arch == "arm64":
+            return "arm64" if self.arm_dot else None
+        if self.arch != "x86_64":
+            return None
+        if self.amx:
+            return "amx"
+        if self.cpu_flags & AVX512_VNNI_FLAGS:
+            return "avx512_vnni_bf16" if self.native_bf16 else "avx512_vnni"
+        if self.vnni:
+            return "avx_vnni"
+        return "avx2" if self.avx2 else None
+
     def int8_isa(self) -> str:
         """The ``quantization.isa`` a build on this host would pick for ``isa: auto``."""
         if self.arch == "arm64":
             return "arm64"
-        if self.cpu_flags & {"avx512_vnni", "avx512vnni"}:
+        if self.cpu_flags & AVX512_VNNI_FLAGS:
             return "avx512_vnni"
         return "avx512" if self.avx512 else "avx2"
 
@@ -144,13 +172,25 @@ class HostProfile:
                     gpus=list(self.gpus))
         data["features"] = {"avx2": self.avx2, "avx512": self.avx512, "vnni": self.vnni, "amx": self.amx,
                             "arm_dot_product": self.arm_dot, "int8_accelerated": self.int8_accelerated,
-                            "onnx_cuda": self.onnx_cuda, "int8_isa": self.int8_isa()}
+                            "onnx_cuda": self.onnx_cuda, "int8_isa": self.int8_isa(),
+                            "isa_class": self.isa_class}
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> HostProfile:
         names = {"arch", "cpu_flags", "runtimes", "onnx_providers", "openvino_devices", "cuda", "cpu_name", "gpus"}
         return cls(**{key: value for key, value in data.items() if key in names})
+
+    @classmethod
+    def from_cpu_line(cls, line: str) -> HostProfile:
+        """The CPU a ``cpu_line()`` describes (as a manifest records the host it was validated on): its name,
+        its reported flags, and its architecture (ARM when an ARM flag or the name says so, else x86-64)."""
+        name, _, listed = line.rpartition(" (")
+        if not name or not listed.endswith(")"):
+            name, listed = line, ")"
+        flags = frozenset(listed[:-1].split(", ")) & set(REPORTED_FLAGS)
+        arm = bool(flags & ARM_REPORTED_FLAGS) or normalise_arch(name) == "arm64"
+        return cls(arch="arm64" if arm else "x86_64", cpu_flags=flags, cpu_name=name)
 
     @classmethod
     def detect(cls, probe: bool = True) -> HostProfile:
