@@ -97,6 +97,32 @@ def test_single_string_order_and_normalisation(tmp_path, tiny_model):
     assert encoder.encode([]).shape[0] == 0
 
 
+def test_batches_group_texts_by_token_count(tmp_path, tiny_model):
+    """Few characters can be many tokens (digits, symbols, rare words) and many characters few: batches are
+    grouped by token count, so no batch pads a two-token text to the longest text of the call."""
+    model_dir = tiny_model("bert", "mean", False, True)
+    result = _build(tmp_path, model_dir, "  - {backend: onnx}\n")
+    encoder = exporter.load_encoder(result.output)
+    many_tokens = ["7 3 9 1 % 4 8 2 $ 5 6 0 # 1 2 3"] * 4  # 31 characters, 18 tokens
+    few_tokens = ["the " * 10] * 4  # 40 characters, fewer tokens
+    texts = [text for pair in zip(few_tokens, many_tokens, strict=True) for text in pair]
+    token_counts = [encoder.tokenizer.token_count(text) for text in texts]
+    assert token_counts[1] > token_counts[0] and len(texts[1]) < len(texts[0])  # the premise
+    widths = []
+    run_all = encoder.session.run_all
+
+    def recording(feeds, advance):
+        widths.extend(feed["attention_mask"].shape[1] for feed in feeds)
+        return run_all(feeds, advance)
+
+    encoder.session.run_all = recording  # records the batches; the real session still runs them
+    got = encoder.encode(texts, batch_size=4)
+    assert widths == [token_counts[1], token_counts[0]]  # each batch as wide as its own texts, no wider
+    expected = SentenceTransformer(str(model_dir), device="cpu").encode(texts)
+    assert_fp32_parity(got, expected, "token-count batches")
+    assert encoder.settings["batch_order"] == "token_count"
+
+
 def test_prompts_and_include_prompt_follow_sentence_transformers(tmp_path, tiny_model):
     model_dir = tiny_model("bert", "mean", False, True)
     pooling_config = model_dir / "1_Pooling" / "config.json"

@@ -59,24 +59,34 @@ class TextTokenizer:
         if pad_id is None:
             pad_id = int(saved_padding.get("pad_id", 0))
         self.padding_side = "left" if config.get("padding_side") == "left" else "right"
+        self._padding = {"direction": self.padding_side, "pad_id": pad_id, "pad_token": pad_token,
+                         "pad_type_id": int(saved_padding.get("pad_type_id", 0))}
         self.tokenizer.no_truncation()
-        self.tokenizer.no_padding()
+        self.tokenizer.no_padding()  # batches are padded after grouping by length (``pad``)
         self.tokenizer.enable_truncation(max_length=self.max_length)
-        self.tokenizer.enable_padding(direction=self.padding_side, pad_id=pad_id, pad_token=pad_token,
-                                      pad_type_id=int(saved_padding.get("pad_type_id", 0)))
         self.special_ids = {int(token_id) for token_id in _special_ids(self.tokenizer)}
 
     def prepare(self, texts: list[str]) -> list[str]:
         texts = [text.strip() for text in texts]
         return [text.lower() for text in texts] if self.lower_case else texts
 
-    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        encodings = self.tokenizer.encode_batch(self.prepare(texts), add_special_tokens=True)
+    def encode(self, texts: list[str]) -> list[Any]:
+        """The texts' truncated, unpadded encodings (``tokenizers.Encoding``), tokenised in parallel."""
+        return self.tokenizer.encode_batch(self.prepare(texts), add_special_tokens=True)
+
+    def pad(self, encodings: list[Any]) -> dict[str, np.ndarray]:
+        """One batch as the graph's int64 arrays, padded to its longest encoding (pads ``encodings`` in place)."""
+        length = max((len(e.ids) for e in encodings), default=0)
+        for encoding in encodings:
+            encoding.pad(length, **self._padding)
         return {
             "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
+
+    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return self.pad(self.encode(texts))
 
     def token_count(self, text: str) -> int:
         """Tokens of one text after truncation (special tokens included)."""
