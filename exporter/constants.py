@@ -40,6 +40,8 @@ NATIVE_BF16_FLAGS: frozenset[str] = frozenset({"avx512_bf16", "amx_bf16"})
 PRECISION_BACKENDS: dict[str, tuple[str, ...]] = {"bf16": ("openvino",)}
 
 
-def openvino_numerics(precision: str) -> dict[str, str]:
-    """The numerics settings an OpenVINO variant of ``precision`` is built, validated and run with."""
-    return dict(OPENVINO_BF16_NUMERICS if precision == "bf16" else OPENVINO_NUMERICS)
+def openvino_numerics(precision: str, float_precision: str | None = None) -> dict[str, str]:
+    """The numerics settings an OpenVINO variant of ``precision`` is built, validated and run with
+    (``float_precision``: an int8 variant's, for the ops it leaves in float)."""
+    bf16 = precision == "bf16" or float_precision == "bf16"
+    return dict(OPENVINO_BF16_NUMERICS if bf16 else OPENVINO_NUMERICS)

@@ -119,3 +119,65 @@ def test_automatic_choice_takes_bf16_only_where_it_runs_natively(host, chosen):
     else:
         assert bf16.fit == "check" and bf16.speed < 1.0
         assert "AVX512_BF16 or AMX-BF16" in bf16.notes[0] and "falls back to f32 or emulates bf16" in bf16.notes[0]
+
+
+def test_int8_with_bf16_float_layers_is_its_own_variant_run_as_validated(tmp_path, tiny_model):
+    """quantization.float_precision: bf16 — the same int8 graph, its float ops (exclusions, softmax,
+    normalisation) compiled in bf16: its own IR and name, bf16 numerics recorded, read back when loaded."""
+    model_dir = tiny_model("bert", "mean", False, True)
+    int8 = "{backend: openvino, precision: int8, quantization: {calibration: {samples: 16}%s}}"
+    recipe = write_recipe(tmp_path, f"""\
+        name: tiny-int8-bf16
+        model:
+          path: {model_dir}
+        variants:
+          - {int8 % ""}
+          - {int8 % ", float_precision: bf16"}
+        """)
+    result = build(recipe, output=tmp_path / "out", validate=False)
+    f32_float, bf16_float = (result.manifest.variant(name)
+                             for name in ("openvino-int8-static", "openvino-int8-static-bf16"))
+    assert bf16_float.file_name == "openvino/openvino_model_int8_static_bf16.xml"
+    assert bf16_float.runtime_options == {"INFERENCE_PRECISION_HINT": "bf16"}
+    assert f32_float.runtime_options == {"INFERENCE_PRECISION_HINT": "f32"}
+    assert (bf16_float.quantization.float_precision, f32_float.quantization.float_precision) == ("bf16", "f32")
+    assert 'INFERENCE_PRECISION_HINT value="bf16"' in (result.output / bf16_float.file_name).read_text()
+    native = bool(cpu_flags() & NATIVE_BF16_FLAGS)
+    encoder = load_encoder(result.output, bf16_float.name)
+    compiled = encoder.settings["compiled_inference_precision"]
+    assert compiled == _compiled_precision(result.output / bf16_float.file_name, bf16_float.runtime_options)
+    assert encoder.settings["bf16"] == ("f32" if compiled != "bf16" else "native" if native else "emulated")
+    reference = load_encoder(result.output, f32_float.name)
+    assert reference.settings["compiled_inference_precision"] == "f32"
+    # bf16 float ops on top of int8 error: close to the same graph with f32 float ops
+    assert cosine(encoder.encode(TEXTS), reference.encode(TEXTS)).min() >= 0.99
+
+
+def test_float_precision_is_refused_for_onnx(tmp_path, tiny_model):
+    from exporter import load_recipe
+    from exporter.errors import BadInputError
+
+    recipe = write_recipe(tmp_path, f"""\
+        name: tiny-onnx-bf16
+        model:
+          path: {tiny_model("bert", "mean", False, True)}
+        variants:
+          - {{backend: onnx, precision: int8, quantization: {{float_precision: bf16}}}}
+        """)
+    with pytest.raises(BadInputError, match=r"variants\[0\]\.quantization\.float_precision: only for backend "
+                                            r"openvino") as raised:
+        load_recipe(recipe)
+    assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize("host", [AMX_BF16, ZEN4, VNNI_NO_BF16, AVX2_ONLY])
+def test_int8_with_bf16_float_layers_is_checked_where_bf16_is_not_native(host):
+    manifest = _manifest(("openvino-int8-static-bf16", "openvino", "int8", 0.98))
+    manifest.variants[0].runtime_options = {"INFERENCE_PRECISION_HINT": "bf16"}
+    candidate = choose_variant(manifest, host).candidates[0]
+    assert candidate.float_precision == "bf16"
+    if host.native_bf16:
+        assert candidate.fit == "good"
+    else:
+        assert candidate.fit == "check" and "its float layers' bf16 runs natively only on CPUs with" in \
+            candidate.notes[0]

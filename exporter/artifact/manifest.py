@@ -141,6 +141,7 @@ class QuantizationRecord(_Record):
     exclude_requested: str | None = None
     search: ExclusionSearchRecord | None = None
     smooth_quant: bool | None = None
+    float_precision: str | None = None  # openvino: what the ops left in float compute in (f32 | bf16)
 
 
 class Parity(_Record):

@@ -12,7 +12,8 @@ How ``auto`` chooses, in order:
 3. Each remaining variant gets a fit for this host: ``good``, ``check`` (works, but this host's numerics or
    kernels differ from where it was validated: check it once, ``fetch(..., check=True)``) or ``poor`` (known to
    misbehave here). Check: a bf16 variant on a CPU without AVX512_BF16 / AMX-BF16 (OpenVINO falls back to f32
-   or emulates bf16 there). Poor: an ONNX int8 graph quantised without the reduced 7-bit weight range
+   or emulates bf16 there), and likewise an int8 variant whose float layers run bf16 (``quantization.
+   float_precision: bf16``). Poor: an ONNX int8 graph quantised without the reduced 7-bit weight range
    (``quantization.isa`` ``avx512_vnni`` / ``arm64``, or ``static``) on an x86 CPU without VNNI, where the
    uint8 x int8 kernels can saturate; an unsupported CPU architecture. Check: OpenVINO int8 on ARM, unknown
    CPUs. OpenVINO fp32/fp16 on ARM is good (the reason still says to check it once).
@@ -72,6 +73,7 @@ class Candidate:
     graph: str
     validated: bool
     cosine_min: float | None
+    float_precision: str = "f32"  # what its float ops compute in: bf16 for bf16 variants and int8 + bf16 float
     fit: str = "good"
     device: str = "cpu"
     speed: float = 1.0
@@ -116,7 +118,8 @@ def assess(variant: Variant, host: HostProfile) -> Candidate:
     backend, precision, graph = variant.backend, variant.precision, variant.graph
     parity = variant.parity
     candidate = Candidate(name=variant.name, backend=backend, precision=precision, graph=graph,
-                          validated=variant.validated, cosine_min=parity.cosine_min if parity is not None else None)
+                          validated=variant.validated, cosine_min=parity.cosine_min if parity is not None else None,
+                          float_precision=float_precision_of(variant))
     if backend not in BACKENDS:
         candidate.excluded, candidate.exclusion = f"unknown backend {backend!r}", "constraint"
         return candidate
@@ -181,14 +184,20 @@ def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: Hos
         elif host.arch == "x86_64" and method == "dynamic" and isa in ("avx2", "avx512") and host.vnni:
             candidate.notes.append(f"reduced-range weights for {isa}: works here, a build with isa avx512_vnni "
                                    "would be slightly more accurate")
-    if candidate.precision == "bf16" and not host.native_bf16:
-        demote("check", "bf16 runs natively only on CPUs with AVX512_BF16 or AMX-BF16: on this one OpenVINO falls "
-                        f"back to f32 or emulates bf16 (slower than the fp32 variant); {CHECK_HINT}")
+    if candidate.float_precision == "bf16" and not host.native_bf16:
+        what = "bf16" if candidate.precision == "bf16" else "its float layers' bf16"
+        demote("check", f"{what} runs natively only on CPUs with AVX512_BF16 or AMX-BF16: on this one OpenVINO "
+                        f"falls back to f32 or emulates bf16 (slower than the f32 variant); {CHECK_HINT}")
     if candidate.backend == "openvino" and host.arch == "arm64":
         if candidate.precision == "int8":
             demote("check", f"OpenVINO's ARM CPU plugin lacks int8 kernels for many ops: {CHECK_HINT}")
         else:
             candidate.notes.append(f"OpenVINO on ARM: {CHECK_HINT}")
+
+
+def float_precision_of(variant: Variant) -> str:
+    """What the variant's float ops compute in, from the numerics it was validated with: bf16 or f32."""
+    return "bf16" if variant.runtime_options.get("INFERENCE_PRECISION_HINT") == "bf16" else "f32"
 
 
 def quantization_kind(variant: Variant) -> str:
@@ -206,7 +215,8 @@ def _rate_speed(candidate: Candidate, variant: Variant, host: HostProfile) -> No
     table = shipped_speed_table()
     row = None
     if candidate.device == "cpu" and host.isa_class is not None:
-        row = table.lookup(host.isa_class, candidate.backend, candidate.precision, quantization_kind(variant))
+        row = table.lookup(host.isa_class, candidate.backend, candidate.precision, quantization_kind(variant),
+                           candidate.float_precision)
     if row is None:
         candidate.speed, candidate.speed_source = _estimate_speed(candidate, host), "estimate"
         where = "this GPU" if candidate.device == "cuda" else "this CPU"

@@ -70,6 +70,8 @@ class SpeedRow(_Strict):
     backend: Backend
     precision: Precision
     quantization: QuantizationKind
+    # what the ops left in float compute in: bf16 for int8 variants with quantization.float_precision bf16
+    float_precision: Literal["f32", "bf16"] = "f32"
     speed: dict[LengthClass, PositiveFloat]
     source: str  # a key of the table's sources
     note: str | None = None
@@ -85,13 +87,15 @@ class SpeedRow(_Strict):
                              f"{', '.join(METHODS[self.backend])}")
         if self.precision != "int8" and self.quantization != "none":
             raise ValueError(f"a {self.precision} row needs quantization: none, not {self.quantization!r}")
+        if self.float_precision == "bf16" and (self.backend != "openvino" or self.precision != "int8"):
+            raise ValueError("float_precision bf16 is for openvino int8 rows (bf16 rows are precision bf16)")
         if not self.speed.keys() & {"short", "mixed"}:
             raise ValueError("speed needs a short or a mixed value")
         return self
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.isa_class, self.backend, self.precision, self.quantization)
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.isa_class, self.backend, self.precision, self.quantization, self.float_precision)
 
     def speed_for(self, length: LengthClass = DEFAULT_LENGTH_CLASS) -> tuple[LengthClass, float]:
         """(the length class used, its speed): ``length``'s, else the first of mixed, short, long measured."""
@@ -119,9 +123,11 @@ class SpeedTable(_Strict):
             seen.add(row.key)
         return self
 
-    def lookup(self, isa_class: str, backend: str, precision: str, quantization: str) -> SpeedRow | None:
+    def lookup(self, isa_class: str, backend: str, precision: str, quantization: str,
+               float_precision: str = "f32") -> SpeedRow | None:
         """The row for this kind of variant on this class of CPU; ``None`` when the table has none."""
-        return next((row for row in self.rows if row.key == (isa_class, backend, precision, quantization)), None)
+        key = (isa_class, backend, precision, quantization, float_precision)
+        return next((row for row in self.rows if row.key == key), None)
 
     def source_of(self, row: SpeedRow) -> SpeedSource:
         return self.sources[row.source]

@@ -159,7 +159,8 @@ class VariantBuilder:
             files = self._build_onnx(variant, source, spec, target, record, calibration, thresholds)
             runtime_options: dict[str, str] = {}
         else:
-            runtime_options = openvino_numerics(variant.precision)
+            runtime_options = openvino_numerics(variant.precision, quantization.float_precision if quantization
+                                                else None)
             files = self._build_openvino(variant, source, spec, target, record, calibration, runtime_options,
                                          thresholds)
         return BuiltFiles(
