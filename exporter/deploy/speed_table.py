@@ -97,6 +97,12 @@ class SpeedRow(_Strict):
     def key(self) -> tuple[str, str, str, str, str]:
         return (self.isa_class, self.backend, self.precision, self.quantization, self.float_precision)
 
+    @property
+    def label(self) -> str:
+        """The row as messages name it: ``amx openvino int8 static`` (+ ``bf16-float`` for bf16 float ops)."""
+        parts = [self.isa_class, self.backend, self.precision, self.quantization]
+        return " ".join(parts + (["bf16-float"] if self.float_precision == "bf16" else []))
+
     def speed_for(self, length: LengthClass = DEFAULT_LENGTH_CLASS) -> tuple[LengthClass, float]:
         """(the length class used, its speed): ``length``'s, else the first of mixed, short, long measured."""
         used = length if length in self.speed else next(name for name in _LENGTH_FALLBACK if name in self.speed)
@@ -117,9 +123,9 @@ class SpeedTable(_Strict):
         seen = set()
         for row in self.rows:
             if row.source not in self.sources:
-                raise ValueError(f"row {' '.join(row.key)}: source {row.source!r} is not among the sources")
+                raise ValueError(f"row {row.label}: source {row.source!r} is not among the sources")
             if row.key in seen:
-                raise ValueError(f"row {' '.join(row.key)} is listed twice")
+                raise ValueError(f"row {row.label} is listed twice")
             seen.add(row.key)
         return self
 
