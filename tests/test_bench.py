@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import SENTENCE_TRANSFORMERS_ONNX, write_recipe
 
-from exporter import Manifest, build, read_manifest
+from exporter import HostProfile, Manifest, build, read_manifest
 from exporter.artifact.integrity import list_files, sha256_file
 from exporter.artifact.manifest import BenchSummary, write_manifest
 from exporter.cli import main
@@ -31,6 +31,12 @@ FP32_COSINE = 0.9999  # an fp32 export (OpenVINO pinned at f32) gives torch's em
 ST_ONNX = SENTENCE_TRANSFORMERS_ONNX
 CLASSES = ["short", "mixed", "long"]
 
+
+
+def summary_of(row: dict) -> BenchSummary:
+    """The manifest's summary of a bench.json row: its numbers, and the CPU they were measured on (this one)."""
+    numbers = {key: row[key] for key in BenchSummary.model_fields if key in row}
+    return BenchSummary(**numbers, measured_on=HostProfile.detect(probe=False).cpu_line())
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, tiny_model):
@@ -146,7 +152,7 @@ def test_bench_writes_results_and_updates_the_manifest(artifacts):
     manifest = assert_manifest_complete(artifacts)
     for variant in manifest.variants:
         row = rows[variant.name]
-        assert variant.bench == BenchSummary(**{key: row[key] for key in BenchSummary.model_fields})
+        assert variant.bench == summary_of(row)
 
     # A second run on one variant, --json: replaces bench.json and its manifest entry; the other variants
     # lose their summary, so the manifest agrees with bench.json.
@@ -221,7 +227,7 @@ def test_via_both_loaders_measures_each_variant_twice_and_the_manifest_keeps_the
     manifest = assert_manifest_complete(artifacts)
     for variant in manifest.variants:  # the summaries come from the encoder rows (what deploy hosts run)
         row = rows[variant.name]
-        assert variant.bench == BenchSummary(**{key: row[key] for key in BenchSummary.model_fields})
+        assert variant.bench == summary_of(row)
     kept = {variant.name: variant.bench for variant in manifest.variants}
 
     # sentence-transformers only: bench.json has its rows, the manifest's summaries stay as they were.

@@ -166,6 +166,7 @@ class BenchSummary(_Record):
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
     rss_delta_mb: float | None = None
+    measured_on: str | None = None  # the bench host's ``HostProfile.cpu_line()`` (fetch compares its ISA class)
 
 
 class Variant(_Record):

@@ -30,8 +30,8 @@ How ``auto`` chooses, in order:
    (on a named CPU, through ``exporter bench`` or sentence-transformers) or estimated; the reason says which.
    The manifest's bench numbers (``bench.ratio_to_torch``, else ``bench.throughput``) replace the table only
    when every CPU candidate has them and the manifest records that they were measured on a CPU of this ISA
-   class (``bench.measured_on``, a ``HostProfile.cpu_line()``; ``exporter bench`` does not write it yet, so
-   today the table ranks): they describe the build host's CPU, rarely the deploy host's. Where the table has
+   class (``bench.measured_on``, the bench host's ``HostProfile.cpu_line()``, written by ``exporter bench``):
+   otherwise they describe another CPU than the deploy host's. Where the table has
    no row (a CPU outside the classes, int8 ``weight_only``...) and on the GPU, an estimate: int8 x2.0 with
    VNNI / AMX / ARM dot-product, x1.3 without, bf16 x1.6 with AVX512_BF16 / AMX-BF16, x0.9 without, fp16 x0.95
    (half the file, fp32 compute on CPUs), fp32 x1.0; on the GPU fp16 x4.0, fp32 x3.0.
@@ -346,7 +346,7 @@ def _apply_bench(candidates: list[Candidate], manifest: Manifest, host: HostProf
 def bench_isa_class(bench: BenchSummary | None) -> str | None:
     """The ISA class of the CPU a bench summary was measured on, when the manifest records it: ``measured_on``
     (a ``HostProfile.cpu_line()``, as ``parity.validated_on``). ``None`` when it does not."""
-    measured_on = (bench.model_extra or {}).get("measured_on") if bench is not None else None
+    measured_on = bench.measured_on if bench is not None else None
     return HostProfile.from_cpu_line(measured_on).isa_class if isinstance(measured_on, str) else None
 
 

@@ -133,7 +133,7 @@ class ModelResult:
     def summary(self) -> BenchSummary:
         """The short form stored on the variant's manifest entry: bench.json's numbers of the summary's fields."""
         full = self.to_dict()
-        return BenchSummary(**{key: full[key] for key in BenchSummary.model_fields})
+        return BenchSummary(**{key: full[key] for key in BenchSummary.model_fields if key in full})
 
 
 @dataclass
@@ -188,8 +188,11 @@ def save_result(root: Path, result: BenchResult) -> Path:
     manifest = read_manifest(root)
     manifest.set_shared_file(file_entry(root, BENCH_NAME))
     if updates_summaries(result):
-        summaries = {r.target.name: r.summary() for r in result.results
-                     if r.target.kind == "variant" and r.target.loader == "encoder"}
+        from exporter.runtime.host import HostProfile
+
+        measured_on = HostProfile.detect(probe=False).cpu_line()
+        summaries = {r.target.name: r.summary().model_copy(update={"measured_on": measured_on})
+                     for r in result.results if r.target.kind == "variant" and r.target.loader == "encoder"}
         for variant in manifest.variants:
             variant.bench = summaries.get(variant.name)
     write_manifest(root, manifest)
