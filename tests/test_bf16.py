@@ -171,13 +171,24 @@ def test_float_precision_is_refused_for_onnx(tmp_path, tiny_model):
 
 
 @pytest.mark.parametrize("host", [AMX_BF16, ZEN4, VNNI_NO_BF16, AVX2_ONLY])
-def test_int8_with_bf16_float_layers_is_checked_where_bf16_is_not_native(host):
-    manifest = _manifest(("openvino-int8-static-bf16", "openvino", "int8", 0.98))
-    manifest.variants[0].runtime_options = {"INFERENCE_PRECISION_HINT": "bf16"}
-    candidate = choose_variant(manifest, host).candidates[0]
-    assert candidate.float_precision == "bf16"
-    if host.native_bf16:
-        assert candidate.fit == "good"
-    else:
-        assert candidate.fit == "check" and "its float layers' bf16 runs natively only on CPUs with" in \
-            candidate.notes[0]
+def test_int8_with_bf16_float_layers_is_good_only_on_the_cpu_class_it_was_validated_on(host):
+    """Without native bf16 it is checked like a bf16 variant; with it, only a host of the validating CPU's class
+    gets it as good (OpenVINO's int8 + bf16 kernels on AMX gave wrong embeddings where AVX-512 BF16 did not)."""
+    def candidate(validated_on: str | None):
+        manifest = _manifest(("openvino-int8-static-bf16", "openvino", "int8", 0.98))
+        manifest.variants[0].runtime_options = {"INFERENCE_PRECISION_HINT": "bf16"}
+        manifest.variants[0].parity.validated_on = validated_on
+        return choose_variant(manifest, host).candidates[0]
+
+    same = candidate(host.cpu_line())
+    assert same.float_precision == "bf16"
+    if not host.native_bf16:
+        assert same.fit == "check" and "its float layers' bf16 runs natively only on CPUs with" in same.notes[0]
+        return
+    assert same.fit == "good", same.notes
+    other_class = ZEN4 if host is AMX_BF16 else AMX_BF16
+    for validated_on in (other_class.cpu_line(), None):
+        other = candidate(validated_on)
+        assert other.fit == "check", validated_on
+        assert "int8 with bf16 float ops was validated on" in other.notes[-1]
+        assert ("an unrecorded CPU" if validated_on is None else "CPUs") in other.notes[-1]

@@ -132,6 +132,7 @@ def assess(variant: Variant, host: HostProfile) -> Candidate:
     if backend == "onnx" and precision in ("fp32", "fp16") and host.onnx_cuda:
         candidate.device = "cuda"
     _judge_fit(candidate, variant.quantization or QuantizationRecord(), host)
+    _judge_bf16_float_int8(candidate, variant, host)
     candidate.below_defaults = below_defaults(variant)
     if candidate.below_defaults:
         candidate.meets_defaults = False
@@ -197,7 +198,26 @@ def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: Hos
 
 def float_precision_of(variant: Variant) -> str:
     """What the variant's float ops compute in, from the numerics it was validated with: bf16 or f32."""
-    return "bf16" if variant.runtime_options.get("INFERENCE_PRECISION_HINT") == "bf16" else "f32"
+    bf16 = variant.precision == "bf16" or variant.runtime_options.get("INFERENCE_PRECISION_HINT") == "bf16"
+    return "bf16" if bf16 else "f32"
+
+
+def _judge_bf16_float_int8(candidate: Candidate, variant: Variant, host: HostProfile) -> None:
+    """int8 with bf16 float ops: OpenVINO picks different kernels per CPU class, and they are not equally
+    right (2026.4 on AMX gave MiniLM cosine 0.67 at batch 8, 0.99 at batch 32; the same IR without AMX was
+    right at every batch size). Good only on the class of CPU it was validated on."""
+    if candidate.precision != "int8" or candidate.float_precision != "bf16" or not host.native_bf16:
+        return  # without native bf16 the bf16 check of _judge_fit applies
+    validated_on = variant.parity.validated_on if variant.parity is not None else None
+    validated_class = HostProfile.from_cpu_line(validated_on).isa_class if validated_on else None
+    if validated_class == host.isa_class:
+        return
+    where = ISA_CLASSES[validated_class] if validated_class else "an unrecorded CPU"
+    if FITS.index("check") > FITS.index(candidate.fit):
+        candidate.fit = "check"
+    candidate.notes.append(f"int8 with bf16 float ops was validated on {where}, and OpenVINO runs other kernels on "
+                           f"{ISA_CLASSES.get(host.isa_class or '', 'this CPU')} (on AMX they gave wrong embeddings "
+                           f"for small batches of MiniLM): {CHECK_HINT}")
 
 
 def quantization_kind(variant: Variant) -> str:
@@ -215,8 +235,10 @@ def _rate_speed(candidate: Candidate, variant: Variant, host: HostProfile) -> No
     table = shipped_speed_table()
     row = None
     if candidate.device == "cpu" and host.isa_class is not None:
+        # the table tells int8 rows apart by their float ops' precision; a bf16 row is precision bf16
+        float_ops = candidate.float_precision if candidate.precision == "int8" else "f32"
         row = table.lookup(host.isa_class, candidate.backend, candidate.precision, quantization_kind(variant),
-                           candidate.float_precision)
+                           float_ops)
     if row is None:
         candidate.speed, candidate.speed_source = _estimate_speed(candidate, host), "estimate"
         where = "this GPU" if candidate.device == "cuda" else "this CPU"
