@@ -223,6 +223,9 @@ class Variant(_Strict):
             raise _LocatedError(("quantization", "per_channel"), "only for backend onnx")
         if q.smooth_quant is not None and not (self.backend == "openvino" and method == "static"):
             raise _LocatedError(("quantization", "smooth_quant"), "only for backend openvino with method static")
+        if self.backend == "onnx" and method == "static" and self.optimize in ("O2", "O3"):
+            raise _LocatedError(("optimize",), f"{self.optimize} fuses the MatMuls static int8 quantises (it would "
+                                               "leave float compute with int8 weights): use none or O1")
         if q.float_precision is not None and self.backend != "openvino":
             raise _LocatedError(("quantization", "float_precision"), "only for backend openvino (ONNX Runtime "
                                                                     "has no bf16 CPU kernels)")

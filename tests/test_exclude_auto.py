@@ -18,9 +18,9 @@ from exporter.export.onnx_backend import STATIC_OP_TYPES
 from exporter.validators.thresholds import default_thresholds
 
 TEXTS = ["a short query", "a longer sentence about quantisation and which layers stay in float", "x y z"]
-# ONNX static int8 with per-tensor scales misses this on the tiny model unless a MatMul or two stay float;
-# OpenVINO's int8 meets its looser target with every MatMul quantised.
-ONNX_THRESHOLDS = {"cosine_min": 0.9998, "cosine_mean": 0.9999}
+# ONNX static int8 (per-tensor scales) is nearly lossless on the tiny model: this tight target needs a MatMul in
+# float. OpenVINO's int8 meets its looser target with every MatMul quantised.
+ONNX_THRESHOLDS = {"cosine_min": 0.999999, "cosine_mean": 0.9999999}
 OPENVINO_THRESHOLDS = {"cosine_min": 0.9995, "cosine_mean": 0.9998}
 
 
@@ -67,9 +67,9 @@ def test_onnx_search_keeps_exactly_the_recorded_matmuls_in_float(auto_build):
     variant = result.manifest.variant("onnx-int8-static")
     kept = variant.quantization.search.kept_float
     path = result.output / variant.file_name
-    # every other MatMul is fed by DequantizeLinear (QDQ): the float ones are exactly the kept ones
+    # every other weight MatMul became an integer kernel: the float ones are exactly the kept ones
     assert sorted(onnx_float_nodes(path, STATIC_OP_TYPES)) == sorted(kept)
-    quantized = [node for node in onnx.load(str(path)).graph.node if node.op_type == "DequantizeLinear"]
+    quantized = [node for node in onnx.load(str(path)).graph.node if node.op_type == "MatMulIntegerToFloat"]
     assert kept, "the target needs some MatMuls in float on the tiny model"
     assert quantized, "but not all of them"
 

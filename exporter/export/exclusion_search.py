@@ -187,23 +187,29 @@ def greedy_search(candidates: list[str], trial: Callable[[set[str]], dict[str, f
 # ------------------------------------------------------------------------------------------------ ONNX
 
 
+def _weight_nodes(model, op_types: tuple[str, ...]) -> list:
+    """The nodes of those types the quantisers can make int8: a MatMul only with a constant weight (attention's
+    activation x activation MatMuls stay float in both methods); fused nodes (Attention) as they are."""
+    weights = {tensor.name for tensor in model.graph.initializer}
+    return [node for node in model.graph.node if node.op_type in op_types
+            and (node.op_type != "MatMul" or (node.input[1] in weights and node.input[0] not in weights))]
+
+
 def onnx_quantizable(path: Path, op_types: tuple[str, ...]) -> list[str]:
     """The nodes of an ONNX graph the quantiser turns into int8 (its ``op_types_to_quantize``)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    return [node.name for node in model.graph.node if node.op_type in op_types]
+    return [node.name for node in _weight_nodes(onnx.load(str(path), load_external_data=False), op_types)]
 
 
 def onnx_float_nodes(path: Path, op_types: tuple[str, ...]) -> list[str]:
-    """The nodes of those types that still run in float in a quantised graph: not replaced by an integer
-    kernel (dynamic: MatMulInteger, QAttention...) and fed by no DequantizeLinear (static QDQ)."""
+    """The quantisable nodes that still run in float in a quantised graph: not replaced by an integer kernel
+    (MatMulInteger, MatMulIntegerToFloat, QAttention...) and fed by no DequantizeLinear (QDQ)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     dequantized = {output for node in model.graph.node if node.op_type == "DequantizeLinear" for output in node.output}
-    return [node.name for node in model.graph.node
-            if node.op_type in op_types and not dequantized.intersection(node.input)]
+    return [node.name for node in _weight_nodes(model, op_types) if not dequantized.intersection(node.input)]
 
 
 def role_of(name: str) -> str:
