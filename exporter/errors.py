@@ -12,6 +12,8 @@ understood, not guessed from an exception type at the top. Library messages name
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ExporterError(Exception):
     """Base class: a failure with a one-line message meant for the user."""
@@ -124,3 +126,12 @@ def first_line(error: BaseException) -> str:
     text = str(error).strip()
     line = text.splitlines()[0] if text else type(error).__name__
     return line if len(line) <= 300 else line[:297] + "..."
+
+
+def validation_problem(error: Any) -> str:
+    """The first problem of a pydantic ``ValidationError`` as ``location: message`` (``message`` alone at the
+    top level), the way our one-line errors name a field."""
+    problem = error.errors()[0]
+    location = ".".join(str(part) for part in problem["loc"])
+    message = problem["msg"].removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message

@@ -305,6 +305,6 @@ def test_minilm_onnx_int8_recipe(tmp_path, minilm_dir):
         got = _encode(result.output, variant, reference)
         assert got.shape == (len(TEXTS), 384)
         assert cosine(got, expected).mean() >= 0.99, variant.name
-        assert variant.quantization.isa == "avx512_vnni"
+        assert variant.quantization.method == "static" and variant.calibration.samples == 300
     manifest = json.loads((result.output / "manifest.json").read_text())
     assert manifest == result.manifest.to_json_dict()

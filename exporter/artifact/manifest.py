@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporter.constants import MANIFEST_NAME
-from exporter.errors import ManifestError
+from exporter.errors import ManifestError, validation_problem
 
 SCHEMA_VERSION = 1
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -316,12 +316,10 @@ class Manifest(_Record):
 
 
 def _describe(error: ValidationError) -> str:
-    problem = error.errors()[0]
-    location = ".".join(str(part) for part in problem["loc"])
-    message = problem["msg"].removeprefix("Value error, ")
+    message = error.errors()[0]["msg"].removeprefix("Value error, ")
     if message.startswith("unsafe path"):
         return message
-    return f"malformed manifest: {location}: {message}" if location else f"malformed manifest: {message}"
+    return f"malformed manifest: {validation_problem(error)}"
 
 
 def read_manifest(root: str | Path) -> Manifest:

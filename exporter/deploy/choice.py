@@ -27,7 +27,8 @@ How ``auto`` chooses, in order:
    the row for this CPU's ISA class (``HostProfile.isa_class``: ``amx``, ``avx512_vnni_bf16``,
    ``avx512_vnni``, ``avx_vnni``, ``avx2``, ``arm64``) and the variant's backend, precision and quantisation
    kind (``none``, or the int8 method), its ``mixed`` length class (else the one measured). Rows are measured
-   (on a named CPU, through ``exporter bench`` or sentence-transformers) or estimated; the reason says which.
+   (on a named CPU, through ``exporter bench`` or sentence-transformers), simulated (a newer CPU limited
+   to the class's ISA) or estimated; the reason says which.
    The manifest's bench numbers (``bench.ratio_to_torch``, else ``bench.throughput``) replace the table only
    when every CPU candidate has them and the manifest records that they were measured on a CPU of this ISA
    class (``bench.measured_on``, the bench host's ``HostProfile.cpu_line()``, written by ``exporter bench``):
@@ -254,7 +255,7 @@ def _rate_speed(candidate: Candidate, variant: Variant, host: HostProfile) -> No
     texts = "" if length == DEFAULT_LENGTH_CLASS else f" ({length} texts)"
     when = f", {source.date}" if source.date else ""
     candidate.speed_text = (f"{candidate.speed:.2f}x torch{texts} on {cpus} "
-                            f"(measured: {source.how} on {source.cpu}{when})")
+                            f"({source.status}: {source.how} on {source.cpu}{when})")
 
 
 def _estimate_speed(candidate: Candidate, host: HostProfile) -> float:

@@ -3,9 +3,11 @@
 ``exporter/data/speed_table.json`` has one row per (ISA class, backend, precision, quantisation kind): the
 speed as a multiple of torch fp32's throughput on the same CPU (x torch), per length class (``short``,
 ``mixed``, optionally ``long``), and the source it came from. A source is ``measured`` (the CPU and its
-flags, how: ``exporter bench`` through the Encoder or sentence-transformers' backend path, and when) or
-``estimated`` (no measurement exists). The ISA classes are ``exporter.runtime.host.ISA_CLASSES``
-(``HostProfile.isa_class``); the quantisation kind is ``none`` for float variants, else the int8 method.
+flags, how: ``exporter bench`` through the Encoder or sentence-transformers' backend path, and when),
+``simulated`` (measured on a newer CPU with OpenVINO's and torch's kernels limited to the class's ISA by
+``ONEDNN_MAX_CPU_ISA`` / ``MKL_ENABLE_INSTRUCTIONS``: OpenVINO rows only) or ``estimated`` (no
+measurement). The ISA classes are ``exporter.runtime.host.ISA_CLASSES`` (``HostProfile.isa_class``); the
+quantisation kind is ``none`` for float variants, else the int8 method.
 
 ``exporter.deploy.choice`` ranks CPU variants by it: an artifact's own bench numbers were measured on its
 build host, whose CPU is rarely the deploy host's. The file ships with the package, so a malformed one is
@@ -23,6 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, PositiveFloat, ValidationError, model_validator
 
 from exporter.constants import METHODS, PRECISION_BACKENDS, Backend, Precision
+from exporter.errors import validation_problem
 from exporter.runtime.host import ISA_CLASSES
 
 SPEED_TABLE_SCHEMA_VERSION = 1
@@ -46,7 +49,8 @@ class _Strict(BaseModel):
 class SpeedSource(_Strict):
     """Where rows' numbers come from: one measurement run, or the estimates."""
 
-    status: Literal["measured", "estimated"]
+    # simulated: measured on a newer CPU with the runtimes' kernels limited to an older ISA (ONEDNN_MAX_CPU_ISA)
+    status: Literal["measured", "simulated", "estimated"]
     how: Literal["exporter bench", "sentence-transformers", "estimate"]
     cpu: str | None  # e.g. "Intel Xeon Sapphire Rapids, 2 cores"
     flags: str | None  # the CPU flags that decide its class, e.g. "avx512_vnni avx512_bf16 amx_int8 amx_bf16"
@@ -55,8 +59,8 @@ class SpeedSource(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> SpeedSource:
-        if self.status == "measured" and (self.how == "estimate" or not self.cpu or not self.flags):
-            raise ValueError("a measured source needs its cpu, its flags and how it was measured "
+        if self.status != "estimated" and (self.how == "estimate" or not self.cpu or not self.flags):
+            raise ValueError(f"a {self.status} source needs its cpu, its flags and how it was measured "
                              "(exporter bench or sentence-transformers)")
         if self.status == "estimated" and self.how != "estimate":
             raise ValueError("an estimated source needs how: estimate")
@@ -153,10 +157,7 @@ def parse_speed_table(text: str, where: str) -> SpeedTable:
     try:
         return SpeedTable.model_validate(data)
     except ValidationError as error:
-        problem = error.errors()[0]
-        location = ".".join(str(part) for part in problem["loc"])
-        message = problem["msg"].removeprefix("Value error, ")
-        raise SpeedTableError(f"{where}: {location}: {message}" if location else f"{where}: {message}") from None
+        raise SpeedTableError(f"{where}: {validation_problem(error)}") from None
 
 
 def read_speed_table(path: str | Path) -> SpeedTable:
