@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import SENTENCE_TRANSFORMERS_ONNX, write_recipe
 
-from exporter import build, read_manifest
+from exporter import HostProfile, build, read_manifest
 from exporter.cli import main
 from exporter.diagnostics.doctor import doctor
 
@@ -100,6 +100,8 @@ def test_doctor_human_report_tells_this_host():
     flags = cpuinfo_flags()
     for flag in SHOWN_FLAGS:
         assert f"{flag} {'yes' if flag in flags else 'no'}" in features, (flag, features)
+    isa_class = HostProfile.detect(probe=False).isa_class
+    assert f"speed-table class: {isa_class or 'none (fetch estimates)'}" in features  # what fetch's choice reads
     for package in ("onnxruntime", "openvino", "nncf"):
         line = next(line for line in lines if line.split()[:1] == [package])
         assert line.split()[1].rstrip(";") == importlib.metadata.version(package), line

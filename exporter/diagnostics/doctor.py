@@ -112,7 +112,8 @@ class DoctorReport:
                              if present or flag in ALWAYS_SHOWN_FLAGS)
         lines = [f"Host: {host['summary']}",
                  f"  CPU: {host['cpu'] or 'unknown'} ({host['arch']}; {host['os']}; Python {host['python']})",
-                 f"  CPU features: {features}; int8 ISA for builds here: {host['features']['int8_isa']}",
+                 f"  CPU features: {features}; int8 ISA for builds here: {host['features']['int8_isa']}; "
+                 f"speed-table class: {host['features'].get('isa_class') or 'none (fetch estimates)'}",
                  f"  GPU: {self.gpu['summary']}", "Packages:"]
         for name, package in self.packages.items():
             if package["version"] is None:
