@@ -85,9 +85,6 @@ class TextTokenizer:
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
 
-    def __call__(self, texts: list[str]) -> dict[str, np.ndarray]:
-        return self.pad(self.encode(texts))
-
     def token_count(self, text: str) -> int:
         """Tokens of one text after truncation (special tokens included)."""
         return len(self.tokenizer.encode(self.prepare([text])[0], add_special_tokens=True).ids)
