@@ -162,17 +162,19 @@ def below_defaults(variant: Variant) -> list[str]:
     return short
 
 
-def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: HostProfile) -> None:
-    def demote(fit: str, note: str) -> None:
-        if FITS.index(fit) > FITS.index(candidate.fit):
-            candidate.fit = fit
-        candidate.notes.append(note)
+def _demote(candidate: Candidate, fit: str, note: str) -> None:
+    """Lower the candidate's fit to ``fit`` (never raise it) and say why."""
+    if FITS.index(fit) > FITS.index(candidate.fit):
+        candidate.fit = fit
+    candidate.notes.append(note)
 
+
+def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: HostProfile) -> None:
     if host.arch not in ("x86_64", "arm64"):
         if candidate.backend == "openvino":
-            demote("poor", f"OpenVINO runs on x86-64 and ARM64 CPUs, not {host.arch}")
+            _demote(candidate, "poor", f"OpenVINO runs on x86-64 and ARM64 CPUs, not {host.arch}")
         else:
-            demote("check", f"untested CPU architecture {host.arch}")
+            _demote(candidate, "check", f"untested CPU architecture {host.arch}")
     if candidate.backend == "onnx" and candidate.precision == "int8":
         method = quantization.method or "dynamic"
         isa = quantization.isa
@@ -181,18 +183,19 @@ def _judge_fit(candidate: Candidate, quantization: QuantizationRecord, host: Hos
             candidate.notes.append("int8 ONNX runs on the CPU (CUDA has no kernels for its integer ops)")
         if host.arch == "x86_64" and not (host.vnni or host.amx) and full_range:
             what = f"quantised for {isa}" if method == "dynamic" else "statically quantised (uint8 x int8)"
-            demote("poor", f"{what} without the reduced weight range: this CPU has no VNNI, so its uint8 x int8 "
-                           "kernels can saturate and the numerics differ from validation")
+            _demote(candidate, "poor", f"{what} without the reduced weight range: this CPU has no VNNI, so its "
+                                       "uint8 x int8 kernels can saturate and the numerics differ from validation")
         elif host.arch == "x86_64" and method == "dynamic" and isa in ("avx2", "avx512") and host.vnni:
             candidate.notes.append(f"reduced-range weights for {isa}: works here, a build with isa avx512_vnni "
                                    "would be slightly more accurate")
     if candidate.float_precision == "bf16" and not host.native_bf16:
         what = "bf16" if candidate.precision == "bf16" else "its float layers' bf16"
-        demote("check", f"{what} runs natively only on CPUs with AVX512_BF16 or AMX-BF16: on this one OpenVINO "
-                        f"falls back to f32 or emulates bf16 (slower than the f32 variant); {CHECK_HINT}")
+        _demote(candidate, "check", f"{what} runs natively only on CPUs with AVX512_BF16 or AMX-BF16: on this one "
+                                    f"OpenVINO falls back to f32 or emulates bf16 (slower than the f32 variant); "
+                                    f"{CHECK_HINT}")
     if candidate.backend == "openvino" and host.arch == "arm64":
         if candidate.precision == "int8":
-            demote("check", f"OpenVINO's ARM CPU plugin lacks int8 kernels for many ops: {CHECK_HINT}")
+            _demote(candidate, "check", f"OpenVINO's ARM CPU plugin lacks int8 kernels for many ops: {CHECK_HINT}")
         else:
             candidate.notes.append(f"OpenVINO on ARM: {CHECK_HINT}")
 
@@ -209,16 +212,13 @@ def _judge_bf16_float_int8(candidate: Candidate, variant: Variant, host: HostPro
     right at every batch size). Good only on the class of CPU it was validated on."""
     if candidate.precision != "int8" or candidate.float_precision != "bf16" or not host.native_bf16:
         return  # without native bf16 the bf16 check of _judge_fit applies
-    validated_on = variant.parity.validated_on if variant.parity is not None else None
-    validated_class = HostProfile.from_cpu_line(validated_on).isa_class if validated_on else None
+    validated_class = isa_class_of(variant.parity.validated_on if variant.parity is not None else None)
     if validated_class == host.isa_class:
         return
     where = ISA_CLASSES[validated_class] if validated_class else "an unrecorded CPU"
-    if FITS.index("check") > FITS.index(candidate.fit):
-        candidate.fit = "check"
-    candidate.notes.append(f"int8 with bf16 float ops was validated on {where}, and OpenVINO runs other kernels on "
-                           f"{ISA_CLASSES.get(host.isa_class or '', 'this CPU')} (on AMX they gave wrong embeddings "
-                           f"for small batches of MiniLM): {CHECK_HINT}")
+    _demote(candidate, "check", f"int8 with bf16 float ops was validated on {where}, and OpenVINO runs other "
+                                f"kernels on {ISA_CLASSES.get(host.isa_class or '', 'this CPU')} (on AMX they gave "
+                                f"wrong embeddings for small batches of MiniLM): {CHECK_HINT}")
 
 
 def quantization_kind(variant: Variant) -> str:
@@ -366,11 +366,15 @@ def _apply_bench(candidates: list[Candidate], manifest: Manifest, host: HostProf
             return
 
 
+def isa_class_of(cpu_line: str | None) -> str | None:
+    """The ISA class of the CPU a manifest records (``parity.validated_on``, ``bench.measured_on``: a
+    ``HostProfile.cpu_line()``); ``None`` when it records none."""
+    return HostProfile.from_cpu_line(cpu_line).isa_class if cpu_line else None
+
+
 def bench_isa_class(bench: BenchSummary | None) -> str | None:
-    """The ISA class of the CPU a bench summary was measured on, when the manifest records it: ``measured_on``
-    (a ``HostProfile.cpu_line()``, as ``parity.validated_on``). ``None`` when it does not."""
-    measured_on = bench.measured_on if bench is not None else None
-    return HostProfile.from_cpu_line(measured_on).isa_class if isinstance(measured_on, str) else None
+    """The ISA class of the CPU a bench summary was measured on, when the manifest records it."""
+    return isa_class_of(bench.measured_on if bench is not None else None)
 
 
 def _reason(best: Candidate, eligible: list[Candidate], candidates: list[Candidate], host: HostProfile) -> str:
