@@ -106,7 +106,7 @@ def test_batches_group_texts_by_token_count(tmp_path, tiny_model):
     many_tokens = ["7 3 9 1 % 4 8 2 $ 5 6 0 # 1 2 3"] * 4  # 31 characters, 18 tokens
     few_tokens = ["the " * 10] * 4  # 40 characters, fewer tokens
     texts = [text for pair in zip(few_tokens, many_tokens, strict=True) for text in pair]
-    token_counts = [encoder.tokenizer.token_count(text) for text in texts]
+    token_counts = encoder.tokenizer.token_counts(texts)
     assert token_counts[1] > token_counts[0] and len(texts[1]) < len(texts[0])  # the premise
     widths = []
     run_all = encoder.session.run_all

@@ -326,7 +326,7 @@ def _passes(folder: Path, manifest: Manifest, reference: Reference) -> tuple[int
     """The sequence length and the two runs (batch 1, mixed-length batches) over the texts."""
     tokenizer = TextTokenizer(folder, model_folder.max_seq_length(folder, manifest))
     max_length = tokenizer.max_length
-    lengths = [tokenizer.token_count(t.text) for t in reference.texts]
+    lengths = tokenizer.token_counts([t.text for t in reference.texts])
     return max_length, [single_text_pass(lengths, max_length), mixed_length_pass(lengths)]
 
 

@@ -126,7 +126,7 @@ def token_counts(runner: VariantRunner, texts: list[str]) -> list[int]:
     encoder = getattr(runner, "encoder", None)
     if encoder is not None:  # the deploy runtime
         prompt = encoder.prompts.get(encoder.default_prompt_name, "") if encoder.default_prompt_name else ""
-        return [encoder.tokenizer.token_count(prompt + text) for text in texts]
+        return encoder.tokenizer.token_counts([prompt + text for text in texts])
     model = runner.model  # SentenceTransformer: torch, or a backend through sentence-transformers
     name = getattr(model, "default_prompt_name", None)
     prompt = (getattr(model, "prompts", None) or {}).get(name) if name else None

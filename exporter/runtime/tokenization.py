@@ -85,9 +85,9 @@ class TextTokenizer:
             "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
         }
 
-    def token_count(self, text: str) -> int:
-        """Tokens of one text after truncation (special tokens included)."""
-        return len(self.tokenizer.encode(self.prepare([text])[0], add_special_tokens=True).ids)
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each text after truncation (special tokens included)."""
+        return [len(encoding.ids) for encoding in self.encode(texts)]
 
     def prompt_length(self, prompt: str) -> int:
         """Tokens of a prompt, without a trailing special token (as sentence-transformers counts it for
