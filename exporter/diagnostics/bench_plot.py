@@ -101,7 +101,8 @@ def render_chart(data: Mapping[str, Any], suffix: str = ".png", *, name: str | N
     overlap_rows = _overlap_rows(data, overlap or {})
     models = list(dict.fromkeys(point["model"] for point in points))
     classes = list(dict.fromkeys(point["class"] for point in points))
-    with matplotlib.rc_context({"svg.hashsalt": "embedding-exporter", "font.size": 9}):
+    # SVG text stays text (searchable, smaller); fixed ids so the same numbers give the same bytes.
+    with matplotlib.rc_context({"svg.hashsalt": "embedding-exporter", "svg.fonttype": "none", "font.size": 9}):
         colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
         colour = {model: colours[i % len(colours)] for i, model in enumerate(models)}
         panels = 2 if overlap_rows else 1
@@ -132,12 +133,14 @@ def render_chart(data: Mapping[str, Any], suffix: str = ".png", *, name: str | N
         handles += [Line2D([], [], color="grey", marker=CLASS_MARKERS.get(c, "D"), linestyle="", label=f"{c} texts")
                     for c in classes]
         figure.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
-        figure.suptitle(chart_title(data, name), fontsize=10)
+        title = chart_title(data, name)
+        figure.suptitle(title, fontsize=10)
         buffer = io.BytesIO()
+        metadata = {"Title": title.replace("\n", ": ")}  # PNG tEXt / SVG dc:title: what and which CPU
         if suffix == ".svg":
-            figure.savefig(buffer, format="svg", metadata={"Date": None})
+            figure.savefig(buffer, format="svg", metadata={**metadata, "Date": None})
         else:
-            figure.savefig(buffer, format="png", dpi=110)
+            figure.savefig(buffer, format="png", dpi=110, metadata=metadata)
     return buffer.getvalue()
 
 
