@@ -57,7 +57,20 @@ def chart_title(data: Mapping[str, Any], name: str | None = None) -> str:
                f"batch {settings['batch_size']}" if settings.get("batch_size") else None]
     details = [item for item in details if item]
     head = f"{name}: speed against accuracy" if name else "Speed against accuracy"
-    return f"{head}\n{cpu}" + (f" ({', '.join(details)})" if details else "")
+    title = f"{head}\n{cpu}" + (f" ({', '.join(details)})" if details else "")
+    speed_class = _speed_class(host)
+    return title + (f"; {speed_class}" if speed_class else "")
+
+
+def _speed_class(host: Mapping[str, Any]) -> str | None:
+    """The CPU's speed class as the speed table names it ("AMX CPUs", "AVX2 CPUs without VNNI"...), from the ISA
+    flags bench.json recorded: a CPU name alone ("Intel(R) Xeon(R) Processor") often does not say it."""
+    from exporter.runtime.host import ISA_CLASSES, HostProfile
+
+    if not host.get("isa"):
+        return None
+    isa_class = HostProfile.from_cpu_line(f"{host.get('cpu') or 'cpu'} ({', '.join(host['isa'])})").isa_class
+    return ISA_CLASSES.get(isa_class) if isa_class else None
 
 
 def chart_points(data: Mapping[str, Any]) -> list[dict[str, Any]]:
