@@ -134,6 +134,7 @@ def test_load_snippet_gives_the_torch_models_embeddings(docs_artifact, expected,
     assert namespace["embeddings"].shape == expected.shape
     assert cosine(namespace["embeddings"], expected).min() >= 0.9999
     assert namespace["sentence"].variant.name == "onnx-fp32-sentence"
+    assert namespace["batched"].settings["mode"] == "throughput"
 
 
 def test_plain_runtimes_snippet_gives_the_torch_models_embeddings(docs_artifact, expected, tmp_path, monkeypatch):

@@ -6,3 +6,5 @@ print(model.variant.name, embeddings.shape)
 
 sentence = exporter.load("artifacts/minilm-onnx", "onnx-fp32-sentence")  # a variant by its manifest name
 print(sentence.settings)  # everything in force: precision read back, threads, batching...
+batched = exporter.load("artifacts/minilm-openvino", "openvino-fp32", mode="throughput")  # OpenVINO's async queue
+print(batched.encode("a single string gives one vector").shape)  # (384,)
