@@ -127,6 +127,7 @@ def render_chart(data: Mapping[str, Any], suffix: str = ".png", *, name: str | N
                           marker=CLASS_MARKERS.get(point["class"], "D"), s=46, edgecolors="black", linewidths=0.4,
                           zorder=3)
         speed.axhline(1.0, color="grey", linewidth=0.8, linestyle=":", zorder=1)
+        speed.set_ylim(bottom=0)  # from zero: a ratio's height reads as its size
         speed.set_xlabel("cosine min with torch (per text, same texts; 1 = identical)")
         speed.set_ylabel("speed: × torch fp32 (texts/s, same run)")
         speed.set_title("per model and length class", fontsize=9)
@@ -138,6 +139,7 @@ def render_chart(data: Mapping[str, Any], suffix: str = ".png", *, name: str | N
                 top.scatter(row["overlap"], row["ratio"], color=colour.get(row["model"], "black"), marker="D", s=46,
                             edgecolors="black", linewidths=0.4, zorder=3)
             top.axhline(1.0, color="grey", linewidth=0.8, linestyle=":", zorder=1)
+            top.set_ylim(bottom=0)
             top.set_xlabel("top-10 neighbour overlap with torch (validator, validation texts)")
             top.set_ylabel(f"speed: × torch fp32 ({overlap_rows[0]['class']} texts)")
             top.set_title("per variant: the validator's overlap", fontsize=9)
