@@ -438,3 +438,73 @@ def test_int8_variants_report_the_share_of_matmuls_that_run_in_int8(int8_built):
         assert 0.5 < row["classes"]["short"]["cosine_min"] <= 1.0  # close to torch, not equal
     # Dynamic ONNX quantisation leaves the activation × activation attention MatMuls in float.
     assert data["onnx-int8-dynamic-avx2"]["precision_detail"]["int8_share"] < 1
+
+
+# --------------------------------------------------------------------------------------- the chart (--plot)
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The tEXt chunks of a PNG (after checking its signature)."""
+    import struct
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, position = {}, 8
+    while position < len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            chunks[key.decode("latin-1")] = value.decode("latin-1")
+        position += 12 + length
+    return chunks
+
+
+def test_plot_draws_the_run_beside_bench_json_with_the_cpu_in_the_title(artifacts, tmp_path):
+    import xml.etree.ElementTree as ElementTree
+
+    from exporter.diagnostics.bench_plot import chart_points, write_chart
+
+    chart = tmp_path / "charts" / "speed.png"
+    result = invoke(str(artifacts), *SMALL, "--no-memory", "--plot", str(chart))
+    assert result.exit_code == 0, (result.output, result.stderr)
+    data = json.loads((artifacts / BENCH_NAME).read_text())
+    cpu = data["host"]["cpu"]
+    title = png_text(chart.read_bytes())["Title"]
+    assert cpu in title and artifacts.name in title
+    # the same chart beside bench.json, listed in the manifest like it (push uploads it, the card shows it)
+    assert (artifacts / "bench.png").read_bytes() == chart.read_bytes()
+    assert "bench.png" in {entry.path for entry in assert_manifest_complete(artifacts).shared_files}
+    # every variant and class with a ratio and a cosine is a point; torch is the (1, 1) anchor
+    points = chart_points(data)
+    assert {(p["model"], p["class"]) for p in points} == {(row["name"], c) for row in data["results"] for c in CLASSES}
+    assert all(p["ratio"] > 0 and 0.9 < p["cosine_min"] <= 1.0 for p in points)
+
+    # a saved bench.json plots again as SVG (text kept as text); the same numbers give the same bytes
+    svg = write_chart(json.loads((artifacts / BENCH_NAME).read_text()), tmp_path / "again.svg", name="tiny")
+    root = ElementTree.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    texts = " ".join("".join(node.itertext()) for node in root.iter() if node.tag.endswith("text"))
+    assert cpu in texts and "cosine min" in texts and "onnx-fp32-sentence" in texts
+    assert write_chart(data, tmp_path / "twice.svg", name="tiny").read_bytes() == svg.read_bytes()
+
+    # a later run with an SVG chart replaces the PNG beside bench.json; one without a chart removes it
+    assert invoke(str(artifacts), *SMALL, "--no-memory", "--plot", str(tmp_path / "b.svg")).exit_code == 0
+    assert not (artifacts / "bench.png").exists() and (artifacts / "bench.svg").is_file()
+    assert invoke(str(artifacts), *SMALL, "--no-memory").exit_code == 0
+    assert not (artifacts / "bench.svg").exists()
+    assert not {"bench.png", "bench.svg"} & {e.path for e in assert_manifest_complete(artifacts).shared_files}
+
+
+def test_plot_without_matplotlib_is_exit_3_naming_the_extra_before_measuring(artifacts, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    result = invoke(str(artifacts), *SMALL, "--no-memory", "--plot", str(tmp_path / "x.png"))
+    _assert_one_line(result, 3, 'pip install "embedding-exporter[plot]"')
+    assert "texts/s" not in result.stderr and "Loading" not in result.stderr  # nothing was measured
+    assert not (artifacts / BENCH_NAME).exists() and not (tmp_path / "x.png").exists()
+
+
+def test_plot_to_another_format_is_exit_2_naming_the_flag(artifacts, tmp_path):
+    _assert_one_line(invoke(str(artifacts), *SMALL, "--plot", str(tmp_path / "x.pdf")), 2, "--plot", ".png or .svg")
+    assert not (artifacts / BENCH_NAME).exists()

@@ -15,7 +15,7 @@ import exporter
 import exporter.validators
 from exporter.artifact.manifest import Manifest
 
-HEAVY = ("torch", "transformers", "sentence_transformers", "onnxruntime", "openvino", "nncf", "optimum")
+HEAVY = ("torch", "transformers", "sentence_transformers", "onnxruntime", "openvino", "nncf", "optimum", "matplotlib")
 # exporter.validators lives in the repository's validators/ folder (mapped by the install): walk it too.
 MODULES = sorted({info.name for info in pkgutil.walk_packages(exporter.__path__, "exporter.")}
                  | {"exporter.validators"}

@@ -206,6 +206,27 @@ def test_push_then_snapshot_matches_manifest_and_repush_is_a_noop(folder, hub_se
     assert commits(api, repo_id) == 2  # the repo's initial commit and ours
 
 
+def test_a_bench_chart_is_pushed_and_the_card_shows_it(folder, hub_server, hub_url, api, tmp_path):
+    """bench --plot leaves bench.png beside bench.json, listed in the manifest: push uploads it with the rest,
+    and the card embeds it (with bench.json's CPU in its note)."""
+    result = exporter.bench(folder, num_texts=8, batch_size=4, rounds=1, warmup_rounds=0, latency_count=0,
+                            threads=1, measure_memory=False, length_classes=["short"], plot=tmp_path / "chart.png")
+    assert result.chart_file == tmp_path / "chart.png" and (folder / "bench.png").is_file()
+    repo_id = "test-user/tiny-chart"
+    pushed = exporter.push(folder, repo_id, endpoint=hub_url, token=HUB_TOKEN)
+    local = Path(snapshot_download(repo_id, endpoint=hub_url, cache_dir=tmp_path / "cache"))
+    assert (local / "bench.png").read_bytes() == (folder / "bench.png").read_bytes() == result.chart_file.read_bytes()
+    assert exporter.read_manifest(local).entries()["bench.png"].sha256 == sha256_of(folder / "bench.png")
+    card = (local / "README.md").read_text(encoding="utf-8")
+    assert re.search(r"^!\[Speed against accuracy[^\]]*\]\(bench\.png\)$", card, re.MULTILINE), card
+    assert json.loads((folder / "bench.json").read_text())["host"]["cpu"] in card
+    assert pushed.created_commit
+
+    # a deploy host's fetch leaves the chart out, as it leaves bench.json out: documentation, not the model
+    fetched = exporter.fetch_variant(repo_id, endpoint=hub_url, token=HUB_TOKEN, cache_dir=tmp_path / "fetch-cache")
+    assert "bench.png" in fetched.skipped and not (fetched.path / "bench.png").exists()
+
+
 def test_sentence_transformers_and_card_snippets_load_pushed_variants(folder, source_model, hub_endpoint, tmp_path,
                                                                       monkeypatch):
     import transformers.utils.hub

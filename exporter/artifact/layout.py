@@ -48,7 +48,8 @@ class ClientDefault:
                 and variant.precision == self.precision and not (self.plain_only and variant.optimize != "none"))
 
 
-# In the order of the README's rule; each goes to the first variant in recipe order that it ``takes``.
+# In the order of the rule in docs/artifact.md (File names); each goes to the first variant in recipe order
+# that it ``takes``.
 CLIENT_DEFAULTS = (
     ClientDefault("onnx/model.onnx", "onnx", "fp32", "sentence-transformers (backend onnx), transformers.js "
                   "(dtype fp32)", plain_only=True),

@@ -117,17 +117,21 @@ class RichBenchProgress:
               help="Write bench.json (and a manifest.json with the summaries) to DIR instead of ARTIFACT_DIR; needed "
                    "for a huggingface_hub cache snapshot, which is never written to.")
 @click.option("--no-save", is_flag=True, help="Do not write bench.json nor update manifest.json.")
+@click.option("--plot", "plot", type=click.Path(path_type=str, dir_okay=False), metavar="FILE.png|svg",
+              help="Draw speed (× torch) against accuracy (cosine min; top-10 overlap from validation) per model "
+                   "and length class into FILE, the CPU in the title; a saved run also gets it as bench.png|svg "
+                   "beside bench.json, which push uploads and the card shows. Needs the plot extra.")
 @trust_remote_code_option
 @json_option
 @quiet_option
 @handle_errors
 @reword_errors(compare="--compare", texts_file="--texts", source_dir="--source",  # the others: click checks them
-               trust_remote_code="--trust-remote-code", length_classes="--length-class")
+               trust_remote_code="--trust-remote-code", length_classes="--length-class", plot="--plot")
 def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[str, ...], via: tuple[str, ...],
                   mode: str, length_classes: tuple[str, ...], batch_size: int, num_texts: int, rounds: int,
                   warmup_rounds: int, latency_count: int, threads: int | None, texts_file: str | None,
                   source_dir: str | None, no_memory: bool, no_save: bool, report_dir: str | None,
-                  trust_remote_code: bool, as_json: bool, quiet: bool) -> None:
+                  plot: str | None, trust_remote_code: bool, as_json: bool, quiet: bool) -> None:
     """Measure the torch model and each variant of ARTIFACT_DIR: throughput, latency, size, memory.
 
     Every model runs in this process with the same thread count, warmed up and interleaved round by
@@ -145,6 +149,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
       exporter bench artifacts/minilm-onnx --compare st-export:onnx/model_qint8_avx512_vnni.onnx
       exporter bench artifacts/minilm-openvino --via encoder --via sentence-transformers
       exporter bench artifacts/minilm-onnx --length-class short --length-class long
+      exporter bench artifacts/minilm-openvino --plot bench.png
     """
     from rich.console import Console
 
@@ -160,7 +165,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
         save=not no_save, report_dir=report_dir,
         progress=SilentBenchProgress() if quiet else RichBenchProgress(console),
         via=list(via) or list(DEFAULT_VIA), mode=mode, trust_remote_code=trust_remote_code,
-        length_classes=list(length_classes) or None,
+        length_classes=list(length_classes) or None, plot=plot,
     )
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
@@ -226,6 +231,8 @@ def render(result, console) -> None:
         console.print(f"[yellow]note:[/yellow] {note}")
     if result.bench_file:
         console.print(f"Saved {result.bench_file} (listed in manifest.json).")
+    if result.chart_file:
+        console.print(f"Chart: {result.chart_file}")
 
 
 def _fmt(value, form: Callable[[Any], str]) -> str:

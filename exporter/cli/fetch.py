@@ -57,7 +57,7 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
 
     SOURCE is a Hugging Face Hub repo id (ORG/NAME) or a local artifact folder. Only the chosen variant's
     files and the shared files (configs, tokenizer, modules, parity/ reference) are downloaded; README.md,
-    bench.json and parity_report.json are left out. Every file must match the sha256 in manifest.json: a
+    bench.json (and its chart) and parity_report.json are left out. Every file must match the sha256 in manifest.json: a
     mismatch deletes the file and downloads it once more, then fails (exit 1) naming it. A manifest with an
     absolute or '..' path is refused (exit 2). A second fetch of the same revision downloads nothing;
     HF_HUB_OFFLINE=1 fetches from the cache only.

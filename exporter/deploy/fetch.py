@@ -8,8 +8,9 @@ optionally ``check`` the variant's numerics on this host against the stored refe
 
 What is fetched: the variant's ``files`` and every ``shared_files`` entry (sentence-transformers configs,
 tokenizer, module folders, the ``parity/`` reference that ``check`` needs, extra validation texts) except
-``README.md`` (model card), ``bench.json`` and ``parity_report.json``: documentation, not needed to load or
-check a variant (their numbers are in manifest.json). Other variants' files are never downloaded.
+``README.md`` (model card), ``bench.json`` (and its chart, ``bench.png`` / ``bench.svg``) and
+``parity_report.json``: documentation, not needed to load or check a variant (their numbers are in
+manifest.json). Other variants' files are never downloaded.
 
 Hub downloads go through ``huggingface_hub.hf_hub_download``, one file at a time: into the huggingface_hub
 cache (``cache_dir``, default ``HF_HUB_CACHE``; the result is the cache's snapshot folder of the commit), or
@@ -79,7 +80,7 @@ from exporter.runtime.host import HostProfile
 if TYPE_CHECKING:
     from exporter.runtime.encoder import Encoder
 
-DOCUMENTATION_FILES = frozenset({"README.md", "bench.json", "parity_report.json"})
+DOCUMENTATION_FILES = frozenset({"README.md", "bench.json", "bench.png", "bench.svg", "parity_report.json"})
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 Select = Callable[[Manifest], Choice]
 

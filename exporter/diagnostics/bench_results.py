@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.artifact.integrity import file_entry, write_text_atomic
+from exporter.artifact.integrity import file_entry, write_bytes_atomic, write_text_atomic
 from exporter.artifact.manifest import BenchSummary, read_manifest, write_manifest
 from exporter.diagnostics.bench_precision import Precision
 from exporter.diagnostics.bench_targets import Target
@@ -149,6 +149,7 @@ class BenchResult:
     reference: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     bench_file: Path | None = None
+    chart_file: Path | None = None  # where ``plot`` drew the run's chart (``bench_plot``)
 
     def result(self, name: str) -> ModelResult:
         """The result of the model called ``name``; ``KeyError`` when none is."""
@@ -179,14 +180,28 @@ def updates_summaries(result: BenchResult) -> bool:
     return "encoder" in result.settings.get("via", ("encoder",))
 
 
-def save_result(root: Path, result: BenchResult) -> Path:
+def save_result(root: Path, result: BenchResult, *, chart: tuple[str, bytes] | None = None) -> Path:
     """Write bench.json and record it in manifest.json: a shared file, and a summary on each variant measured
     through the encoder (variants not measured in this run lose a previous summary, so the manifest agrees
-    with bench.json). A run through sentence-transformers only leaves the summaries as they were."""
-    path = Path(root) / BENCH_NAME
+    with bench.json). A run through sentence-transformers only leaves the summaries as they were.
+
+    ``chart`` (suffix, bytes: ``bench_plot.render_chart``) is written beside it as ``bench.png`` / ``bench.svg``
+    and listed like bench.json; a chart of an earlier run is removed (and unlisted) either way, so the folder
+    never shows a chart of other numbers than its bench.json."""
+    from exporter.diagnostics.bench_plot import CHART_NAMES, CHART_STEM
+
+    root = Path(root)
+    path = root / BENCH_NAME
     write_text_atomic(path, json.dumps(result.to_dict(), indent=2) + "\n")
+    chart_name = f"{CHART_STEM}{chart[0]}" if chart is not None else None
+    if chart is not None:
+        write_bytes_atomic(root / chart_name, chart[1])
     manifest = read_manifest(root)
     manifest.set_shared_file(file_entry(root, BENCH_NAME))
+    stale = [name for name in CHART_NAMES if name != chart_name]
+    manifest.shared_files = [entry for entry in manifest.shared_files if entry.path not in stale]
+    if chart_name is not None:
+        manifest.set_shared_file(file_entry(root, chart_name))
     if updates_summaries(result):
         from exporter.runtime.host import HostProfile
 
@@ -196,6 +211,8 @@ def save_result(root: Path, result: BenchResult) -> Path:
         for variant in manifest.variants:
             variant.bench = summaries.get(variant.name)
     write_manifest(root, manifest)
+    for name in stale:  # after the manifest stops listing it: a folder never lists a missing file
+        (root / name).unlink(missing_ok=True)
     return path
 
 

@@ -99,6 +99,7 @@ def bench(
     trust_remote_code: bool = False,
     report_dir: str | Path | None = None,
     length_classes: Sequence[str] | None = None,
+    plot: str | Path | None = None,
 ) -> BenchResult:
     """Benchmark an artifact folder's variants (all, or ``variants``) against the torch reference and the
     ``compare`` models (``FOLDER:FILE``). Saves bench.json and updates manifest.json when ``save``, once every
@@ -118,20 +119,31 @@ def bench(
     with torch; and the precision in force (``bench_precision``). The manifest's summaries, and each row's
     top-level numbers, are the ``mixed`` class's (else the first class measured).
 
+    ``plot`` (a ``.png`` or ``.svg`` path) draws the run's speed/accuracy chart there (``bench_plot``); when the
+    run is saved, the same chart goes beside bench.json as ``bench.png`` / ``bench.svg`` (listed in the manifest,
+    so ``exporter push`` uploads it and the card shows it). matplotlib (the ``plot`` extra) is checked before
+    anything is measured.
+
     ``trust_remote_code=True`` lets sentence-transformers load folders that name custom module classes (or
     hold code or pickles); without it they are refused (``UnsafeArtifactError``), whatever the manifest records.
 
     Raises:
         BadInputError: a missing folder or manifest, an unknown variant, a bad ``compare`` spec, texts file,
-            ``source_dir``, ``via``, ``mode`` or ``length_classes``, a setting out of range, a text set with no
-            text for any class asked for (the message names the parameter).
-        ExternalError: a runtime cannot load or run a model (the message names it).
+            ``source_dir``, ``via``, ``mode``, ``length_classes`` or ``plot``, a setting out of range, a text set
+            with no text for any class asked for (the message names the parameter).
+        ExternalError: a runtime cannot load or run a model (the message names it); ``plot`` without
+            matplotlib (``RuntimeUnavailableError`` naming the ``plot`` extra), before anything is measured.
     """
     progress = progress or SilentBenchProgress()
     _check_settings(batch_size=batch_size, num_texts=num_texts, rounds=rounds, warmup_rounds=warmup_rounds,
                     latency_count=latency_count, threads=threads)
     loaders = _check_choices(via=via, mode=mode)
     chosen_classes = check_classes(length_classes)
+    if plot is not None:  # before anything is measured: a missing extra must not cost a whole run
+        from exporter.diagnostics.bench_plot import chart_suffix, require_matplotlib
+
+        chart_suffix(plot)
+        require_matplotlib()
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise BadInputError(f"{folder}: no such artifact folder")
@@ -199,6 +211,16 @@ def bench(
         reference={"available": reference is not None, "location": location or None},
         notes=notes,
     )
+    chart = None
+    if plot is not None:
+        from exporter.diagnostics.bench_plot import chart_suffix, manifest_overlap, render_chart
+
+        suffix = chart_suffix(plot)
+        try:
+            chart = (suffix, render_chart(result.to_dict(), suffix, name=root.name,
+                                          overlap=manifest_overlap(manifest)))
+        except BadInputError as error:  # nothing to draw (no torch reference): the numbers are still kept
+            result.notes.append(f"no chart drawn: {error}")
     if save:
         from exporter.artifact.integrity import is_cache_snapshot
         from exporter.artifact.manifest import write_manifest
@@ -207,12 +229,17 @@ def bench(
             destination = Path(report_dir)
             destination.mkdir(parents=True, exist_ok=True)
             write_manifest(destination, read_manifest(root))  # a copy the results are recorded against
-            result.bench_file = save_result(destination, result)
+            result.bench_file = save_result(destination, result, chart=chart)
         elif is_cache_snapshot(root):
             result.notes.append(f"{root} is a huggingface_hub cache snapshot (its files are links into the cache): "
                                 "bench.json was not written there; pass --report-dir DIR to keep it")
         else:
-            result.bench_file = save_result(root, result)
+            result.bench_file = save_result(root, result, chart=chart)
+    if chart is not None:
+        from exporter.artifact.integrity import write_bytes_atomic
+
+        result.chart_file = Path(plot).expanduser().absolute()
+        write_bytes_atomic(result.chart_file, chart[1])
     return result
 
 

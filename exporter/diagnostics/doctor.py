@@ -19,7 +19,7 @@ the variant's recorded numerics settings), and the packages are those of ``expor
 
 A backend is ``ok``; ``partial`` when its runtime works but sentence-transformers cannot load it (every variant
 still runs in the deploy runtime, ``exporter.load``; sentence-transformers 6 cannot load ONNX at all, see
-README "Installing"); or ``unusable``, with the reason and the package that fixes it.
+docs/deploying.md, "Installing"); or ``unusable``, with the reason and the package that fixes it.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 ``write_card(folder, repo_id)`` renders ``templates/model_card.md`` through ``ModelCard.from_template``:
 YAML front matter from ``ModelCardData`` (base_model, library_name, pipeline_tag, tags, license), a table
-of the variants with their parity and benchmark numbers, a load snippet per variant, the recipe, the
+of the variants with their parity and benchmark numbers (and bench's speed/accuracy chart when the folder
+has one), a load snippet per variant, the recipe, the
 provenance and the toolchain versions. Everything comes from manifest.json (read once, typed: ``Manifest``)
 and bench.json, never from the clock, so the same folder always gives the same card: pushing it again
 changes nothing. Package names and versions come from the one package table (``exporter.runtime.packages``).
@@ -167,6 +168,15 @@ def variant_table(folder: Path, manifest: Manifest) -> tuple[list[str], list[lis
                     _number(throughput, 1) if throughput is not None else None]
         rows.append([cell(value) for value in row])
     return header, rows, with_bench
+
+
+def bench_chart(folder: Path, manifest: Manifest) -> str | None:
+    """The speed/accuracy chart ``exporter bench --plot`` saved beside bench.json (``bench.png`` or
+    ``bench.svg``), when the manifest lists it and it is there: the card shows it."""
+    from exporter.diagnostics.bench_plot import CHART_NAMES
+
+    entries = manifest.entries()
+    return next((name for name in CHART_NAMES if name in entries and (folder / name).is_file()), None)
 
 
 def _bench_note(folder: Path) -> str:
@@ -361,6 +371,7 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
         variant_rows=rows,
         parity_note=_parity_note(manifest),
         bench_note=_bench_note(folder) if with_bench else "",
+        bench_chart=bench_chart(folder, manifest) if _has_bench(folder, manifest) else None,
         install_line=_install_line(manifest),
         deploy_install="\n".join(f'pip install "embedding-exporter[{backend}]"  '
                                  f"# {RUNTIME_NAMES.get(backend, backend)} "
@@ -393,5 +404,5 @@ def write_card(folder: str | Path, repo_id: str | None = None) -> Path:
     return path
 
 
-__all__ = ["CARD_NAME", "VERSION_PACKAGES", "card_data", "card_tags", "cell", "code", "fence_for", "render_card",
-           "snippets", "source_license", "variant_table", "write_card"]
+__all__ = ["CARD_NAME", "VERSION_PACKAGES", "bench_chart", "card_data", "card_tags", "cell", "code", "fence_for",
+           "render_card", "snippets", "source_license", "variant_table", "write_card"]
