@@ -31,7 +31,7 @@ _API = {
     "push": "exporter.publish.push",
     "PushResult": "exporter.publish.push",
     "write_card": "exporter.publish.card",
-    "finalize_manifest": "exporter.artifact.provenance",
+    "finalize_manifest": "exporter.export.provenance",
     "read_manifest": "exporter.artifact.manifest",
     "Manifest": "exporter.artifact.manifest",
     "fetch": "exporter.deploy.fetch",

@@ -13,9 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +22,7 @@ import numpy as np
 from exporter.artifact import model_folder
 from exporter.constants import OPENVINO_NUMERICS
 from exporter.errors import BadInputError, ExporterError, ExternalError, first_line
-from exporter.progress import quiet_libraries
+from exporter.progress import quiet_loading
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
@@ -124,35 +121,6 @@ def openvino_config(spec: RunSpec, threads: int | None) -> dict[str, Any]:
     if threads:
         config.update({"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
     return config
-
-
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Silence the libraries' load-time chatter (optimum's 'could not infer ... export' and the like)."""
-    # transformers and optimum set their root logger's level when first used: have that happen first, but
-    # only where they are loaded already (the deploy runtime never imports them).
-    import sys
-
-    if "transformers" in sys.modules:
-        with contextlib.suppress(Exception):
-            from transformers.utils import logging as transformers_logging
-
-            transformers_logging.get_logger("transformers")
-    if "optimum" in sys.modules:
-        with contextlib.suppress(Exception):
-            from optimum.utils import logging as optimum_logging
-
-            optimum_logging.get_logger("optimum")
-    loggers = [logging.getLogger(name) for name in ("optimum", "transformers", "sentence_transformers", "nncf")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with quiet_libraries():
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 # --- runners --------------------------------------------------------------------------------------
