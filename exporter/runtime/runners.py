@@ -21,8 +21,9 @@ import numpy as np
 
 from exporter.artifact import model_folder
 from exporter.constants import OPENVINO_NUMERICS
-from exporter.errors import BadInputError, ExporterError, ExternalError, first_line
+from exporter.errors import BadInputError, ExporterError, ExternalError, RuntimeUnavailableError, first_line
 from exporter.progress import quiet_loading
+from exporter.runtime.packages import BUILD_EXTRA
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
@@ -142,7 +143,11 @@ class SentenceTransformerRunner:
                 safety.check_modules(Path(spec.folder) / safety.MODULES_FILE, subject="the source model")
             else:
                 safety.check_folder(spec.folder)
-        from sentence_transformers import SentenceTransformer
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as error:  # a deploy install: the deploy runtime (loader "encoder") still runs variants
+            raise RuntimeUnavailableError(f"{spec.name}: sentence-transformers cannot be imported here "
+                                          f"({first_line(error)}): {BUILD_EXTRA}", fix=BUILD_EXTRA) from None
 
         self.settings: dict[str, Any] = {"loader": "sentence-transformers", "device": "cpu"}
         kwargs: dict[str, Any] = {}
