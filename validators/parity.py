@@ -95,7 +95,9 @@ def validate(
     verdicts), else ``report.record_error`` says that nothing was written.
 
     Raises ``BadInputError`` for a missing folder, a missing or malformed manifest, bad thresholds or texts,
-    and when neither the source model nor a stored reference is available. Threshold failures are not
+    and when neither the source model nor a stored reference is available; ``RuntimeUnavailableError`` on an
+    install without the build stack (torch, sentence-transformers) when there is no stored reference, or
+    ``source_dir`` or ``extra_texts_file`` asks for the torch model. Threshold failures are not
     exceptions: they are in the report (``report.passed``, ``report.failures()``).
     """
     started = time.perf_counter()
