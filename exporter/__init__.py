@@ -3,7 +3,8 @@
 The packages follow the pipeline: ``recipe`` → ``export`` (build a folder) → ``validators`` (parity) →
 ``publish`` (card, push) → ``deploy`` (variant choice, fetch); ``artifact`` holds the manifest and the
 folder layout every stage shares, ``runtime`` the host profile and the variant runner, ``diagnostics``
-bench and doctor, ``cli`` the ``exporter`` command.
+bench and doctor, ``cli`` the ``exporter`` command. Each imports only its own layer or below
+(docs/architecture.md; ``tests/test_layers.py`` checks it).
 
 Public API: ``load_recipe``, ``build``, ``run_recipe`` (build then push), ``validate``, ``push``, ``fetch``,
 ``load``, ``load_encoder``, ``bench``, ``doctor``, ``write_card``, ``finalize_manifest``, ``read_manifest``,
@@ -31,7 +32,7 @@ _API = {
     "push": "exporter.publish.push",
     "PushResult": "exporter.publish.push",
     "write_card": "exporter.publish.card",
-    "finalize_manifest": "exporter.artifact.provenance",
+    "finalize_manifest": "exporter.export.provenance",
     "read_manifest": "exporter.artifact.manifest",
     "Manifest": "exporter.artifact.manifest",
     "fetch": "exporter.deploy.fetch",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.errors import BadInputError
 from exporter.progress import Progress, SilentProgress
+from exporter.runtime.packages import require_build_stack
 
 if TYPE_CHECKING:
     from exporter.export.builder import BuildResult
@@ -55,12 +56,15 @@ def run_recipe(
     ``publish:`` settings (see ``exporter.push``; ``token`` and ``endpoint`` as there).
 
     Raises ``BadInputError`` for ``push`` without ``validate`` (unvalidated variants cannot be published),
-    and whatever ``build`` and ``push`` raise.
+    ``RuntimeUnavailableError`` on an install without the build stack (a deploy install: the message names
+    ``pip install "embedding-exporter[build]"``), and whatever ``build`` and ``push`` raise.
     """
-    from exporter.export.builder import build
-
     if push and not validate:
         raise BadInputError("push=True needs validate=True: unvalidated variants cannot be published")
+    require_build_stack("building a recipe")  # a deploy install: one line naming the extra, not an ImportError
+
+    from exporter.export.builder import build
+
     progress = progress or SilentProgress()
     built = build(recipe, output=output, variants=variants, progress=progress, validate=validate, wait=wait)
     result = RunResult(build=built)

@@ -1,4 +1,5 @@
-"""Progress reporting for long steps.
+"""Progress reporting for long steps, and keeping the libraries quiet during them (``quiet_libraries``,
+``quiet_loading``).
 
 The Python API takes any object with a ``step(description)`` context manager; ``SilentProgress`` is the
 default there, and the CLI passes ``RichProgress``, which draws on stderr so stdout stays clean for
@@ -82,6 +83,36 @@ def quiet_libraries() -> Iterator[None]:
     finally:
         sys.stdout, sys.stderr = stdout, stderr
         root.setLevel(level)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence the libraries' load-time chatter (optimum's 'could not infer ... export' and the like)."""
+    # transformers and optimum set their root logger's level when first used: have that happen first, but
+    # only where they are loaded already (the deploy runtime never imports them).
+    import logging
+    import sys
+
+    if "transformers" in sys.modules:
+        with contextlib.suppress(Exception):
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.get_logger("transformers")
+    if "optimum" in sys.modules:
+        with contextlib.suppress(Exception):
+            from optimum.utils import logging as optimum_logging
+
+            optimum_logging.get_logger("optimum")
+    loggers = [logging.getLogger(name) for name in ("optimum", "transformers", "sentence_transformers", "nncf")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with quiet_libraries():
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 class Terminated(BaseException):

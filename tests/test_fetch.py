@@ -30,8 +30,8 @@ from hub_server import HubServer
 
 import exporter
 from exporter import HostProfile, Manifest, choose_variant, fetch_variant, read_manifest
-from exporter.artifact.integrity import file_entry, sha256_file
-from exporter.artifact.manifest import write_manifest
+from exporter.artifact.integrity import sha256_file
+from exporter.artifact.manifest import file_entry, write_manifest
 from exporter.cli import main
 from exporter.constants import BACKENDS, METHODS, PRECISION_BACKENDS, PRECISIONS
 from exporter.deploy.choice import assess, quantization_kind

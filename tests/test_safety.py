@@ -33,8 +33,7 @@ from hub_server import HubServer
 import exporter
 from exporter import HostProfile, Manifest, choose_variant, read_manifest
 from exporter.artifact import safety
-from exporter.artifact.integrity import file_entry
-from exporter.artifact.manifest import write_manifest
+from exporter.artifact.manifest import file_entry, write_manifest
 from exporter.cli import main
 from exporter.errors import NotValidatedError, ParityFailedError, UnsafeArtifactError
 from exporter.runtime.runners import RunSpec, load_runner

@@ -29,7 +29,7 @@ from exporter.artifact import model_folder, safety
 from exporter.artifact.manifest import Manifest, Variant, read_manifest, write_manifest
 from exporter.errors import BadInputError, RuntimeUnavailableError, first_line
 from exporter.progress import Progress, SilentProgress
-from exporter.runtime.packages import import_problem
+from exporter.runtime.packages import BUILD_EXTRA, import_problem, missing_build_stack
 from exporter.runtime.runners import RunSpec, VariantRunner, load_runner
 from exporter.runtime.tokenization import TextTokenizer
 from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
@@ -95,7 +95,9 @@ def validate(
     verdicts), else ``report.record_error`` says that nothing was written.
 
     Raises ``BadInputError`` for a missing folder, a missing or malformed manifest, bad thresholds or texts,
-    and when neither the source model nor a stored reference is available. Threshold failures are not
+    and when neither the source model nor a stored reference is available; ``RuntimeUnavailableError`` on an
+    install without the build stack (torch, sentence-transformers) when there is no stored reference, or
+    ``source_dir`` or ``extra_texts_file`` asks for the torch model. Threshold failures are not
     exceptions: they are in the report (``report.passed``, ``report.failures()``).
     """
     started = time.perf_counter()
@@ -360,13 +362,20 @@ def _reference(
     progress: Progress,
     trust_remote_code: bool = False,
 ) -> Reference:
-    """The torch model's embeddings: computed from the source when found (and stored), else the stored ones.
+    """The torch model's embeddings: computed from the source when found (and stored), else the stored ones; the
+    stored ones on a host without the build stack too (``RuntimeUnavailableError`` there when there are none, or
+    when ``source_dir`` or extra texts ask for the torch model).
 
     Extra texts: ``extra_texts_file``, else those of an earlier run (kept in ``parity/texts.jsonl``).
     """
     extra = read_extra_texts(extra_texts_file) if extra_texts_file is not None else None
     found = model_folder.find_source_model(manifest, source_dir)
-    if found.directory is None:
+    missing = missing_build_stack()  # a deploy install: the torch model cannot run here
+    if missing and (source_dir is not None or extra is not None or not has_stored_reference(folder)):
+        stored = "" if has_stored_reference(folder) else f" and there is no stored reference ({TEXTS_FILE})"
+        raise RuntimeUnavailableError(f"{folder}: the torch model cannot run here ({', '.join(missing)} not "
+                                      f"installed){stored}: {BUILD_EXTRA}", fix=BUILD_EXTRA)
+    if found.directory is None or missing:
         location = manifest.source.location
         if not has_stored_reference(folder):
             raise BadInputError(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from exporter.artifact.integrity import file_entry, write_text_atomic
-from exporter.artifact.manifest import Parity, ValidationRecord, read_manifest, write_manifest
+from exporter.artifact.integrity import write_text_atomic
+from exporter.artifact.manifest import Parity, ValidationRecord, file_entry, read_manifest, write_manifest
 from exporter.runtime.host import HostProfile
 from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE
 from exporter.validators.report import REPORT_NAME, ParityReport

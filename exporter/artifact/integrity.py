@@ -1,4 +1,5 @@
 """Integrity of an artifact folder: checksums, the listing of its files, and writing files atomically.
+(The manifest entry of a file, ``file_entry``, is the manifest's: ``exporter.artifact.manifest``.)
 
 Every file of a folder except manifest.json is listed in the manifest with its sha256 and size; fetch and
 push accept a file only when both match. Files are written to a temporary name beside their target and
@@ -12,9 +13,12 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from exporter.artifact.manifest import FileEntry
 from exporter.constants import MANIFEST_NAME
+
+if TYPE_CHECKING:
+    from exporter.artifact.manifest import FileEntry
 
 
 def sha256_file(path: Path) -> str:
@@ -25,12 +29,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_entry(root: Path, relative: str) -> FileEntry:
-    """The manifest entry of ``root``/``relative``: its path, sha256 and size."""
-    path = Path(root) / relative
-    return FileEntry(path=relative, sha256=sha256_file(path), size=path.stat().st_size)
-
-
 def list_files(root: Path) -> list[str]:
     """Every file under ``root`` except the manifest, as sorted POSIX relative paths."""
     return sorted(
@@ -38,17 +36,6 @@ def list_files(root: Path) -> list[str]:
         for path in Path(root).rglob("*")
         if path.is_file() and path.relative_to(root).as_posix() != MANIFEST_NAME
     )
-
-
-def describe_files(
-    root: Path, variant_files: dict[str, list[str]]
-) -> tuple[list[FileEntry], dict[str, list[FileEntry]]]:
-    """Split the folder's files into shared files and each variant's own files, with checksums."""
-    owned = {relative for files in variant_files.values() for relative in files}
-    shared = [file_entry(root, relative) for relative in list_files(root) if relative not in owned]
-    per_variant = {name: [file_entry(root, relative) for relative in sorted(files)]
-                   for name, files in variant_files.items()}
-    return shared, per_variant
 
 
 def mismatch(path: Path, entry: FileEntry) -> str | None:

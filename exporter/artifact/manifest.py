@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exporter.artifact.integrity import list_files, outside_link, sha256_file, write_text_atomic
 from exporter.constants import MANIFEST_NAME
 from exporter.errors import ManifestError, validation_problem
 
@@ -333,8 +334,6 @@ def read_manifest(root: str | Path) -> Manifest:
     except (OSError, UnicodeDecodeError) as error:
         raise ManifestError(f"{path}: malformed manifest: {error}") from None
     manifest = Manifest.parse_json(text, str(path))
-    from exporter.artifact.integrity import outside_link
-
     for relative in manifest.entries():
         target = outside_link(root, relative)
         if target is not None:
@@ -344,13 +343,28 @@ def read_manifest(root: str | Path) -> Manifest:
 
 def write_manifest(root: str | Path, manifest: Manifest) -> Path:
     """Write ``manifest`` as ``root``/manifest.json (to a temporary name first, then renamed into place)."""
-    from exporter.artifact.integrity import write_text_atomic
-
     path = Path(root) / MANIFEST_NAME
     write_text_atomic(path, manifest.to_json())
     return path
 
 
+def file_entry(root: Path, relative: str) -> FileEntry:
+    """The manifest entry of ``root``/``relative``: its path, sha256 and size."""
+    path = Path(root) / relative
+    return FileEntry(path=relative, sha256=sha256_file(path), size=path.stat().st_size)
+
+
+def describe_files(
+    root: Path, variant_files: dict[str, list[str]]
+) -> tuple[list[FileEntry], dict[str, list[FileEntry]]]:
+    """Split the folder's files into shared files and each variant's own files, with checksums."""
+    owned = {relative for files in variant_files.values() for relative in files}
+    shared = [file_entry(root, relative) for relative in list_files(root) if relative not in owned]
+    per_variant = {name: [file_entry(root, relative) for relative in sorted(files)]
+                   for name, files in variant_files.items()}
+    return shared, per_variant
+
+
 __all__ = ["BenchSummary", "CalibrationRecord", "FileEntry", "MANIFEST_NAME", "Manifest", "Parity",
            "QuantizationRecord", "RecipeRecord", "SCHEMA_VERSION", "SourceRecord", "Tool", "ValidationRecord",
-           "Variant", "check_relative_path", "read_manifest", "write_manifest"]
+           "Variant", "check_relative_path", "describe_files", "file_entry", "read_manifest", "write_manifest"]

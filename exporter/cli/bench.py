@@ -177,6 +177,7 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
 def render(result, console) -> None:
     """The result as a rich table on ``console``: one row per model per length class, a section per class."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     data = result.to_dict()
@@ -190,10 +191,13 @@ def render(result, console) -> None:
     table = Table(title=title, box=box.SIMPLE_HEAD)
     # The via column only when variants went through sentence-transformers too (torch always does).
     with_via = "sentence-transformers" in settings["via"]
+    # Without the torch reference (not found, or a deploy install without torch) its columns are left out; a note
+    # says why.
+    with_torch = bool(data["reference"]["available"])
     columns = (("model", "left"), ("class", "left"), ("runtime", "left"), *((("via", "left"),) if with_via else ()),
                ("precision", "left"), ("MB", "right"), ("texts/s", "right"), ("tokens/s", "right"),
-               ("× torch", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("+RSS MiB", "right"),
-               ("cos mean", "right"), ("cos min", "right"))
+               *((("× torch", "right"),) if with_torch else ()), ("p50 ms", "right"), ("p95 ms", "right"),
+               ("+RSS MiB", "right"), *((("cos mean", "right"), ("cos min", "right")) if with_torch else ()))
     for column, justify in columns:  # only the model's name may fold: numbers broken over lines misread
         table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "model")
     for position, class_name in enumerate(classes):
@@ -209,12 +213,12 @@ def render(result, console) -> None:
                 _fmt(row["size_bytes"], lambda v: f"{v / 1e6:.1f}"),
                 _fmt(numbers["texts_per_second"], lambda v: f"{v:.1f}"),
                 _fmt(numbers["tokens_per_second"], lambda v: f"{v:.0f}"),
-                _fmt(numbers["ratio_to_torch"], lambda v: f"{v:.2f}×"),
+                *((_fmt(numbers["ratio_to_torch"], lambda v: f"{v:.2f}×"),) if with_torch else ()),
                 _fmt(numbers["latency_p50_ms"], lambda v: f"{v:.2f}"),
                 _fmt(numbers["latency_p95_ms"], lambda v: f"{v:.2f}"),
                 _fmt(row["rss_delta_mb"], lambda v: f"{v:.0f}"),
-                _fmt(numbers["cosine_mean"], lambda v: f"{v:.4f}"),
-                _fmt(numbers["cosine_min"], lambda v: f"{v:.4f}"),
+                *((_fmt(numbers["cosine_mean"], lambda v: f"{v:.4f}"),
+                   _fmt(numbers["cosine_min"], lambda v: f"{v:.4f}")) if with_torch else ()),
             )
     console.print(table)
     rules = "; ".join(f"{name}: {info['rule']} (mean {info['mean_chars']:.0f} chars"
@@ -224,11 +228,12 @@ def render(result, console) -> None:
                   f"truncated at max_seq_length); the manifest's summaries are the {settings['summary_class']} "
                   "class's.[/dim]")
     host = data["host"]
+    installed = ", ".join(f"{name} {data['versions'][name]}" for name in ("torch", "onnxruntime", "openvino")
+                          if data["versions"].get(name))
     console.print(f"[dim]{host['cpu']} ({host['cores']} cores, ISA: {' '.join(host['isa']) or '-'}); "
-                  f"torch {data['versions']['torch']}, onnxruntime {data['versions']['onnxruntime']}, "
-                  f"openvino {data['versions']['openvino']}[/dim]")
+                  f"{installed or 'no runtime versions known'}[/dim]")
     for note in data["notes"]:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")  # notes hold pip extras: [build] is not markup
     if result.bench_file:
         console.print(f"Saved {result.bench_file} (listed in manifest.json).")
     if result.chart_file:

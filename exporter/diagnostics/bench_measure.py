@@ -142,9 +142,13 @@ def available_cores() -> int:
     return max(1, cores)
 
 
-def configure_threads(threads: int) -> int:
-    """Set torch's intra-op threads (ONNX Runtime and OpenVINO get theirs per model); returns the previous."""
-    import torch
+def configure_threads(threads: int) -> int | None:
+    """Set torch's intra-op threads (ONNX Runtime and OpenVINO get theirs per model); returns the previous, None
+    where torch is not installed (a deploy install: there is no torch model to run)."""
+    try:
+        import torch
+    except ImportError:
+        return None
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

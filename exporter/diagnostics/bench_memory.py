@@ -9,6 +9,8 @@ The ``RunSpec`` travels to the child as JSON on stdin.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import subprocess
@@ -40,9 +42,10 @@ def memory_child() -> int:
     threads = int(request["threads"])
     mode = request.get("mode", "latency")
     import psutil
-    import sentence_transformers  # noqa: F401 - the libraries are the baseline, not what the model adds
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+
+    for library in ("sentence_transformers", "torch", "transformers"):  # the baseline, not what the model adds
+        with contextlib.suppress(ImportError):  # not on a deploy install
+            importlib.import_module(library)
 
     with quiet_loading():
         if spec.backend == "onnx":

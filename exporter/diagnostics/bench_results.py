@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exporter.artifact.integrity import file_entry, write_bytes_atomic, write_text_atomic
-from exporter.artifact.manifest import BenchSummary, read_manifest, write_manifest
+from exporter.artifact.integrity import write_bytes_atomic, write_text_atomic
+from exporter.artifact.manifest import BenchSummary, file_entry, read_manifest, write_manifest
 from exporter.diagnostics.bench_precision import Precision
 from exporter.diagnostics.bench_targets import Target
 

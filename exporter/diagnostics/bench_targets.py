@@ -5,7 +5,8 @@ Each model is a ``Target``: how bench names and reports it (kind, precision, siz
 and fetch do (OpenVINO at the inference precision the manifest records, f32 otherwise).
 
 * ``torch``: the source model (``manifest.source.location``, or ``source_dir``) in sentence-transformers, fp32
-  on CPU. Without it the run goes on without ratios, and the result says why.
+  on CPU. Without it (or without torch and sentence-transformers: a deploy install) the run goes on without
+  ratios, and the result says why.
 * ``variant``: a manifest variant, through the deploy runtime (``Encoder``: the folder's tokenizer, ONNX
   Runtime / OpenVINO and numpy pooling) — what deploy hosts run.
 * ``compare``: any other sentence-transformers-loadable ONNX / OpenVINO file (``FOLDER:FILE``), run like a
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 from exporter.artifact.model_folder import check_sentence_transformers_dir, find_source_model, torch_weights_size
 from exporter.constants import OPENVINO_NUMERICS
 from exporter.errors import BadInputError
+from exporter.runtime.packages import BUILD_EXTRA, missing_build_stack
 from exporter.runtime.runners import RunSpec
 
 if TYPE_CHECKING:
@@ -112,6 +114,10 @@ def find_reference(manifest: Manifest, source_dir: str | Path | None = None, *,
     source = find_source_model(manifest, source_dir)
     if source.directory is None:
         return None, source.location, f"no torch reference ({source.reason}); pass --source DIR for ratios"
+    missing = missing_build_stack()
+    if missing:  # a deploy install: the variants are measured, without the torch column
+        return None, source.location, (f"no torch reference: {', '.join(missing)} not installed here, so no ratio "
+                                       f"to torch and no cosines ({BUILD_EXTRA} for them)")
     return torch_target(source.directory, manifest, trust_remote_code=trust_remote_code), source.location, None
 
 

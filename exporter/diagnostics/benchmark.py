@@ -296,7 +296,8 @@ def _measure(targets: list[Target], classes: list[LengthClass], *, threads: int,
     finally:
         runners.clear()
         gc.collect()
-        configure_threads(previous_threads)
+        if previous_threads is not None:
+            configure_threads(previous_threads)
     return _Measured(throughput, latencies, tokens, runtimes, precisions)
 
 

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 from exporter.errors import first_line
 from exporter.progress import Progress, SilentProgress
 from exporter.runtime.host import REPORTED_FLAGS, HostProfile, nvidia_present
-from exporter.runtime.packages import PACKAGES, import_problem, install_hint, installed_version
+from exporter.runtime.packages import (
+    BUILD_EXTRA,
+    PACKAGES,
+    import_problem,
+    install_hint,
+    installed_version,
+    missing_build_stack,
+)
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
@@ -409,7 +416,12 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
         packages = {package.name: package_status(package.name) for package in PACKAGES}
         host = host or HostProfile.detect()
         gpu = gpu_status()
-    export_demo = model is None and demo and demo_model_dir() is not None
+    # Exporting the demo model needs its package and the build stack (a deploy install has neither: say so, go on).
+    missing = missing_build_stack()
+    demo_skipped = DEMO_MISSING if demo_model_dir() is None else (
+        f"skipped: exporting the demo model needs {', '.join(missing)}, not installed here ({BUILD_EXTRA})"
+        if missing else None)
+    export_demo = model is None and demo and demo_skipped is None
     with tempfile.TemporaryDirectory(prefix="exporter-doctor-") as scratch:
         if export_demo:
             with progress.step("Exporting the demo model (ONNX and OpenVINO fp32)"):
@@ -422,7 +434,7 @@ def doctor(model: str | Path | None = None, *, demo: bool = True, progress: Prog
             with progress.step(f"Smoke test: {name}"):
                 backends[name] = _runtime_backend(name, packages, host, artifact, manifest, trust_remote_code)
                 if model is None and demo and not export_demo:
-                    backends[name].smoke.append(Smoke("demo model", True, 0.0, DEMO_MISSING))
+                    backends[name].smoke.append(Smoke("demo model", True, 0.0, demo_skipped or DEMO_MISSING))
         choice = None
         if model is not None and manifest is not None:
             from exporter.deploy.choice import choose_variant

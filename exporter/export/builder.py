@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from exporter import __version__
-from exporter.artifact.integrity import describe_files, file_entry
 from exporter.artifact.layout import VariantFiles
 from exporter.artifact.manifest import (
     SCHEMA_VERSION,
@@ -28,15 +27,17 @@ from exporter.artifact.manifest import (
     RecipeRecord,
     SourceRecord,
     Tool,
+    describe_files,
+    file_entry,
     read_manifest,
     write_manifest,
 )
 from exporter.artifact.manifest import Variant as ManifestVariant
 from exporter.artifact.model_folder import transformer_module_path
-from exporter.artifact.provenance import finalize_manifest
 from exporter.constants import MANIFEST_NAME
 from exporter.errors import BadInputError
 from exporter.export.graphs import GraphSpec
+from exporter.export.provenance import finalize_manifest
 from exporter.export.source import ResolvedSource, embedding_dimension, load_sentence_transformer, resolve_source
 from exporter.export.staging import check_output, staging_for
 from exporter.export.variants import BuiltFiles, VariantBuilder
@@ -251,7 +252,7 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     them); the tokenizer files state the model's max_seq_length (``exporter.export.tokenizer_files``)."""
     from exporter.export.source_configs import keep_source_configs
     from exporter.export.tokenizer_files import state_max_seq_length
-    from exporter.runtime.runners import quiet_loading
+    from exporter.progress import quiet_loading
 
     with quiet_loading():  # transformers 5's "Writing model shards" progress bar
         model.save(str(folder), create_model_card=False)

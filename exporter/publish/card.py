@@ -20,8 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from exporter.artifact.integrity import file_entry, write_text_atomic
-from exporter.artifact.manifest import Manifest, Variant, read_manifest, write_manifest
+from exporter.artifact.integrity import write_text_atomic
+from exporter.artifact.manifest import Manifest, Variant, file_entry, read_manifest, write_manifest
 from exporter.constants import REPO_ID_PATTERN
 from exporter.runtime.packages import PACKAGES
 
@@ -317,7 +317,7 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
     (and without ``publish.repo_id``), they load the local folder."""
     from huggingface_hub import ModelCard
 
-    from exporter.publish.push import PublishDefaults
+    from exporter.publish.defaults import PublishDefaults
 
     repo_id = repo_id or PublishDefaults.of(manifest, folder).repo_id
     source, recipe = manifest.source, manifest.recipe

@@ -43,8 +43,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
 from exporter import __version__
 from exporter.artifact.integrity import list_files
 from exporter.artifact.manifest import FileEntry, Manifest, read_manifest
@@ -54,13 +52,13 @@ from exporter.errors import (
     CheckFailedError,
     HubAuthError,
     IntegrityError,
-    ManifestError,
     NotFoundOnHubError,
     NotValidatedError,
     ParityFailedError,
 )
 from exporter.hub import HubClient, describe, http_status, resolve_token, retryable, root_cause
 from exporter.progress import Progress, SilentProgress
+from exporter.publish.defaults import PublishDefaults
 
 KEEP_REMOTE = frozenset({".gitattributes"})
 _ENDPOINT_TRAP = "Unable to retrieve user and repo ID"
@@ -118,30 +116,6 @@ class LocalFile:
     sha256: str
     size: int
     git_oid: str  # the git blob id the Hub reports for a regular (non-LFS) file
-
-
-class PublishDefaults(BaseModel):
-    """The manifest's ``publish`` section (the recipe's ``publish:``): defaults for ``push``'s options.
-
-    The manifest keeps that section as written; it is typed here, once, with unknown keys allowed."""
-
-    model_config = ConfigDict(extra="allow")
-
-    repo_id: str | None = None
-    private: bool | None = None
-    create_pr: bool = False
-    revision: str | None = None
-    tag: str | None = None
-    commit_message: str | None = None
-
-    @classmethod
-    def of(cls, manifest: Manifest, folder: Path) -> PublishDefaults:
-        try:
-            return cls.model_validate(manifest.publish)
-        except ValidationError as error:
-            problem = error.errors()[0]
-            where = ".".join(str(part) for part in problem["loc"])
-            raise ManifestError(f"{folder / MANIFEST_NAME}: publish.{where}: {problem['msg']}") from None
 
 
 # ------------------------------------------------------------------------------------------- local checks
@@ -329,7 +303,7 @@ def push(
     ``NotFoundOnHubError``: no such pull request or branch); ``HubError`` when the Hub cannot be reached or
     keeps failing after retries.
     """
-    from exporter.artifact.provenance import finalize_manifest
+    from exporter.export.provenance import finalize_manifest
     from exporter.publish.card import CARD_NAME, write_card
 
     progress = progress or SilentProgress()

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.errors import first_line
+from exporter.errors import RuntimeUnavailableError, first_line
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,10 @@ PACKAGES: tuple[Package, ...] = (
     Package("numpy", "numpy", ("numpy",), "pip install numpy", in_environment=False),
 )
 BY_NAME: dict[str, Package] = {package.name: package for package in PACKAGES}
+# What building a recipe, and validating against the torch model, cannot start without; a deploy install (a runtime
+# extra only) has none of them. BUILD_EXTRA installs them.
+BUILD_STACK: tuple[str, ...] = ("torch", "transformers", "sentence-transformers")
+BUILD_EXTRA = 'pip install "embedding-exporter[build]"'
 # The components a host profile records (what decides which variant can run here).
 COMPONENTS: tuple[str, ...] = ("onnxruntime", "openvino", "sentence-transformers", "optimum-onnx", "optimum-intel",
                                "torch", "transformers", "optimum", "nncf")
@@ -88,6 +92,20 @@ def component_version(name: str) -> str | None:
     except (ImportError, ValueError):  # a parent package missing, or a module set to None in sys.modules
         return None
     return installed_version(name) or "unknown"
+
+
+def missing_build_stack() -> list[str]:
+    """The packages of ``BUILD_STACK`` that are not installed here (finds their modules, imports none)."""
+    return [name for name in BUILD_STACK if component_version(name) is None]
+
+
+def require_build_stack(what: str) -> None:
+    """``RuntimeUnavailableError`` naming the missing packages and ``BUILD_EXTRA`` when ``what`` (e.g. "building a
+    recipe") cannot run here for lack of the build stack."""
+    missing = missing_build_stack()
+    if missing:
+        raise RuntimeUnavailableError(f"{what} needs {', '.join(missing)}, not installed here: {BUILD_EXTRA}",
+                                      fix=BUILD_EXTRA)
 
 
 @functools.cache

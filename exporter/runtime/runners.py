@@ -13,9 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -24,8 +21,9 @@ import numpy as np
 
 from exporter.artifact import model_folder
 from exporter.constants import OPENVINO_NUMERICS
-from exporter.errors import BadInputError, ExporterError, ExternalError, first_line
-from exporter.progress import quiet_libraries
+from exporter.errors import BadInputError, ExporterError, ExternalError, RuntimeUnavailableError, first_line
+from exporter.progress import quiet_loading
+from exporter.runtime.packages import BUILD_EXTRA
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
@@ -126,35 +124,6 @@ def openvino_config(spec: RunSpec, threads: int | None) -> dict[str, Any]:
     return config
 
 
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """Silence the libraries' load-time chatter (optimum's 'could not infer ... export' and the like)."""
-    # transformers and optimum set their root logger's level when first used: have that happen first, but
-    # only where they are loaded already (the deploy runtime never imports them).
-    import sys
-
-    if "transformers" in sys.modules:
-        with contextlib.suppress(Exception):
-            from transformers.utils import logging as transformers_logging
-
-            transformers_logging.get_logger("transformers")
-    if "optimum" in sys.modules:
-        with contextlib.suppress(Exception):
-            from optimum.utils import logging as optimum_logging
-
-            optimum_logging.get_logger("optimum")
-    loggers = [logging.getLogger(name) for name in ("optimum", "transformers", "sentence_transformers", "nncf")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with quiet_libraries():
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
 # --- runners --------------------------------------------------------------------------------------
 
 
@@ -174,7 +143,11 @@ class SentenceTransformerRunner:
                 safety.check_modules(Path(spec.folder) / safety.MODULES_FILE, subject="the source model")
             else:
                 safety.check_folder(spec.folder)
-        from sentence_transformers import SentenceTransformer
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as error:  # a deploy install: the deploy runtime (loader "encoder") still runs variants
+            raise RuntimeUnavailableError(f"{spec.name}: sentence-transformers cannot be imported here "
+                                          f"({first_line(error)}): {BUILD_EXTRA}", fix=BUILD_EXTRA) from None
 
         self.settings: dict[str, Any] = {"loader": "sentence-transformers", "device": "cpu"}
         kwargs: dict[str, Any] = {}
