@@ -60,6 +60,13 @@ CLIENT_DEFAULTS = (
 )
 CLIENT_DEFAULT_FILES = frozenset(default.file_name for default in CLIENT_DEFAULTS)
 
+# What `exporter bench` keeps in a folder: its results and, with --plot, the chart beside them (at most one
+# chart is there: the last run's). Documentation for people: the card shows them, fetch skips them.
+BENCH_NAME = "bench.json"
+CHART_STEM = "bench"
+CHART_SUFFIXES = (".png", ".svg")
+CHART_NAMES = tuple(f"{CHART_STEM}{suffix}" for suffix in CHART_SUFFIXES)
+
 
 def client_default(file_name: str) -> ClientDefault | None:
     """The client default called ``file_name``, or None when no client loads that name by default."""

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 
 from exporter.artifact import safety
 from exporter.artifact.integrity import mismatch
+from exporter.artifact.layout import BENCH_NAME, CHART_NAMES
 from exporter.artifact.manifest import FileEntry, Manifest, Variant, read_manifest
 from exporter.constants import DEFAULT_REVISION, MANIFEST_NAME, REPO_ID_PATTERN
 from exporter.deploy.choice import Choice, choose_variant
@@ -80,7 +81,7 @@ from exporter.runtime.host import HostProfile
 if TYPE_CHECKING:
     from exporter.runtime.encoder import Encoder
 
-DOCUMENTATION_FILES = frozenset({"README.md", "bench.json", "bench.png", "bench.svg", "parity_report.json"})
+DOCUMENTATION_FILES = frozenset({"README.md", BENCH_NAME, *CHART_NAMES, "parity_report.json"})
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 Select = Callable[[Manifest], Choice]
 

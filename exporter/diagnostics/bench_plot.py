@@ -19,12 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from exporter.artifact.layout import CHART_NAMES, CHART_SUFFIXES
 from exporter.errors import BadInputError, RuntimeUnavailableError
 
-CHART_STEM = "bench"
-CHART_SUFFIXES = (".png", ".svg")
-# The chart's names inside an artifact folder, beside bench.json (at most one is there: the last run's).
-CHART_NAMES = tuple(f"{CHART_STEM}{suffix}" for suffix in CHART_SUFFIXES)
 PLOT_FIX = 'pip install "embedding-exporter[plot]"'
 # One marker per length class, one colour per model (matplotlib's default cycle, in bench.json's order).
 CLASS_MARKERS = {"short": "o", "mixed": "s", "long": "^"}

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from exporter.artifact.integrity import write_bytes_atomic, write_text_atomic
+from exporter.artifact.layout import BENCH_NAME, CHART_NAMES, CHART_STEM
 from exporter.artifact.manifest import BenchSummary, file_entry, read_manifest, write_manifest
 from exporter.diagnostics.bench_precision import Precision
 from exporter.diagnostics.bench_targets import Target
 
-BENCH_NAME = "bench.json"
 BENCH_SCHEMA_VERSION = 2
 
 
@@ -188,7 +188,6 @@ def save_result(root: Path, result: BenchResult, *, chart: tuple[str, bytes] | N
     ``chart`` (suffix, bytes: ``bench_plot.render_chart``) is written beside it as ``bench.png`` / ``bench.svg``
     and listed like bench.json; a chart of an earlier run is removed (and unlisted) either way, so the folder
     never shows a chart of other numbers than its bench.json."""
-    from exporter.diagnostics.bench_plot import CHART_NAMES, CHART_STEM
 
     root = Path(root)
     path = root / BENCH_NAME

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from exporter.artifact.integrity import write_text_atomic
+from exporter.artifact.layout import BENCH_NAME, CHART_NAMES
 from exporter.artifact.manifest import Manifest, Variant, file_entry, read_manifest, write_manifest
 from exporter.constants import REPO_ID_PATTERN
 from exporter.runtime.packages import PACKAGES
 
 CARD_NAME = "README.md"
-BENCH_NAME = "bench.json"
 TEMPLATE = "model_card.md"
 LIBRARY_NAME = "sentence-transformers"
 PIPELINE_TAG = "sentence-similarity"
@@ -173,8 +173,6 @@ def variant_table(folder: Path, manifest: Manifest) -> tuple[list[str], list[lis
 def bench_chart(folder: Path, manifest: Manifest) -> str | None:
     """The speed/accuracy chart ``exporter bench --plot`` saved beside bench.json (``bench.png`` or
     ``bench.svg``), when the manifest lists it and it is there: the card shows it."""
-    from exporter.diagnostics.bench_plot import CHART_NAMES
-
     entries = manifest.entries()
     return next((name for name in CHART_NAMES if name in entries and (folder / name).is_file()), None)
 
