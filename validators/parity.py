@@ -191,6 +191,7 @@ def validate_variant(
     started = time.perf_counter()
     texts = [t.text for t in reference.texts]
     inference_precision = None
+    reference = truncated_reference(folder, variant, reference)
     try:
         spec = RunSpec.for_variant(folder, manifest, variant, trust_remote_code=trust_remote_code)
         runner = load_runner(spec)
@@ -206,7 +207,7 @@ def validate_variant(
                                       f"{error}") from None
     except Exception as error:  # noqa: BLE001 - a variant that cannot load or run is a broken artifact
         checks = failed_run_checks(_one_line(error), thresholds)
-    if variant.graph == "transformer" and sentence_transformers:
+    if variant.graph == "transformer" and sentence_transformers and variant.backend != "torch":
         checks.append(sentence_transformers_check(folder, manifest, variant, reference, passes[-1], thresholds,
                                                   trust_remote_code))
     return VariantResult(
@@ -221,6 +222,23 @@ def validate_variant(
         loosened=loosened(thresholds, variant.precision),
         inference_precision=inference_precision,
     )
+
+
+def truncated_reference(folder: Path, variant: Variant, reference: Reference) -> Reference:
+    """The reference a variant with ``truncate_dim`` is held to: what ``SentenceTransformer(..., truncate_dim=N)
+    .encode(..., normalize_embeddings=<the model normalises>)`` gives, i.e. the full-width reference's first N
+    dimensions, L2-normalised again when the model has a Normalize module (``exporter.runtime.pooling.
+    truncate``). The stored reference stays full width: one yardstick for every truncation."""
+    if variant.truncate_dim is None:
+        return reference
+    from dataclasses import replace
+
+    from exporter.runtime.pooling import has_normalize, truncate
+
+    if variant.truncate_dim > reference.embeddings.shape[1]:
+        raise BadInputError(f"manifest.json: variant {variant.name!r}: truncate_dim {variant.truncate_dim} is larger "
+                            f"than the reference's dimension {reference.embeddings.shape[1]}")
+    return replace(reference, embeddings=truncate(reference.embeddings, variant.truncate_dim, has_normalize(folder)))
 
 
 def sentence_transformers_check(folder: Path, manifest: Manifest, variant: Variant, reference: Reference,
