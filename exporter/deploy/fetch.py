@@ -214,9 +214,10 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     """``fetch`` a ``graph: transformer`` variant and return it as a ``SentenceTransformer`` (needs
     sentence-transformers and its backend: ``pip install "sentence-transformers[onnx]"`` or ``[openvino]``).
 
-    torch variants (``backend="torch"``, or their name) load with ``model_kwargs={"variant": <precision>, "dtype":
-    <its torch dtype>}`` (needs ``pip install "embedding-exporter[torch]"``); a variant's ``truncate_dim`` is passed
-    to ``SentenceTransformer``. Takes the options of ``fetch`` (``graph`` is always ``transformer``) plus ``device`` (default: ``cuda``
+    torch variants (``backend="torch"``, or their name) load with ``model_kwargs={"variant": <precision>,
+    "dtype": <its torch dtype>}`` (needs ``pip install "embedding-exporter[torch]"``); a variant's
+    ``truncate_dim`` is passed to ``SentenceTransformer``. Takes the options of ``fetch`` (``graph`` is always
+    ``transformer``) plus ``device`` (default: ``cuda``
     when the choice runs on the GPU, else ``cpu``) and extra ``model_kwargs`` for sentence-transformers.
     OpenVINO variants get the validated numerics settings (``ov_config``) unless ``model_kwargs`` says
     otherwise. sentence-transformers gets ``trust_remote_code`` from the caller only (default ``False``), never
