@@ -112,6 +112,11 @@ def validate(
         safety.check_folder(folder, manifest)
     policy = ThresholdPolicy.parse(thresholds)
     held_to = {v.name: _thresholds(v, thresholds_for, policy) for v in manifest.variants}
+    torch_variants = [v.name for v in manifest.variants if v.backend == "torch"]
+    if torch_variants:  # before the reference: a deploy host without torch says so, naming the extra
+        from exporter.runtime.runners import require_torch
+
+        require_torch(", ".join(torch_variants))
     reference = _reference(folder, manifest, source_dir, extra_texts_file, write_reference, progress,
                            trust_remote_code)
 
