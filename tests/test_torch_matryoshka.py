@@ -86,13 +86,14 @@ def test_torch_variants_pass_their_defaults_through_sentence_transformers(minilm
 def test_an_onnx_fetch_downloads_no_torch_file_and_a_bf16_fetch_only_its_own(minilm_built, tmp_path):
     manifest = read_manifest(minilm_built)
     shared = {entry.path for entry in manifest.shared_files}
+    torch_files = {entry.path for v in manifest.variants if v.backend == "torch" for entry in v.files}
+    assert torch_files == {"model.fp16.safetensors", "model.bf16.safetensors"}
     onnx = fetch_variant(minilm_built, variant="onnx-fp32", dest=tmp_path / "onnx")
-    assert not [path for path in onnx.downloaded if path.endswith(".safetensors") and path in
-                {e.path for v in manifest.variants if v.backend == "torch" for e in v.files}]
+    assert "onnx/model.onnx" in onnx.downloaded and not torch_files & set(onnx.downloaded)
     assert not list((tmp_path / "onnx").glob("model.*.safetensors"))
     bf16 = fetch_variant(minilm_built, variant="torch-bf16", dest=tmp_path / "bf16")
     own = {entry.path for entry in manifest.variant("torch-bf16").files}
-    assert set(bf16.downloaded) <= shared | own and own <= set(bf16.downloaded)
+    assert set(bf16.downloaded) <= shared | own | {"manifest.json"} and own <= set(bf16.downloaded)
     assert not list((tmp_path / "bf16").glob("onnx/*")) and not list((tmp_path / "bf16").glob("openvino/*"))
     assert not (tmp_path / "bf16" / "model.fp16.safetensors").exists()
     assert 'torch.bfloat16' in bf16.python_line() and 'device="cpu"' in bf16.python_line()

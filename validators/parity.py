@@ -318,7 +318,9 @@ def check_stored(folder: Path, variant: Variant | str, *,
 def reverify(folder: Path, manifest: Manifest | None = None, *, progress: Progress | None = None
              ) -> list[VariantResult]:
     """What ``push`` runs before publishing: every variant through the deploy runtime (``Encoder``, which never
-    imports a module class nor unpickles anything) on the stored texts in mixed-length batches of 32, against
+    imports a module class nor unpickles anything; torch variants through sentence-transformers, which needs
+    torch: else ``RuntimeUnavailableError`` naming the ``torch`` extra) on the stored texts in mixed-length
+    batches of 32, against
     the stored reference embeddings and the variant's recorded thresholds (the recipe author's gate). A few
     seconds per variant; a recorded verdict is never taken on trust.
 

@@ -9,6 +9,8 @@ How ``auto`` chooses, in order:
    constraints (``backend``, ``precision``, ``graph``, ``min_cosine`` on ``parity.cosine_min``).
 2. A variant whose runtime is not installed is excluded: ``onnx`` needs onnxruntime, ``openvino`` needs
    openvino. Both graph kinds run in the deploy runtime (``exporter.load``), so nothing else is needed.
+   ``torch`` variants (weights for sentence-transformers, ``load_sentence_transformer``) need torch and
+   sentence-transformers, and ``auto`` excludes them unless ``backend="torch"`` is asked for.
 3. Each remaining variant gets a fit for this host: ``good``, ``check`` (works, but this host's numerics or
    kernels differ from where it was validated: check it once, ``fetch(..., check=True)``) or ``poor`` (known to
    misbehave here). Check: a bf16 variant on a CPU without AVX512_BF16 / AMX-BF16 (OpenVINO falls back to f32
