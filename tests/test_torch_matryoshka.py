@@ -253,3 +253,18 @@ def test_the_source_models_truncate_dim_is_the_default_and_stays_its_own(tmp_pat
     expected = SentenceTransformer(str(source), device="cpu").encode(TEXTS, normalize_embeddings=True)
     assert expected.shape[1] == 16
     assert cosine(load_encoder(result.output, manifest.variants[0].name).encode(TEXTS), expected).min() >= 0.9999
+
+
+def test_the_docs_overlap_snippet_measures_each_truncation(tiny_model):
+    """docs/snippets/matryoshka_overlap.py (the docs page's table): full width keeps every neighbour, and the
+    share never grows as the truncation narrows."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("matryoshka_overlap", REPO / "docs/snippets/matryoshka_overlap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    measured = module.overlaps(str(tiny_model("bert", "mean", False, True)), [32, 16, 4])
+    assert measured[32] == pytest.approx(1.0)
+    assert measured[4] < measured[32] and all(0.0 <= value <= 1.0 for value in measured.values())
