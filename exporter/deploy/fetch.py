@@ -201,7 +201,9 @@ def load(source: str | os.PathLike, variant: str | None = "auto", *, device: str
     from exporter.runtime.encoder import Encoder, torch_variant_error
 
     if options.get("backend") == "torch":
-        raise torch_variant_error(str(variant) if variant not in (None, "", "auto") else "backend=torch")
+        raise BadInputError("backend='torch': exporter.load runs onnx and openvino variants (the torch-free deploy "
+                            "runtime); load torch variants with exporter.load_sentence_transformer(..., "
+                            "backend='torch')")
     result = fetch_variant(source, variant=variant, **options)
     if result.variant.backend == "torch":
         raise torch_variant_error(result.name)
