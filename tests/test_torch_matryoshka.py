@@ -5,6 +5,7 @@ errors on the tiny model."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -165,22 +166,38 @@ def test_validate_without_torch_exits_3_naming_the_torch_extra(minilm_built, tmp
     torch variants exits 3 with the pip command of the ``torch`` extra."""
     folder = tmp_path / "copy"
     shutil.copytree(minilm_built, folder)
-    code = f"""
+    code = """
 import importlib.abc, sys
 BLOCKED = ("torch", "transformers", "sentence_transformers", "optimum", "nncf")
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in BLOCKED:
-            raise ImportError(f"{{name}} is not installed on a deploy host")
+            raise ImportError(f"{name} is not installed on a deploy host")
 sys.meta_path.insert(0, Block())
 from exporter.cli import main
-sys.argv = ["exporter", "validate", {str(folder)!r}]
+sys.argv = ["exporter", *sys.argv[1:]]
 main()
 """
-    process = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    process = subprocess.run([sys.executable, "-c", code, "validate", str(folder)], capture_output=True, text=True,
+                             timeout=300)
     assert process.returncode == 3, process.stderr[-2000:]
     assert 'pip install "embedding-exporter[torch]"' in process.stderr
     assert "torch-fp16" in process.stderr and "Traceback" not in process.stderr
+    # push re-verifies every variant before anything is sent (the endpoint is never reached): the same exit 3
+    push = [sys.executable, "-c", code, "push", str(folder), "--repo-id", "someone/minilm", "--token", "hf_test",
+            "--endpoint", "http://127.0.0.1:9"]
+    process = subprocess.run(push, capture_output=True, text=True, timeout=300, env={**os.environ,
+                                                                                     "HF_HUB_OFFLINE": "0"})
+    assert process.returncode == 3, process.stderr[-2000:]
+    assert 'pip install "embedding-exporter[torch]"' in process.stderr and "Traceback" not in process.stderr
+
+
+def test_push_reverification_runs_torch_variants_through_sentence_transformers(minilm_built):
+    from exporter.validators.parity import reverify
+
+    results = {result.name: result for result in reverify(minilm_built)}
+    for name in ("torch-fp16", "torch-bf16", "onnx-fp32-dim128", "openvino-fp32-sentence-dim128"):
+        assert results[name].passed, results[name].failures()
 
 
 # --- recipe and build errors (tiny model) --------------------------------------------------------
