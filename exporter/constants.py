@@ -6,7 +6,7 @@ import re
 from typing import Literal, get_args
 
 # Each Literal is the one list of its values: recipes validate against it, every stage iterates over it.
-Backend = Literal["onnx", "openvino"]
+Backend = Literal["onnx", "openvino", "torch"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 Graph = Literal["transformer", "sentence"]
 Optimize = Literal["none", "O1", "O2", "O3"]
@@ -37,7 +37,19 @@ OPENVINO_NUMERICS: dict[str, str] = {"INFERENCE_PRECISION_HINT": "f32"}
 OPENVINO_BF16_NUMERICS: dict[str, str] = {"INFERENCE_PRECISION_HINT": "bf16"}
 NATIVE_BF16_FLAGS: frozenset[str] = frozenset({"avx512_bf16", "amx_bf16"})
 # Backends a precision can be built for (the others run on every backend).
-PRECISION_BACKENDS: dict[str, tuple[str, ...]] = {"bf16": ("openvino",)}
+PRECISION_BACKENDS: dict[str, tuple[str, ...]] = {"bf16": ("openvino", "torch"), "int8": ("onnx", "openvino")}
+# torch variants: the Transformer module's weights as ``model.<precision>.safetensors`` (transformers' ``variant``),
+# loaded by sentence-transformers with ``model_kwargs={"variant": <precision>, "dtype": <TORCH_DTYPES[precision]>}``.
+TORCH_DTYPES: dict[str, str] = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+# Backends that run in the deploy runtime (``exporter.load`` -> Encoder, no torch); torch variants load through
+# ``exporter.load_sentence_transformer``.
+ENCODER_BACKENDS: tuple[str, ...] = ("onnx", "openvino")
+TORCH_EXTRA = 'pip install "embedding-exporter[torch]"'
+
+
+def torch_weights_name(precision: str) -> str:
+    """The file transformers loads for ``variant=<precision>``: ``model.<precision>.safetensors``."""
+    return f"model.{precision}.safetensors"
 
 
 def openvino_numerics(precision: str, float_precision: str | None = None) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from exporter.artifact.layout import FileNameConflict, VariantFiles, assign_file_names, file_name_problem
 from exporter.constants import (
@@ -63,6 +63,12 @@ class ModelSource(_Strict):
         None, gt=0, description="Override of the model's max_seq_length (tokens); recorded in the artifacts."
     )
     trust_remote_code: bool = Field(False, description="Allow custom model code from the source. Explicit opt-in only.")
+    truncate_dim: StrictInt | None = Field(
+        None, gt=0,
+        description="Matryoshka truncation of every variant's embeddings to their first N dimensions (renormalised "
+        "when the model has a Normalize module). Default: the source model's own truncate_dim "
+        "(config_sentence_transformers.json), else none.",
+    )
 
     @field_validator("id")
     @classmethod
@@ -165,8 +171,15 @@ class Publish(_Strict):
 class Variant(_Strict):
     """One artifact to build from the source model."""
 
-    backend: Backend = Field(description="Runtime the artifact is for: onnx (ONNX Runtime) or openvino.")
+    backend: Backend = Field(description="Runtime the artifact is for: onnx (ONNX Runtime), openvino, or torch "
+                                         "(the Transformer module's weights as model.<precision>.safetensors, "
+                                         "loaded by sentence-transformers with model_kwargs variant and dtype).")
     precision: Precision = Field("fp32", description="Weight precision of the artifact.")
+    truncate_dim: StrictInt | None = Field(
+        None, gt=0,
+        description="Matryoshka truncation for this variant (overrides model.truncate_dim): graph: sentence "
+        "variants slice inside the graph and output [batch, N]; the others record it and their loaders apply it.",
+    )
     graph: Graph = Field(
         "transformer",
         description="transformer: token embeddings, loaded through sentence-transformers (which pools). "
@@ -198,6 +211,12 @@ class Variant(_Strict):
     def _valid_combination(self) -> Variant:
         if self.optimize != "none" and self.backend != "onnx":
             raise _LocatedError(("optimize",), "only for backend onnx (OpenVINO optimises at load time)")
+        if self.backend == "torch":
+            if self.graph != "transformer":
+                raise _LocatedError(("graph",), "torch variants are the Transformer module's weights: graph: "
+                                                "transformer only")
+            if self.optimize != "none":
+                raise _LocatedError(("optimize",), "only for backend onnx")
         backends = PRECISION_BACKENDS.get(self.precision, BACKENDS)
         if self.backend not in backends:
             raise _LocatedError(("precision",), f"{self.precision} is built only for backend "
@@ -263,13 +282,15 @@ class Variant(_Strict):
                 parts.append("bf16")
         if self.graph == "sentence":
             parts.append("sentence")
+        if self.truncate_dim is not None:
+            parts.append(f"dim{self.truncate_dim}")
         return "-".join(parts)
 
     def build_key(self) -> tuple[Any, ...]:
         """What this variant builds: two variants with the same key would be identical files."""
         quantization = self.resolved_quantization
         return (self.backend, self.precision, self.graph, self.optimize,
-                quantization.model_dump_json() if quantization else None)
+                quantization.model_dump_json() if quantization else None, self.truncate_dim)
 
 
 class Recipe(_Strict):
@@ -312,6 +333,13 @@ class Recipe(_Strict):
         return {variant.resolved_name: files
                 for variant, files in zip(self.variants, assign_file_names(self.variants), strict=True)}
 
+    def truncate_dim(self, variant: Variant, source_default: int | None = None) -> int | None:
+        """What ``variant`` truncates to: its own ``truncate_dim``, else the recipe's ``model.truncate_dim``, else
+        ``source_default`` (the source model's config_sentence_transformers.json)."""
+        if variant.truncate_dim is not None:
+            return variant.truncate_dim
+        return self.model.truncate_dim if self.model.truncate_dim is not None else source_default
+
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
             if variant.resolved_name == name:
@@ -345,6 +373,12 @@ class LoadedRecipe(BaseModel):
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    def where(self, location: tuple[Any, ...]) -> str:
+        """``file:line: field`` of a recipe location (e.g. ``("variants", 2, "truncate_dim")``), for checks that
+        need the model (the schema cannot know its dimension)."""
+        _, lines = _parse_yaml(self.path, self.text)
+        return f"{self.path}:{_line_for(location, lines)}: {_format_location(location)}"
 
 
 def recipe_json_schema() -> dict[str, Any]:

@@ -63,7 +63,8 @@ BAD_RECIPES = {
                        "  - {{backend: openvino, name: a}}\n",
                        ["recipe.yaml:6", "variants[1]", "duplicate variant name 'a'"]),
     "bf16 on onnx": ("name: tiny\n{model}variants:\n  - {{backend: onnx, precision: bf16}}\n",
-                     ["recipe.yaml:5", "variants[0].precision: bf16 is built only for backend openvino, not onnx"]),
+                     ["recipe.yaml:5",
+                      "variants[0].precision: bf16 is built only for backend openvino | torch, not onnx"]),
     "exclude auto on weight_only": (
         "name: tiny\n{model}variants:\n  - backend: openvino\n    precision: int8\n"
         "    quantization: {{method: weight_only, exclude: auto}}\n",
@@ -195,7 +196,7 @@ def test_recipe_schema_is_json_schema():
     assert schema["title"] == "exporter recipe"
     assert {"name", "model", "variants", "output"} <= set(schema["properties"])
     variant = schema["$defs"]["Variant"]["properties"]
-    assert variant["backend"]["enum"] == ["onnx", "openvino"]
+    assert variant["backend"]["enum"] == ["onnx", "openvino", "torch"]
     assert "description" in variant["graph"]
 
 

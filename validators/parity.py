@@ -114,6 +114,11 @@ def validate(
         safety.check_folder(folder, manifest)
     policy = ThresholdPolicy.parse(thresholds)
     held_to = {v.name: _thresholds(v, thresholds_for, policy) for v in manifest.variants}
+    torch_variants = [v.name for v in manifest.variants if v.backend == "torch"]
+    if torch_variants:  # before the reference: a deploy host without torch says so, naming the extra
+        from exporter.runtime.runners import require_torch
+
+        require_torch(", ".join(torch_variants))
     reference = _reference(folder, manifest, source_dir, extra_texts_file, write_reference, progress,
                            trust_remote_code)
 
@@ -193,6 +198,7 @@ def validate_variant(
     started = time.perf_counter()
     texts = [t.text for t in reference.texts]
     inference_precision = None
+    reference = truncated_reference(folder, variant, reference)
     try:
         spec = RunSpec.for_variant(folder, manifest, variant, trust_remote_code=trust_remote_code)
         runner = load_runner(spec)
@@ -208,7 +214,7 @@ def validate_variant(
                                       f"{error}") from None
     except Exception as error:  # noqa: BLE001 - a variant that cannot load or run is a broken artifact
         checks = failed_run_checks(_one_line(error), thresholds)
-    if variant.graph == "transformer" and sentence_transformers:
+    if variant.graph == "transformer" and sentence_transformers and variant.backend != "torch":
         checks.append(sentence_transformers_check(folder, manifest, variant, reference, passes[-1], thresholds,
                                                   trust_remote_code))
     return VariantResult(
@@ -223,6 +229,23 @@ def validate_variant(
         loosened=loosened(thresholds, variant.precision),
         inference_precision=inference_precision,
     )
+
+
+def truncated_reference(folder: Path, variant: Variant, reference: Reference) -> Reference:
+    """The reference a variant with ``truncate_dim`` is held to: what ``SentenceTransformer(..., truncate_dim=N)
+    .encode(..., normalize_embeddings=<the model normalises>)`` gives, i.e. the full-width reference's first N
+    dimensions, L2-normalised again when the model has a Normalize module (``exporter.runtime.pooling.
+    truncate``). The stored reference stays full width: one yardstick for every truncation."""
+    if variant.truncate_dim is None:
+        return reference
+    from dataclasses import replace
+
+    from exporter.runtime.pooling import has_normalize, truncate
+
+    if variant.truncate_dim > reference.embeddings.shape[1]:
+        raise BadInputError(f"manifest.json: variant {variant.name!r}: truncate_dim {variant.truncate_dim} is larger "
+                            f"than the reference's dimension {reference.embeddings.shape[1]}")
+    return replace(reference, embeddings=truncate(reference.embeddings, variant.truncate_dim, has_normalize(folder)))
 
 
 def sentence_transformers_check(folder: Path, manifest: Manifest, variant: Variant, reference: Reference,
@@ -297,7 +320,9 @@ def check_stored(folder: Path, variant: Variant | str, *,
 def reverify(folder: Path, manifest: Manifest | None = None, *, progress: Progress | None = None
              ) -> list[VariantResult]:
     """What ``push`` runs before publishing: every variant through the deploy runtime (``Encoder``, which never
-    imports a module class nor unpickles anything) on the stored texts in mixed-length batches of 32, against
+    imports a module class nor unpickles anything; torch variants through sentence-transformers, which needs
+    torch: else ``RuntimeUnavailableError`` naming the ``torch`` extra) on the stored texts in mixed-length
+    batches of 32, against
     the stored reference embeddings and the variant's recorded thresholds (the recipe author's gate). A few
     seconds per variant; a recorded verdict is never taken on trust.
 

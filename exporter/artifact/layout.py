@@ -10,6 +10,10 @@ graph's output again), by one rule over the whole recipe, so that building some 
 as building all of them would; every other variant gets a name suffixed with its variant name. A variant
 that fails parity is moved to that suffixed name before the folder is placed (``exporter.export.builder``),
 so no client picks it up by default.
+
+torch variants (``backend: torch``) are the Transformer module's weights as ``model.<precision>.safetensors`` in
+that module's folder: the name transformers loads for ``variant=<precision>``, and never a default (a plain
+``SentenceTransformer(folder)`` looks for ``model.safetensors``, which the artifact does not ship).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from exporter.constants import torch_weights_name
 
 if TYPE_CHECKING:
     from exporter.recipe import Variant
@@ -115,6 +121,9 @@ def file_name_problem(variant: Variant) -> str | None:
     file_name = variant.file_name
     if file_name is None:
         return None
+    if variant.backend == "torch":
+        return (f"a torch variant's file is {torch_weights_name(variant.precision)} (what transformers loads for "
+                f"variant={variant.precision!r}); file_name cannot change it")
     folder, extension = MODEL_FOLDER[variant.backend]
     if not _FILE_NAME.fullmatch(file_name) or any(part in (".", "..") for part in file_name.split("/")):
         return (f"{file_name!r} is not a relative path of letters, digits, '.', '_' and '-' "
@@ -148,6 +157,10 @@ def assign_file_names(variants: Sequence[Variant]) -> list[VariantFiles]:
     claimed = {variant.file_name for variant in variants if variant.file_name}
     assigned: list[VariantFiles] = []
     for variant in variants:
+        if variant.backend == "torch":  # transformers' variant rule names it; beside the Transformer module's config
+            name = torch_weights_name(variant.precision)
+            assigned.append(VariantFiles(file_name=name, failed_file_name=name))
+            continue
         file_name = variant.file_name
         if file_name is None:
             default = next((d for d in CLIENT_DEFAULTS if d.file_name not in claimed and d.takes(variant)), None)

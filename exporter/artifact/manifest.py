@@ -187,6 +187,9 @@ class Variant(_Record):
     # with exactly these.
     runtime_options: dict[str, str] = Field(default_factory=dict)
     validation_thresholds: dict[str, float | None] | None = None
+    # Matryoshka: the embeddings are the first N dimensions (renormalised when the model normalises). A sentence
+    # graph outputs them; every other loader applies it (recorded only when set).
+    truncate_dim: int | None = Field(None, gt=0)
     files: list[FileEntry]
     parity: Parity | None = None
     bench: BenchSummary | None = None
@@ -203,6 +206,10 @@ class Variant(_Record):
     @property
     def validated(self) -> bool:
         return self.parity is not None and self.parity.passed
+
+    def dimension(self, full: int | None) -> int | None:
+        """The width of this variant's embeddings, given the model's ``full`` dimension."""
+        return self.truncate_dim if self.truncate_dim is not None else full
 
 
 class ValidationRecord(_Record):

@@ -9,6 +9,8 @@ How ``auto`` chooses, in order:
    constraints (``backend``, ``precision``, ``graph``, ``min_cosine`` on ``parity.cosine_min``).
 2. A variant whose runtime is not installed is excluded: ``onnx`` needs onnxruntime, ``openvino`` needs
    openvino. Both graph kinds run in the deploy runtime (``exporter.load``), so nothing else is needed.
+   ``torch`` variants (weights for sentence-transformers, ``load_sentence_transformer``) need torch and
+   sentence-transformers, and ``auto`` excludes them unless ``backend="torch"`` is asked for.
 3. Each remaining variant gets a fit for this host: ``good``, ``check`` (works, but this host's numerics or
    kernels differ from where it was validated: check it once, ``fetch(..., check=True)``) or ``poor`` (known to
    misbehave here). Check: a bf16 variant on a CPU without AVX512_BF16 / AMX-BF16 (OpenVINO falls back to f32
@@ -50,14 +52,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from exporter.artifact.manifest import BenchSummary, Manifest, QuantizationRecord, Variant
-from exporter.constants import BACKENDS, DEFAULT_METHOD, GRAPHS, PRECISIONS
+from exporter.constants import BACKENDS, DEFAULT_METHOD, GRAPHS, PRECISIONS, TORCH_EXTRA
 from exporter.deploy.speed_table import DEFAULT_LENGTH_CLASS, shipped_speed_table
 from exporter.errors import BadInputError, ExporterError, ExternalError, NotValidatedError
 from exporter.runtime.host import ISA_CLASSES, HostProfile
 from exporter.runtime.packages import install_hint
 from exporter.validators.thresholds import THRESHOLD_KEYS, default_thresholds
 
-RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino"}
+RUNTIME_OF = {"onnx": "onnxruntime", "openvino": "openvino", "torch": "torch"}
+# torch variants load in sentence-transformers (``load_sentence_transformer``), not in the deploy runtime: an
+# automatic choice never lands on one unless torch is asked for.
+TORCH_NOT_AUTO = "torch variant: chosen only with backend='torch' (it loads through load_sentence_transformer)"
 FITS = ("good", "check", "poor")
 CHECK_HINT = "check it once on this host (fetch with check=True)"
 
@@ -124,10 +129,10 @@ def assess(variant: Variant, host: HostProfile) -> Candidate:
     if backend not in BACKENDS:
         candidate.excluded, candidate.exclusion = f"unknown backend {backend!r}", "constraint"
         return candidate
-    needed = [RUNTIME_OF[backend]]
+    needed = [RUNTIME_OF[backend]] + (["sentence-transformers"] if backend == "torch" else [])
     missing = [component for component in needed if not host.has(component)]
     if missing:
-        fixes = sorted({install_hint(component) for component in missing})
+        fixes = [TORCH_EXTRA] if backend == "torch" else sorted({install_hint(component) for component in missing})
         candidate.excluded = f"needs {', '.join(missing)} ({'; '.join(fixes)})"
         candidate.exclusion = "runtime"
     if backend == "onnx" and precision in ("fp32", "fp16") and host.onnx_cuda:
@@ -303,6 +308,9 @@ def choose_variant(
         return _explicit(variant, manifest, candidates, host, (backend, precision, graph, min_cosine))
 
     for candidate in candidates:
+        if candidate.backend == "torch" and backend != "torch":
+            candidate.excluded, candidate.exclusion = TORCH_NOT_AUTO, "constraint"
+            continue
         if candidate.excluded and candidate.exclusion == "runtime":
             continue
         reason = _constraint_miss(candidate, backend, precision, graph, min_cosine)
@@ -314,7 +322,7 @@ def choose_variant(
             candidate.excluded, candidate.exclusion = reason, "constraint"
     # A variant lacking its runtime but also failing validation or a constraint is reported for those.
     for candidate in candidates:
-        if candidate.exclusion == "runtime":
+        if candidate.exclusion == "runtime" and candidate.excluded != TORCH_NOT_AUTO:
             if not candidate.validated:
                 candidate.exclusion = "validation"
                 candidate.excluded = "not validated; " + str(candidate.excluded)

@@ -142,10 +142,31 @@ class FetchResult:
 
 
 def load_line(path: Path, variant: Variant, device: str = "cpu") -> str:
-    """The exact Python line that loads ``variant`` from the folder ``path`` (the deploy runtime: no torch)."""
+    """The exact Python line that loads ``variant`` from the folder ``path``: the deploy runtime (no torch), or for
+    a torch variant sentence-transformers with its device and dtype. A ``truncate_dim`` is stated (the Encoder
+    applies it from the manifest; sentence-transformers is told)."""
+    if variant.backend == "torch":
+        from exporter.constants import TORCH_DTYPES
+
+        truncate = f", truncate_dim={variant.truncate_dim}" if variant.truncate_dim is not None else ""
+        normalize = ", normalize_embeddings=True" if variant.truncate_dim is not None and _normalizes(path) else ""
+        return ("import torch; from sentence_transformers import SentenceTransformer; "
+                f"model = SentenceTransformer({_py(str(path))}, device={_py(device)}{truncate}, model_kwargs="
+                f"{{\"variant\": {_py(variant.precision)}, \"dtype\": torch.{TORCH_DTYPES[variant.precision]}}}); "
+                f"model.encode([\"first text\", \"second text\"]{normalize})")
     device_arg = f", device={_py(device)}" if device != "cpu" else ""
+    truncated = f"  # truncate_dim {variant.truncate_dim}, from the manifest" if variant.truncate_dim else ""
     return (f"import exporter; model = exporter.load_encoder({_py(str(path))}, {_py(variant.name)}{device_arg}); "
-            "model.encode([\"first text\", \"second text\"])")
+            "model.encode([\"first text\", \"second text\"])" + truncated)
+
+
+def _normalizes(path: Path) -> bool:
+    from exporter.runtime.pooling import has_normalize
+
+    try:
+        return has_normalize(path)
+    except BadInputError:
+        return False
 
 
 def _py(text: str) -> str:
@@ -179,9 +200,15 @@ def load(source: str | os.PathLike, variant: str | None = "auto", *, device: str
     Encoder; a device other than the validated one is used only when asked, and ``encoder.settings`` marks it
     not validated.
     """
-    from exporter.runtime.encoder import Encoder
+    from exporter.runtime.encoder import Encoder, torch_variant_error
 
+    if options.get("backend") == "torch":
+        raise BadInputError("backend='torch': exporter.load runs onnx and openvino variants (the torch-free deploy "
+                            "runtime); load torch variants with exporter.load_sentence_transformer(..., "
+                            "backend='torch')")
     result = fetch_variant(source, variant=variant, **options)
+    if result.variant.backend == "torch":
+        raise torch_variant_error(result.name)
     return Encoder(result.path, read_manifest(result.path), result.variant, device=device, mode=mode,
                    threads=threads)
 
@@ -191,7 +218,10 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     """``fetch`` a ``graph: transformer`` variant and return it as a ``SentenceTransformer`` (needs
     sentence-transformers and its backend: ``pip install "sentence-transformers[onnx]"`` or ``[openvino]``).
 
-    Takes the options of ``fetch`` (``graph`` is always ``transformer``) plus ``device`` (default: ``cuda``
+    torch variants (``backend="torch"``, or their name) load with ``model_kwargs={"variant": <precision>,
+    "dtype": <its torch dtype>}`` (needs ``pip install "embedding-exporter[torch]"``); a variant's
+    ``truncate_dim`` is passed to ``SentenceTransformer``. Takes the options of ``fetch`` (``graph`` is always
+    ``transformer``) plus ``device`` (default: ``cuda``
     when the choice runs on the GPU, else ``cpu``) and extra ``model_kwargs`` for sentence-transformers.
     OpenVINO variants get the validated numerics settings (``ov_config``) unless ``model_kwargs`` says
     otherwise. sentence-transformers gets ``trust_remote_code`` from the caller only (default ``False``), never
@@ -215,14 +245,21 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     from exporter.runtime.encoder import numerics_settings
 
     trust_remote_code = bool(options.get("trust_remote_code", False))
-    kwargs: dict[str, Any] = {"file_name": result.variant.file_name}
+    if result.variant.backend == "torch":
+        from exporter.runtime.runners import require_torch, torch_model_kwargs
+
+        require_torch(result.name)
+        kwargs: dict[str, Any] = torch_model_kwargs(result.variant.precision)
+    else:
+        kwargs = {"file_name": result.variant.file_name}
     if result.variant.backend == "openvino":
         kwargs["ov_config"] = numerics_settings(result.variant)
     kwargs.update(model_kwargs or {})
     try:
         return SentenceTransformer(str(result.path), backend=result.variant.backend,
                                    device=device or result.choice.device, local_files_only=True,
-                                   trust_remote_code=trust_remote_code, model_kwargs=kwargs)
+                                   trust_remote_code=trust_remote_code, model_kwargs=kwargs,
+                                   truncate_dim=result.variant.truncate_dim)
     except ImportError as error:
         raise RuntimeUnavailableError(f"variant {result.name}: the {result.variant.backend} runtime cannot start: "
                                       f"{error}", fix=f'pip install "sentence-transformers[{result.variant.backend}]"'

@@ -67,7 +67,9 @@ class Precision:
 def precision_in_force(target: Target, runner: VariantRunner) -> Precision:
     """The precision ``runner`` (loaded from ``target``) runs at."""
     if target.backend == "torch":
-        return Precision("f32", source="torch float32 weights")
+        dtype = str(getattr(runner, "settings", {}).get("dtype") or "float32")
+        label = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)
+        return Precision(label, source=f"torch {dtype} weights and compute")
     path = Path(target.folder) / str(target.file_name)
     if target.backend == "openvino":
         floating = _openvino_compiled_precision(runner)

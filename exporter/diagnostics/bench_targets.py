@@ -154,10 +154,14 @@ def parse_compare(spec: str, *, trust_remote_code: bool = False) -> Target:
 def with_loaders(targets: Sequence[Target], via: Sequence[str]) -> tuple[list[Target], list[str]]:
     """Each of ``targets`` (variants and compare peers) once per loader of ``via``, the loaders of one model
     side by side; a row through sentence-transformers is named ``<name> (sentence-transformers)``.
-    ``graph: sentence`` models have no sentence-transformers row; the notes (one at most) say so."""
+    ``graph: sentence`` models have no sentence-transformers row; the notes (one at most) say so. torch variants
+    load through sentence-transformers only: one row, under their own name."""
     rows: list[Target] = []
     skipped: list[str] = []
     for target in targets:
+        if target.spec.is_torch_variant:  # sentence-transformers is its only loader: one row
+            rows.append(target)
+            continue
         for loader in via:
             if loader == "encoder":
                 rows.append(target)

@@ -60,6 +60,7 @@ class BuiltVariant:
     spec: GraphSpec
     seconds: float
     built: BuiltFiles
+    truncate_dim: int | None = None
 
 
 @dataclass(frozen=True)
@@ -154,11 +155,14 @@ def build(
     with staging_for(target, wait=wait) as staging:
         with progress.step(f"Loading {source.location}"):
             model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
+        # The source's own truncate_dim is every variant's default; the model itself is exported at full width.
+        source_default_truncation, model.truncate_dim = model.truncate_dim, None
         with progress.step("Writing sentence-transformers files"):
             write_shared_files(model, staging.folder, source.directory)
-        file_names = loaded.recipe.file_names()  # from the whole recipe: a subset gets the same names
+        file_names = torch_in_module_folder(loaded.recipe.file_names(), loaded.recipe.variants, staging.folder)
+        truncation = truncate_dims(loaded, selected, source_default_truncation, embedding_dimension(model))
         built = export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names,
-                                {v.resolved_name: variant_thresholds(loaded, v) for v in selected})
+                                {v.resolved_name: variant_thresholds(loaded, v) for v in selected}, truncation)
         write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder))
         manifest = finalize_manifest(staging.folder, source_dir=source.directory)
         report = validate_staged(loaded, staging.folder, source.directory, progress) if validate else None
@@ -268,21 +272,62 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
         readme.unlink()
 
 
+def torch_in_module_folder(file_names: dict[str, VariantFiles], variants: list[Variant],
+                           folder: Path) -> dict[str, VariantFiles]:
+    """The recipe's file names with each torch variant's weights file inside the Transformer module's folder
+    (where transformers looks for it; ``""`` for the usual layout)."""
+    module = transformer_module_path(folder)
+    if not module:
+        return file_names
+    placed = dict(file_names)
+    for variant in variants:
+        if variant.backend == "torch":
+            name = f"{module.rstrip('/')}/{file_names[variant.resolved_name].file_name}"
+            placed[variant.resolved_name] = VariantFiles(file_name=name, failed_file_name=name)
+    return placed
+
+
+def truncate_dims(loaded: LoadedRecipe, variants: list[Variant], source_default: int | None,
+                  dimension: int) -> dict[str, int | None]:
+    """Each variant's Matryoshka truncation (its own, the recipe's, else the source model's); ``BadInputError``
+    naming the recipe line and field for one larger than the model's embedding dimension."""
+    chosen: dict[str, int | None] = {}
+    for index, variant in enumerate(loaded.recipe.variants):
+        value = loaded.recipe.truncate_dim(variant, source_default)
+        if value is not None and value > dimension:
+            if variant.truncate_dim is not None:
+                where = loaded.where(("variants", index, "truncate_dim"))
+            elif loaded.recipe.model.truncate_dim is not None:
+                where = loaded.where(("model", "truncate_dim"))
+            else:
+                where = f"{loaded.path}: model: config_sentence_transformers.json truncate_dim"
+            raise BadInputError(f"{where}: {value} is larger than the model's embedding dimension {dimension}")
+        if variant in variants:
+            chosen[variant.resolved_name] = value if value != dimension else None
+    return chosen
+
+
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
                     progress: Progress, file_names: dict[str, VariantFiles],
-                    thresholds: dict[str, Thresholds]) -> list[BuiltVariant]:
+                    thresholds: dict[str, Thresholds],
+                    truncation: dict[str, int | None] | None = None) -> list[BuiltVariant]:
     """Export each variant into ``folder`` under its name in ``file_names`` (the recipe's
     ``file_names()``); intermediate graphs live in a scratch folder, built once. ``thresholds``: what each
-    variant will be validated against (``exclude: auto`` searches for them)."""
+    variant will be validated against (``exclude: auto`` searches for them); ``truncation``: each variant's
+    Matryoshka ``truncate_dim`` (None: full width)."""
+    truncation = truncation or {}
     built: list[BuiltVariant] = []
     with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
         builder = VariantBuilder(model, recipe_dir, Path(scratch), progress, folder=folder)
         for variant in variants:
             file_name = file_names[variant.resolved_name].file_name
             started = time.perf_counter()
-            builder.fp32_graph(variant.graph, variant.optimize)  # its own progress step
+            truncate_dim = truncation.get(variant.resolved_name)
+            if variant.backend != "torch":
+                builder.fp32_graph(variant.graph, variant.optimize, truncate_dim)  # its own progress step
             with progress.step(f"Building {variant.resolved_name} → {file_name}"):
-                result = builder.build(variant, folder / file_name, thresholds[variant.resolved_name])
+                result = builder.build(variant, folder / file_name, thresholds[variant.resolved_name],
+                                       truncate_dim)
             built.append(BuiltVariant(
                 variant=variant,
                 file_name=file_name,
@@ -290,6 +335,7 @@ def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Pa
                 spec=result.spec,
                 seconds=time.perf_counter() - started,
                 built=result,
+                truncate_dim=truncate_dim,
             ))
     return built
 
@@ -340,6 +386,8 @@ def _variant_record(loaded: LoadedRecipe, built: BuiltVariant, files: list[FileE
         record.calibration = built.built.calibration
     if built.built.runtime_options:
         record.runtime_options = dict(built.built.runtime_options)
+    if built.truncate_dim is not None:
+        record.truncate_dim = built.truncate_dim
     record.validation_thresholds = variant_thresholds(loaded, built.variant).model_dump()
     return record
 

@@ -61,10 +61,26 @@ class TransformerGraph(_PipelineGraph):
 
 
 class SentenceGraph(_PipelineGraph):
-    """The sentence embedding from the whole sentence-transformers pipeline."""
+    """The sentence embedding from the whole sentence-transformers pipeline; with ``truncate_dim`` its first N
+    dimensions, L2-normalised again when the model has a Normalize module (as sentence-transformers'
+    ``truncate_dim`` + ``normalize_embeddings=True``)."""
 
-    def __init__(self, model, input_names: tuple[str, ...]):
+    def __init__(self, model, input_names: tuple[str, ...], truncate_dim: int | None = None):
         super().__init__(list(model), input_names, "sentence_embedding")
+        self.truncate_dim = truncate_dim
+        self.renormalize = model_normalizes(model)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        embedding = super().forward(*inputs)
+        if self.truncate_dim is None:
+            return embedding
+        embedding = embedding[:, : self.truncate_dim]
+        return torch.nn.functional.normalize(embedding, p=2, dim=1) if self.renormalize else embedding
+
+
+def model_normalizes(model) -> bool:
+    """Whether a loaded sentence-transformers model ends with a Normalize module."""
+    return any(type(module).__name__ == "Normalize" for module in model)
 
 
 def sample_inputs(model, input_names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:

@@ -46,12 +46,13 @@ ONNX_OPSET = 17
 EXTERNAL_DATA_THRESHOLD = 2 * 1024**3 - 64 * 1024**2
 
 
-def export_onnx_graph(model, graph: str, path: Path) -> GraphSpec:
+def export_onnx_graph(model, graph: str, path: Path, truncate_dim: int | None = None) -> GraphSpec:
     """Export ``graph`` ("transformer" or "sentence") of a sentence-transformers model to fp32 ONNX at ``path``.
 
     Batch and sequence axes are dynamic; the sentence graph's output is declared ``[batch, dim]`` with the
     embedding dimension fixed (the exporter alone leaves it symbolic). Weights go to ``<file>_data`` beside
-    the model when they would not fit in one protobuf (2 GiB).
+    the model when they would not fit in one protobuf (2 GiB). ``truncate_dim``: a sentence graph outputs the
+    first N dimensions (renormalised when the model normalises), declared ``[batch, N]``.
     """
     import onnx
     import torch
@@ -62,7 +63,7 @@ def export_onnx_graph(model, graph: str, path: Path) -> GraphSpec:
         module, output = TransformerGraph(model, input_names), TRANSFORMER_OUTPUT
         output_axes = {0: "batch_size", 1: "sequence_length"}
     else:
-        module, output = SentenceGraph(model, input_names), SENTENCE_OUTPUT
+        module, output = SentenceGraph(model, input_names, truncate_dim), SENTENCE_OUTPUT
         output_axes = {0: "batch_size"}
     module.eval()
     dynamic_axes = {name: {0: "batch_size", 1: "sequence_length"} for name in input_names}

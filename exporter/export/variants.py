@@ -64,22 +64,27 @@ class VariantBuilder:
         self.scratch = scratch
         self.progress = progress
         self.folder = folder  # the artifact folder being built: its module configs pool transformer graphs
-        self._graphs: dict[tuple[str, str], tuple[Path, GraphSpec]] = {}
+        self._graphs: dict[tuple[str, str, int | None], tuple[Path, GraphSpec]] = {}
         self._calibration: dict[tuple, CalibrationTexts] = {}
 
     # -- shared intermediate results ------------------------------------------------------------------
 
-    def fp32_graph(self, graph: str, optimize: str = "none") -> tuple[Path, GraphSpec]:
-        """The fp32 ONNX graph of this kind, optimised at ``optimize`` level; built once per run."""
-        key = (graph, optimize)
+    def fp32_graph(self, graph: str, optimize: str = "none", truncate_dim: int | None = None
+                   ) -> tuple[Path, GraphSpec]:
+        """The fp32 ONNX graph of this kind, optimised at ``optimize`` level; built once per run. ``truncate_dim``
+        slices a sentence graph's output (a transformer graph is the same at every truncation)."""
+        truncate_dim = truncate_dim if graph == "sentence" else None
+        key = (graph, optimize, truncate_dim)
+        folder = self.scratch / (graph if truncate_dim is None else f"{graph}-dim{truncate_dim}")
         if key not in self._graphs:
             if optimize == "none":
-                path = self.scratch / graph / "model.onnx"
-                with self.progress.step(f"Exporting the {graph} graph to ONNX"):
-                    self._graphs[key] = (path, export_onnx_graph(self.model, graph, path))
+                path = folder / "model.onnx"
+                what = f"the {graph} graph" + (f" (truncated to {truncate_dim})" if truncate_dim else "")
+                with self.progress.step(f"Exporting {what} to ONNX"):
+                    self._graphs[key] = (path, export_onnx_graph(self.model, graph, path, truncate_dim))
             else:
-                source, spec = self.fp32_graph(graph)
-                path = self.scratch / graph / f"model_{optimize}.onnx"
+                source, spec = self.fp32_graph(graph, truncate_dim=truncate_dim)
+                path = folder / f"model_{optimize}.onnx"
                 config = self.model[0].auto_model.config
                 with self.progress.step(f"Optimising the {graph} graph ({optimize})"):
                     optimize_onnx(source, path, optimize, config.model_type, *_heads_and_hidden_size(config))
@@ -138,10 +143,14 @@ class VariantBuilder:
 
     # -- one variant ----------------------------------------------------------------------------------
 
-    def build(self, variant: Variant, target: Path, thresholds: Thresholds | None = None) -> BuiltFiles:
+    def build(self, variant: Variant, target: Path, thresholds: Thresholds | None = None,
+              truncate_dim: int | None = None) -> BuiltFiles:
         """Write ``variant`` to ``target`` (its model file inside the staging folder). ``thresholds``: the ones
-        it will be validated against (what ``exclude: auto`` must meet)."""
-        source, spec = self.fp32_graph(variant.graph, variant.optimize)
+        it will be validated against (what ``exclude: auto`` must meet); ``truncate_dim``: the variant's
+        Matryoshka truncation (sliced inside sentence graphs)."""
+        if variant.backend == "torch":
+            return BuiltFiles(files=self._build_torch(variant, target), spec=self.torch_spec())
+        source, spec = self.fp32_graph(variant.graph, variant.optimize, truncate_dim)
         quantization = variant.resolved_quantization
         record = None
         calibration = None
@@ -171,6 +180,40 @@ class VariantBuilder:
             ) if calibration is not None else None,
             runtime_options=runtime_options,
         )
+
+    def torch_spec(self) -> GraphSpec:
+        from exporter.export.graphs import TRANSFORMER_OUTPUT, graph_inputs
+
+        return GraphSpec(inputs=graph_inputs(self.model), output=TRANSFORMER_OUTPUT)
+
+    def _build_torch(self, variant: Variant, target: Path) -> list[Path]:
+        """The Transformer module's weights cast to the variant's dtype, saved by transformers itself with
+        ``variant=<precision>`` (so the names, shards and index are the ones its loader looks for) and moved
+        beside the module's config. The loaded model is not changed (the cast copies each tensor)."""
+        import tempfile
+
+        import torch
+
+        from exporter.constants import TORCH_DTYPES
+        from exporter.runtime.runners import quiet_loading
+
+        dtype = getattr(torch, TORCH_DTYPES[variant.precision])
+        auto_model = self.model[0].auto_model
+        state = {key: tensor.detach().to(dtype) if tensor.is_floating_point() else tensor
+                 for key, tensor in auto_model.state_dict().items()}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="torch-variant-", dir=self.scratch) as scratch, quiet_loading():
+            auto_model.save_pretrained(scratch, state_dict=state, variant=variant.precision, safe_serialization=True)
+            files = []
+            for path in sorted(Path(scratch).iterdir()):
+                if path.name == "config.json" or path.name.startswith("generation_config"):
+                    continue  # the shared config.json already describes the module
+                destination = target.parent / path.name
+                shutil.move(str(path), destination)
+                files.append(destination)
+        if target not in files:
+            raise ValueError(f"transformers saved {[p.name for p in files]}, not {target.name}")
+        return files
 
     def _build_onnx(self, variant: Variant, source: Path, spec: GraphSpec, target: Path,
                     record: QuantizationRecord | None, calibration: CalibrationTexts | None,

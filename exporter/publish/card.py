@@ -38,7 +38,7 @@ PARITY_FIELDS = (("cosine_min", "cosine min", 5), ("cosine_mean", "cosine mean",
 # REPO_ID_PATTERN (ORG/NAME, what push and fetch accept) rightly refuses: this pattern adds only that.
 _BARE_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SAMPLE_TEXTS = '["first text", "second text"]'
-RUNTIME_NAMES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
+RUNTIME_NAMES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO", "torch": "torch (sentence-transformers)"}
 
 
 def cell(value: Any) -> str:
@@ -149,15 +149,19 @@ def loosened_thresholds(variant: Variant) -> list[str]:
 def variant_table(folder: Path, manifest: Manifest) -> tuple[list[str], list[list[str]], bool]:
     """Header and rows of the variants table; whether bench columns are in it."""
     with_bench = _has_bench(folder, manifest) and any(variant.bench is not None for variant in manifest.variants)
-    header = ["variant", "backend", "precision", "graph", "file", "size", "parity"]
+    truncated = any(variant.truncate_dim is not None for variant in manifest.variants)
+    header = ["variant", "backend", "precision", "graph"] + (["dim"] if truncated else [])
+    header += ["file", "size", "parity"]
     header += [label for _, label, _ in PARITY_FIELDS]
     if with_bench:
         header += ["× torch", "texts/s"]
     rows = []
     for variant in manifest.variants:
         parity = variant.parity
-        row: list[Any] = [code(variant.name), variant.backend, variant.precision, variant.graph,
-                          code(variant.file_name), _size(variant.size), _verdict(variant)]
+        row: list[Any] = [code(variant.name), variant.backend, variant.precision, variant.graph]
+        if truncated:
+            row.append(variant.dimension(manifest.source.dimension))
+        row += [code(variant.file_name), _size(variant.size), _verdict(variant)]
         row += [_number(getattr(parity, key), digits) if parity is not None else None
                 for key, _, digits in PARITY_FIELDS]
         if with_bench:
@@ -221,17 +225,49 @@ ONNX_LOADER_NOTE = ('# backend="onnx" needs sentence-transformers 5.7 with optim
                     'pip install "sentence-transformers[onnx]==5.7.0"')
 
 
-def snippets(manifest: Manifest, repo_id: str | None, folder_name: str) -> list[dict[str, str]]:
+def snippets(manifest: Manifest, repo_id: str | None, folder_name: str, normalizes: bool = False
+             ) -> list[dict[str, str]]:
     """A load snippet per variant: ``exporter.load`` first (torch-free, the numerics that were validated), then
     sentence-transformers for ``graph: transformer`` or the plain runtime for ``graph: sentence`` (which
-    outputs ``sentence_embedding`` and must not be pooled again)."""
+    outputs ``sentence_embedding`` and must not be pooled again). torch variants load through
+    sentence-transformers only, with their ``variant`` and ``dtype``. A variant's ``truncate_dim`` is passed to
+    sentence-transformers (with ``normalize_embeddings=True`` when the model ``normalizes``)."""
     where = repo_id or folder_name
     max_length = manifest.source.max_seq_length or 512
-    dimension = manifest.source.dimension
-    shape = f"  # shape (2, {dimension})" if dimension else ""
     result = []
     for variant in manifest.variants:
         backend, file_name, options = variant.backend, variant.file_name, variant.runtime_options
+        dimension = variant.dimension(manifest.source.dimension)
+        shape = f"  # shape (2, {dimension})" if dimension else ""
+        truncate = variant.truncate_dim if variant.graph == "transformer" else None
+        truncate_arg = f", truncate_dim={truncate}" if truncate is not None else ""
+        encode_args = ", normalize_embeddings=True" if truncate is not None and normalizes else ""
+        if backend == "torch":
+            from exporter.constants import TORCH_DTYPES
+
+            dtype = TORCH_DTYPES.get(variant.precision, "float32")
+            lines = [
+                "import torch",
+                "from sentence_transformers import SentenceTransformer",
+                "",
+                f"model = SentenceTransformer({json.dumps(where)}, device=\"cpu\"{truncate_arg}, "
+                f"model_kwargs={{\"variant\": {json.dumps(variant.precision)}, \"dtype\": torch.{dtype}}})",
+                f"embeddings = model.encode({SAMPLE_TEXTS}{encode_args}){shape}",
+                "",
+                "# The same through exporter (fetched and verified; only this variant's weights are downloaded):",
+                "import exporter",
+                "",
+                f"model = exporter.load_sentence_transformer({json.dumps(where)}, variant={json.dumps(variant.name)})",
+            ]
+            text = (f"The Transformer module's weights in {variant.precision} (`{file_name}`, transformers' "
+                    f"`variant={variant.precision!r}`), for sentence-transformers' torch backend (GPUs, CPUs with "
+                    "AMX/AVX512_BF16 for bf16); `pip install \"embedding-exporter[torch]\"`. `exporter.load` (the "
+                    "torch-free runtime) does not run it.")
+            if truncate is not None:
+                text += f" Matryoshka: truncated to {truncate} dimensions."
+            result.append({"name": variant.name, "runtime": "sentence-transformers (torch)", "text": text,
+                           "code": "\n".join(lines)})
+            continue
         if variant.graph == "sentence":
             inputs = list(variant.inputs or ["input_ids", "attention_mask"])
             lines = ["import onnxruntime as ort" if backend == "onnx" else "import openvino as ov"]
@@ -269,13 +305,16 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str) -> list[
             lines += [
                 "from sentence_transformers import SentenceTransformer",
                 "",
-                f"model = SentenceTransformer({json.dumps(where)}, backend={json.dumps(backend)}, "
+                f"model = SentenceTransformer({json.dumps(where)}, backend={json.dumps(backend)}{truncate_arg}, "
                 f"model_kwargs={json.dumps(kwargs)})",
-                f"embeddings = model.encode({SAMPLE_TEXTS}){shape}",
+                f"embeddings = model.encode({SAMPLE_TEXTS}{encode_args}){shape}",
             ]
             runtime = "sentence-transformers"
             text = ("Token embeddings; sentence-transformers runs the model's pooling (and its other modules) after "
                     "the graph.")
+            if truncate is not None:
+                text += (f" Matryoshka: truncated to {truncate} dimensions (the manifest records it: exporter.load "
+                         "applies it; sentence-transformers is told with truncate_dim).")
         deploy = [
             "import exporter  # the deploy runtime: no torch",
             "",
@@ -308,6 +347,16 @@ def _install_line(manifest: Manifest) -> str:
 
         requirements = runtime_requirements(manifest.backends)
     return " ".join(f'"{name}{spec}"' for name, spec in requirements.items()) or "sentence-transformers"
+
+
+def _normalizes(folder: Path) -> bool:
+    from exporter.errors import BadInputError
+    from exporter.runtime.pooling import has_normalize
+
+    try:
+        return has_normalize(folder)
+    except BadInputError:
+        return False
 
 
 def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
@@ -374,7 +423,7 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
         deploy_install="\n".join(f'pip install "embedding-exporter[{backend}]"  '
                                  f"# {RUNTIME_NAMES.get(backend, backend)} "
                                  "variants" for backend in sorted(manifest.backends)),
-        snippets=snippets(manifest, repo_id, folder.name),
+        snippets=snippets(manifest, repo_id, folder.name, _normalizes(folder)),
         tool_version=manifest.tool.version or "",
         recipe_file=(recipe.file if recipe is not None else None) or "recipe.yaml",
         recipe_sha256=recipe_sha256,

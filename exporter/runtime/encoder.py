@@ -25,7 +25,7 @@ import numpy as np
 from exporter.artifact import model_folder
 from exporter.constants import NATIVE_BF16_FLAGS, OPENVINO_NUMERICS
 from exporter.errors import BadInputError, ExternalError, RuntimeUnavailableError, first_line
-from exporter.runtime.pooling import l2_normalize, pipeline_after_transformer, run_steps
+from exporter.runtime.pooling import has_normalize, l2_normalize, pipeline_after_transformer, run_steps, truncate
 from exporter.runtime.tokenization import TextTokenizer
 
 if TYPE_CHECKING:
@@ -59,6 +59,13 @@ def bf16_support(compiled_precision: str) -> str:
     return "native" if cpu_flags() & NATIVE_BF16_FLAGS else "emulated"
 
 
+def torch_variant_error(name: str) -> BadInputError:
+    """What ``exporter.load`` / the Encoder say about a torch variant: it is loaded by sentence-transformers."""
+    return BadInputError(f"variant {name!r} is a torch variant (safetensors weights for sentence-transformers): the "
+                         "deploy runtime (exporter.load, Encoder) runs onnx and openvino variants only; load it with "
+                         f"exporter.load_sentence_transformer(..., variant={name!r})")
+
+
 def physical_cores() -> int:
     """Cores this process may use (the affinity mask, else the CPU count)."""
     try:
@@ -82,6 +89,8 @@ class Encoder:
             raise BadInputError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
         if device not in DEVICES:
             raise BadInputError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
+        if variant.backend == "torch":
+            raise torch_variant_error(variant.name)
         self.folder = Path(folder)
         self.manifest = manifest
         self.variant = variant
@@ -90,6 +99,9 @@ class Encoder:
         self.tokenizer = TextTokenizer(self.folder, model_folder.max_seq_length(self.folder, manifest))
         self.max_seq_length = self.tokenizer.max_length  # the folder's, else the tokenizer's fallback rule
         self.steps = pipeline_after_transformer(self.folder) if variant.graph == "transformer" else []
+        # Matryoshka: a sentence graph outputs the truncated embedding itself; after pooling it is applied here
+        self.truncate_dim = variant.truncate_dim if variant.graph == "transformer" else None
+        self.renormalize = self.truncate_dim is not None and has_normalize(self.folder)
         self.prompts, self.default_prompt_name = _prompts(self.folder)
         if not variant.inputs:
             raise BadInputError(f"variant {variant.name!r}: the manifest lists no graph inputs")
@@ -112,6 +124,7 @@ class Encoder:
             "batch_order": "token_count",
             "lower_case": self.tokenizer.lower_case, "strip": True,
             "pipeline": [type(step).__name__ for step in self.steps] or ["in the graph"],
+            "truncate_dim": variant.truncate_dim,
         }
         self.settings.update(self.session.read_back)
 
@@ -119,7 +132,7 @@ class Encoder:
 
     @property
     def dimension(self) -> int | None:
-        return self.manifest.source.dimension
+        return self.variant.dimension(self.manifest.source.dimension)
 
     def __repr__(self) -> str:
         return f"Encoder({str(self.folder)!r}, variant={self.variant.name!r}, device={self.settings['device']!r})"
@@ -158,6 +171,7 @@ class Encoder:
         if not embeddings:
             return np.zeros((0, self.dimension or 0), dtype=np.float32)
         result = np.concatenate(embeddings)[np.argsort(order, kind="stable")]
+        result = truncate(result, self.truncate_dim, self.renormalize)
         if normalize_embeddings:
             result = l2_normalize(result)
         result = result.astype(np.float32, copy=False)

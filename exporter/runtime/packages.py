@@ -34,7 +34,7 @@ class Package:
 
 
 PACKAGES: tuple[Package, ...] = (
-    Package("torch", "torch", ("torch",), "pip install torch==2.13.0"),
+    Package("torch", "torch", ("torch",), "pip install torch==2.13.0", needed_for="torch"),
     Package("transformers", "transformers", ("transformers",), "pip install transformers"),
     Package("sentence-transformers", "sentence_transformers", ("sentence-transformers",),
             "pip install sentence-transformers", needed_for="all"),

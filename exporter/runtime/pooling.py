@@ -219,3 +219,18 @@ def pipeline_after_transformer(folder: Path) -> list[Step]:
                 f"(supported: {', '.join(BUILDERS)})", kind)
         steps.append(BUILDERS[kind](folder / str(entry.get("path", ""))))
     return steps
+
+
+def has_normalize(folder: Path) -> bool:
+    """Whether the model in ``folder`` ends its pipeline L2-normalised (a Normalize module in modules.json)."""
+    return any(module_type(entry) == "Normalize" for entry in model_folder.modules(Path(folder)))
+
+
+def truncate(embeddings: np.ndarray, truncate_dim: int | None, renormalize: bool) -> np.ndarray:
+    """Matryoshka truncation as sentence-transformers does it: the first ``truncate_dim`` dimensions of the
+    finished embedding (after Normalize), L2-normalised again when ``renormalize`` (the model normalises: what
+    ``encode(..., normalize_embeddings=True)`` gives). ``None``: unchanged."""
+    if truncate_dim is None:
+        return embeddings
+    cut = np.asarray(embeddings, dtype=np.float32)[:, :truncate_dim]
+    return l2_normalize(cut) if renormalize else cut

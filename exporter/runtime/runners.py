@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from exporter.artifact import model_folder
-from exporter.constants import OPENVINO_NUMERICS
+from exporter.constants import BACKENDS, OPENVINO_NUMERICS, TORCH_DTYPES, TORCH_EXTRA
 from exporter.errors import BadInputError, ExporterError, ExternalError, RuntimeUnavailableError, first_line
 from exporter.progress import quiet_loading
 from exporter.runtime.packages import BUILD_EXTRA
@@ -48,28 +48,44 @@ class RunSpec:
     trust_remote_code: bool = False  # the caller's opt-in; a manifest's record of it is never obeyed
     precision: str | None = None
     loader: str = "encoder"  # encoder | sentence-transformers (torch always loads through sentence-transformers)
+    truncate_dim: int | None = None  # Matryoshka: the first N dimensions (a sentence graph outputs them already)
+    renormalize: bool = False  # L2-normalise after truncating (the model has a Normalize module)
 
     @classmethod
     def for_variant(cls, folder: Path, manifest: Manifest, variant: Variant, *,
                     trust_remote_code: bool = False) -> RunSpec:
         """A manifest variant of the artifact in ``folder``, with the numerics settings it was validated with."""
-        if variant.backend not in ("onnx", "openvino"):
+        if variant.backend not in BACKENDS:
             raise BadInputError(f"variant {variant.name!r}: unknown backend {variant.backend!r} in the manifest")
         if variant.graph not in ("transformer", "sentence"):
             raise BadInputError(f"variant {variant.name!r}: unknown graph {variant.graph!r} in the manifest")
+        if variant.backend == "torch" and variant.precision not in TORCH_DTYPES:
+            raise BadInputError(f"variant {variant.name!r}: torch precision {variant.precision!r} in the manifest "
+                                f"(expected {' | '.join(TORCH_DTYPES)})")
         options = dict(variant.runtime_options)
         if variant.backend == "openvino" and not options:
             options = dict(OPENVINO_NUMERICS)
+        truncate_dim = variant.truncate_dim if variant.graph == "transformer" else None
+        from exporter.runtime.pooling import has_normalize
+
         return cls(name=variant.name, backend=variant.backend, graph=variant.graph, folder=str(folder),
                    file_name=variant.file_name, inputs=tuple(variant.inputs), output=variant.output,
                    max_seq_length=model_folder.max_seq_length(folder, manifest), runtime_options=options,
-                   trust_remote_code=trust_remote_code, precision=variant.precision)
+                   trust_remote_code=trust_remote_code, precision=variant.precision,
+                   loader="sentence-transformers" if variant.backend == "torch" else "encoder",
+                   truncate_dim=truncate_dim, renormalize=truncate_dim is not None and has_normalize(folder))
 
     def via(self, loader: str) -> RunSpec:
-        """The same model through another loader (``encoder`` or ``sentence-transformers``)."""
+        """The same model through another loader (``encoder`` or ``sentence-transformers``; torch variants load
+        through sentence-transformers only)."""
         from dataclasses import replace
 
-        return replace(self, loader=loader)
+        return replace(self, loader="sentence-transformers" if self.is_torch_variant else loader)
+
+    @property
+    def is_torch_variant(self) -> bool:
+        """An artifact's torch variant (``model.<precision>.safetensors``), not the torch source model."""
+        return self.backend == "torch" and self.file_name is not None
 
     @classmethod
     def for_torch(
@@ -139,7 +155,7 @@ class SentenceTransformerRunner:
         if not spec.trust_remote_code:
             from exporter.artifact import safety
 
-            if spec.backend == "torch":
+            if spec.backend == "torch" and not spec.is_torch_variant:
                 safety.check_modules(Path(spec.folder) / safety.MODULES_FILE, subject="the source model")
             else:
                 safety.check_folder(spec.folder)
@@ -148,6 +164,8 @@ class SentenceTransformerRunner:
         except ImportError as error:  # a deploy install: the deploy runtime (loader "encoder") still runs variants
             raise RuntimeUnavailableError(f"{spec.name}: sentence-transformers cannot be imported here "
                                           f"({first_line(error)}): {BUILD_EXTRA}", fix=BUILD_EXTRA) from None
+
+        self.renormalize = spec.renormalize
 
         self.settings: dict[str, Any] = {"loader": "sentence-transformers", "device": "cpu"}
         kwargs: dict[str, Any] = {}
@@ -159,24 +177,32 @@ class SentenceTransformerRunner:
             config = openvino_config(spec, threads)
             kwargs = {"file_name": spec.file_name, "ov_config": config}
             self.settings.update(config)
+        elif spec.is_torch_variant:
+            kwargs = torch_model_kwargs(str(spec.precision))
         elif spec.backend != "torch":
             raise BadInputError(f"{spec.name}: unknown backend {spec.backend!r}")
         self.model = SentenceTransformer(spec.folder, device="cpu", backend=spec.backend, local_files_only=True,
-                                         trust_remote_code=spec.trust_remote_code, model_kwargs=kwargs or None)
+                                         trust_remote_code=spec.trust_remote_code, model_kwargs=kwargs or None,
+                                         truncate_dim=spec.truncate_dim)
+        if spec.truncate_dim is None:
+            self.model.truncate_dim = None  # a source model's own config value never truncates the reference
+        self.settings["truncate_dim"] = spec.truncate_dim
         if spec.backend == "torch":
             import torch
 
             if spec.max_seq_length:
                 self.model.max_seq_length = spec.max_seq_length
             config = getattr(self.model[0].auto_model, "config", None)
-            self.settings.update({"torch_num_threads": torch.get_num_threads(), "dtype": "float32",
+            dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
+            self.settings.update({"torch_num_threads": torch.get_num_threads(), "dtype": dtype,
                                   "attn_implementation": getattr(config, "_attn_implementation", None)})
         self.model.eval()
         self.settings["max_seq_length"] = self.model.max_seq_length
 
     def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        embeddings = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(embeddings)
+        embeddings = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False,
+                                       normalize_embeddings=self.renormalize)
+        return np.asarray(embeddings, dtype=np.float32)
 
 
 class EncoderRunner:
@@ -190,13 +216,33 @@ class EncoderRunner:
         inputs, output = (list(spec.inputs), spec.output) if spec.inputs else graph_signature(spec)
         variant = Variant(name=spec.name, backend=spec.backend, precision=spec.precision or "fp32", graph=spec.graph,
                           file_name=str(spec.file_name), inputs=inputs, output=output,
-                          runtime_options=dict(spec.runtime_options), files=[])
+                          runtime_options=dict(spec.runtime_options), files=[], truncate_dim=spec.truncate_dim)
         manifest = Manifest(variants=[variant], source=SourceRecord(max_seq_length=spec.max_seq_length))
         self.encoder = Encoder(spec.folder, manifest, variant, mode=mode, threads=threads)
         self.settings: dict[str, Any] = {"loader": "encoder", **self.encoder.settings}
 
     def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         return self.encoder.encode(list(texts), batch_size=batch_size)
+
+
+def require_torch(name: str) -> None:
+    """``RuntimeUnavailableError`` naming the ``torch`` extra when torch variants cannot run here."""
+    from exporter.runtime.packages import import_problem
+
+    for package in ("torch", "sentence-transformers"):
+        problem = import_problem(package)
+        if problem is not None:
+            raise RuntimeUnavailableError(f"variant {name}: torch variants run through sentence-transformers, and "
+                                          f"{package} cannot be imported here ({problem}): {TORCH_EXTRA}",
+                                          fix=TORCH_EXTRA)
+
+
+def torch_model_kwargs(precision: str) -> dict[str, Any]:
+    """sentence-transformers' ``model_kwargs`` for a torch variant: transformers loads
+    ``model.<precision>.safetensors`` (``variant``) into a model of that ``dtype``."""
+    import torch
+
+    return {"variant": precision, "dtype": getattr(torch, TORCH_DTYPES[precision])}
 
 
 def graph_signature(spec: RunSpec) -> tuple[list[str], str]:
@@ -221,7 +267,10 @@ def graph_signature(spec: RunSpec) -> tuple[list[str], str]:
 
 def load_runner(spec: RunSpec, *, threads: int | None = None, mode: str = "latency") -> VariantRunner:
     """Load ``spec``. A runtime that fails to load it is an ``ExternalError`` naming it; bad manifest data a
-    ``BadInputError``."""
+    ``BadInputError``; a torch variant where torch or sentence-transformers is missing a
+    ``RuntimeUnavailableError`` naming the ``torch`` extra."""
+    if spec.is_torch_variant:
+        require_torch(spec.name)
     try:
         with quiet_loading():
             if spec.backend == "torch" or spec.loader == "sentence-transformers":
