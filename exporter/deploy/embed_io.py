@@ -46,8 +46,8 @@ def require_pyarrow():
         import pyarrow
         import pyarrow.parquet  # noqa: F401 - the writer
     except ImportError as error:
-        raise RuntimeUnavailableError(f"embedding a corpus needs pyarrow ({error})",
-                                      fix='pip install "embedding-exporter[embed]"') from None
+        fix = 'pip install "embedding-exporter[embed]"'
+        raise RuntimeUnavailableError(f"embedding a corpus needs pyarrow ({error}): {fix}", fix=fix) from None
     return pyarrow
 
 

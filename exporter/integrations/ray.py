@@ -36,7 +36,7 @@ def require_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError as error:
-        raise RuntimeUnavailableError(f"engine ray needs ray[data] ({error})", fix=RAY_FIX) from None
+        raise RuntimeUnavailableError(f"engine ray needs ray[data] ({error}): {RAY_FIX}", fix=RAY_FIX) from None
     return ray
 
 
