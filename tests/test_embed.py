@@ -296,3 +296,15 @@ def test_embed_dataset_and_encoder_udf_on_a_ray_dataset(setup, tmp_path, ray_ins
     by_id = dict(zip(table.column("id").to_pylist(), table.column("embedding").to_pylist(), strict=True))
     got = np.array([by_id[f"doc-{i}"] for i in range(600)], dtype=np.float32)
     assert cosine(got, setup["expected"][:600]).min() >= 0.99999
+
+
+def test_docs_faiss_snippet_finds_a_passage_by_its_own_text(setup, local_run):
+    pytest.importorskip("faiss", reason="faiss-cpu is not installed (a dev dependency)")
+    snippet = Path(__file__).resolve().parents[1] / "docs" / "snippets" / "embed_faiss.py"
+    query = setup["texts"][4321]
+    process = subprocess.run([sys.executable, str(snippet), str(setup["artifact"]), str(local_run[0]), query],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr[-2000:]
+    hits = json.loads(process.stdout)
+    assert len(hits) == 5 and hits[0]["score"] >= 0.9999
+    assert setup["texts"][int(hits[0]["id"].removeprefix("doc-"))] == query
