@@ -294,8 +294,8 @@ class _Run:
                     f"output {output}: holds embeddings made with {label} (variant {recorded!r}, "
                     f"{MANIFEST_FILE}); pass overwrite=True to start over, or choose another folder", what)
         for record in existing.get("parts") or []:
-            index = int(str(record.get("name", "part--1")).removeprefix("part-").split(".")[0] or -1)
-            if index >= 0 and part_is_complete(output, record):
+            index = _part_index(str(record.get("name", "")))
+            if index is not None and part_is_complete(output, record):
                 self.parts[index] = record
 
     def _data(self, bad_rows: list[dict[str, Any]], row_counts: dict[str, int] | None = None,
@@ -375,6 +375,12 @@ class _Run:
         record["input_rows"] = chunk.input_rows
         self.parts[chunk.index] = record
         write_output_manifest(self.output, self._data(bad_rows))
+
+
+def _part_index(name: str) -> int | None:
+    """The index of a part file name (``part-00042.parquet`` -> 42), None for any other name."""
+    digits = name.removeprefix("part-").removesuffix(".parquet")
+    return int(digits) if name.startswith("part-") and digits.isdigit() and part_name(int(digits)) == name else None
 
 
 # ---------------------------------------------------------------------------------- local engine
