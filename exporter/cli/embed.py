@@ -33,6 +33,8 @@ from exporter.cli.common import EPILOG, handle_errors, json_option, print_json, 
 @click.option("--workers", type=int, metavar="N",
               help="Encoder processes (local) or actors (ray). Default: one per two cores.")
 @click.option("--threads", type=int, metavar="N", help="Runtime threads per worker (default: cores // workers).")
+@click.option("--mode", type=click.Choice(["latency", "throughput"]), default="latency", show_default=True,
+              help="throughput: each worker runs its batches concurrently (OpenVINO's THROUGHPUT hint); speed only.")
 @click.option("--address", metavar="ADDR", help="--engine ray: the Ray cluster (default: a local instance).")
 @click.option("--revision", metavar="REV", help="Hub branch, tag or commit (default: main).")
 @click.option("--endpoint", metavar="URL", help="Hub URL (default: HF_ENDPOINT, else https://huggingface.co).")
@@ -45,12 +47,13 @@ from exporter.cli.common import EPILOG, handle_errors, json_option, print_json, 
 @reword_errors(input="--input", output="--output", variant="--variant", text_column="--text-column",
                id_column="--id-column", keep_columns="--keep-columns", chunk_rows="--chunk-rows",
                batch_size="--batch-size", prompt_name="--prompt-name", on_bad_row="--on-bad-row",
-               overwrite="--overwrite", engine="--engine", workers="--workers", threads="--threads",
+               overwrite="--overwrite", engine="--engine", workers="--workers", threads="--threads", mode="--mode",
                address="--address", revision="--revision", endpoint="--endpoint", token="--token",
                cache_dir="--cache-dir", trust_remote_code="--trust-remote-code")
 def embed_command(source: str, input_path: str, output: str, variant: str, text_column: str, id_column: str,
                   keep_columns: str, chunk_rows: int, batch_size: int, prompt_name: str | None, on_bad_row: str,
-                  overwrite: bool, engine: str, workers: int | None, threads: int | None, address: str | None,
+                  overwrite: bool, engine: str, workers: int | None, threads: int | None, mode: str,
+                  address: str | None,
                   revision: str | None, endpoint: str | None, token: str | None, cache_dir: str | None,
                   trust_remote_code: bool, as_json: bool, quiet: bool) -> None:
     """Embed a corpus with a validated variant of SOURCE into Parquet parts.
@@ -77,7 +80,7 @@ def embed_command(source: str, input_path: str, output: str, variant: str, text_
     result = embed(source, input=input_path, output=output, variant=variant, text_column=text_column,
                    id_column=id_column, keep_columns=keep, chunk_rows=chunk_rows, batch_size=batch_size,
                    prompt_name=prompt_name, on_bad_row=on_bad_row, overwrite=overwrite, engine=engine,
-                   workers=workers, threads=threads, address=address, show_progress=not (quiet or as_json),
+                   workers=workers, threads=threads, mode=mode, address=address, show_progress=not (quiet or as_json),
                    revision=revision, endpoint=endpoint, token=token, cache_dir=cache_dir,
                    trust_remote_code=trust_remote_code)
     if as_json:

@@ -137,6 +137,7 @@ def embed(
     engine: str = "local",
     workers: int | None = None,
     threads: int | None = None,
+    mode: str = "latency",
     address: str | None = None,
     show_progress: bool = False,
     **fetch_options: Any,
@@ -148,8 +149,10 @@ def embed(
     such field), ``embedding`` (fixed-size list of float32) and the ``keep_columns``, in input order. A row
     whose text is missing, not a string or empty (or whose id is missing) fails the run with
     ``on_bad_row="fail"`` (``BadRowError``, naming file, row and field) and is skipped and listed in the
-    manifest with ``"skip"``. ``engine="ray"`` runs the Encoders as Ray Data actors (``workers`` of them, on
-    the cluster at ``address``; default: a local instance). ``fetch_options`` go to ``fetch_variant``
+    manifest with ``"skip"``. ``mode="throughput"`` runs each worker's batches concurrently inside the runtime
+    (OpenVINO's THROUGHPUT hint and async queue; a speed setting, numerics unchanged). ``engine="ray"`` runs
+    the Encoders as Ray Data actors (``workers`` of them, on the cluster at ``address``; default: a local
+    instance). ``fetch_options`` go to ``fetch_variant``
     (``revision``, ``endpoint``, ``token``, ``cache_dir``, ``trust_remote_code``, ``backend``, ...).
 
     Raises ``BadInputError`` (bad argument or input; ``BadRowError``; ``EmbedOutputConflictError``), the
@@ -183,13 +186,17 @@ def embed(
     settings = {**columns.record(), "chunk_rows": chunk_rows, "batch_size": batch_size,
                 "prompt_name": prompt_name, "on_bad_row": on_bad_row}
     run = _Run(output, fetched, str(source), files, settings, overwrite)
-    options = _EncodeOptions(str(fetched.path), fetched.variant.name, threads, batch_size, prompt_name)
+    from exporter.runtime.encoder import MODES
+
+    if mode not in MODES:
+        raise BadInputError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    options = _EncodeOptions(str(fetched.path), fetched.variant.name, threads, batch_size, prompt_name, mode)
     if engine == "ray":
         from exporter.integrations.ray import RayChunkEngine
 
         runner: _Engine = RayChunkEngine(_remote_source(source, fetched), fetched.variant.name, workers=workers,
                                          threads=threads, batch_size=batch_size, prompt_name=prompt_name,
-                                         address=address, fetch_options=_portable(fetch_options, fetched))
+                                         mode=mode, address=address, fetch_options=_portable(fetch_options, fetched))
     else:
         runner = LocalEngine(options, workers)
     return run.execute(read_chunks, columns, runner, engine_name=engine, workers=workers, threads=threads,
@@ -393,6 +400,7 @@ class _EncodeOptions:
     threads: int
     batch_size: int
     prompt_name: str | None
+    mode: str = "latency"
 
 
 _WORKER: dict[str, Any] = {}
@@ -403,7 +411,8 @@ def _worker_start(options: _EncodeOptions) -> None:
     from exporter.runtime.encoder import load_encoder
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _WORKER["encoder"] = load_encoder(options.folder, options.variant, threads=options.threads)
+    _WORKER["encoder"] = load_encoder(options.folder, options.variant, threads=options.threads,
+                                     mode=options.mode)
     _WORKER["options"] = options
 
 

@@ -50,11 +50,12 @@ class EncoderUDF:
 
     def __init__(self, source: str | os.PathLike, variant: str | None = "auto", *, text_column: str = "text",
                  id_column: str | None = "id", keep_columns: Sequence[str] = (), batch_size: int = 32,
-                 prompt_name: str | None = None, threads: int | None = None, **fetch_options: Any):
+                 prompt_name: str | None = None, threads: int | None = None, mode: str = "latency",
+                 **fetch_options: Any):
         from exporter.deploy.fetch import load
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.encoder = load(source, variant, threads=threads, **fetch_options)
+        self.encoder = load(source, variant, threads=threads, mode=mode, **fetch_options)
         self.text_column = text_column
         self.id_column = id_column
         self.keep_columns = tuple(keep_columns)
@@ -129,14 +130,16 @@ class RayChunkEngine:
     order, through ``map_batches(_ChunkUDF, concurrency=workers)`` one window of chunks at a time."""
 
     def __init__(self, source: str, variant: str, *, workers: int, threads: int, batch_size: int,
-                 prompt_name: str | None, address: str | None = None, fetch_options: dict[str, Any] | None = None,
+                 prompt_name: str | None, mode: str = "latency", address: str | None = None,
+                 fetch_options: dict[str, Any] | None = None,
                  window_parts: int | None = None):
         self.ray = _init_ray(address, threads, workers)
         self.workers = workers
         self.threads = threads
         self.window_parts = window_parts or 8 * workers
         self.constructor = {"source": source, "variant": variant, "batch_size": batch_size,
-                            "prompt_name": prompt_name, "threads": threads, **(fetch_options or {})}
+                            "prompt_name": prompt_name, "threads": threads, "mode": mode,
+                            **(fetch_options or {})}
 
     def run(self, chunks: Iterator[Any]) -> Iterator[tuple[Any, np.ndarray, int]]:
         window: list[Any] = []
