@@ -75,14 +75,21 @@ def embed_command(source: str, input_path: str, output: str, variant: str, text_
     import sys
 
     from exporter.deploy.embed import embed
+    from exporter.progress import Terminated
 
     keep = [name.strip() for name in keep_columns.split(",") if name.strip()]
-    result = embed(source, input=input_path, output=output, variant=variant, text_column=text_column,
-                   id_column=id_column, keep_columns=keep, chunk_rows=chunk_rows, batch_size=batch_size,
-                   prompt_name=prompt_name, on_bad_row=on_bad_row, overwrite=overwrite, engine=engine,
-                   workers=workers, threads=threads, mode=mode, address=address, show_progress=not (quiet or as_json),
-                   revision=revision, endpoint=endpoint, token=token, cache_dir=cache_dir,
-                   trust_remote_code=trust_remote_code)
+    try:
+        result = embed(source, input=input_path, output=output, variant=variant, text_column=text_column,
+                       id_column=id_column, keep_columns=keep, chunk_rows=chunk_rows, batch_size=batch_size,
+                       prompt_name=prompt_name, on_bad_row=on_bad_row, overwrite=overwrite, engine=engine,
+                       workers=workers, threads=threads, mode=mode, address=address,
+                       show_progress=not (quiet or as_json), revision=revision, endpoint=endpoint, token=token,
+                       cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+    except (KeyboardInterrupt, Terminated) as error:
+        # Not "nothing was placed": every finished part is complete and listed; a rerun resumes from there.
+        word, code = ("interrupted", 130) if isinstance(error, KeyboardInterrupt) else ("terminated", 143)
+        click.echo(f"{word}: the finished parts in {output} are kept; rerun the same command to resume", err=True)
+        sys.exit(code)
     if as_json:
         print_json(result.to_dict())
         return
