@@ -7,11 +7,11 @@ bench and doctor, ``cli`` the ``exporter`` command. Each imports only its own la
 (docs/architecture.md; ``tests/test_layers.py`` checks it).
 
 Public API: ``load_recipe``, ``build``, ``run_recipe`` (build then push), ``validate``, ``push``, ``fetch``,
-``load``, ``load_encoder``, ``bench``, ``doctor``, ``write_card``, ``finalize_manifest``, ``read_manifest``,
-``choose_variant``, ``recipe_json_schema``; errors in ``exporter.errors``. Attributes
-are imported on first use so ``exporter --help`` does not pay for importing torch. No subpackage is named
-like a public function: importing a submodule binds its name on the package, which would replace the
-function.
+``load``, ``load_encoder``, ``embed`` (a corpus into Parquet parts), ``bench``, ``doctor``, ``write_card``,
+``finalize_manifest``, ``read_manifest``, ``choose_variant``, ``recipe_json_schema``; errors in
+``exporter.errors``. Attributes are imported on first use so ``exporter --help`` does not pay for importing
+torch. No subpackage is named like a public function: importing a submodule binds its name on the package,
+which would replace the function.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ _API = {
     "load": "exporter.deploy.fetch",
     "load_sentence_transformer": "exporter.deploy.fetch",
     "choose_variant": "exporter.deploy.choice",
+    "embed": "exporter.deploy.embed",
+    "EmbedResult": "exporter.deploy.embed",
     "bench": "exporter.diagnostics.benchmark",
     "BenchResult": "exporter.diagnostics.bench_results",
     "doctor": "exporter.diagnostics.doctor",

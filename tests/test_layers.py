@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("runtime", ("exporter.runtime", "exporter.hub")),
     ("stages", ("exporter.recipe", "exporter.export", "exporter.validators")),
     ("publish and deploy", ("exporter.publish", "exporter.deploy", "exporter.host")),
-    ("diagnostics", ("exporter.diagnostics", "exporter.pipeline")),
+    ("diagnostics", ("exporter.diagnostics", "exporter.pipeline", "exporter.integrations")),
     ("cli", ("exporter.cli", "exporter.__main__")),
 )
 

@@ -38,6 +38,7 @@ def main() -> None:
 def _register() -> None:
     from exporter.cli.bench import bench_command
     from exporter.cli.doctor import doctor_command
+    from exporter.cli.embed import embed_command
     from exporter.cli.fetch import fetch_command
     from exporter.cli.push import push_command
     from exporter.cli.recipe import recipe_group
@@ -45,7 +46,7 @@ def _register() -> None:
     from exporter.cli.validate import validate_command
 
     for command in (run_command, recipe_group, validate_command, bench_command, push_command, fetch_command,
-                    doctor_command):
+                    embed_command, doctor_command):
         main.add_command(command)
 
 

@@ -96,6 +96,7 @@ class Encoder:
         self.variant = variant
         self.mode = mode
         self._lock = threading.Lock()
+        self.tokens_encoded = 0  # tokens (truncated, unpadded) of every text encoded so far: throughput figures
         self.tokenizer = TextTokenizer(self.folder, model_folder.max_seq_length(self.folder, manifest))
         self.max_seq_length = self.tokenizer.max_length  # the folder's, else the tokenizer's fallback rule
         self.steps = pipeline_after_transformer(self.folder) if variant.graph == "transformer" else []
@@ -161,6 +162,7 @@ class Encoder:
         # Batches of texts of similar token counts: padding (compute spent on nothing) stays small. Sorting by
         # characters, as sentence-transformers does, leaves batches of short texts padded to 2x their tokens.
         encodings = self.tokenizer.encode(items)
+        self.tokens_encoded += sum(len(encoding.ids) for encoding in encodings)
         order = np.argsort([-len(encoding.ids) for encoding in encodings], kind="stable")
         with self._lock:
             feeds = [self._feeds([encodings[i] for i in order[start:start + batch_size]])

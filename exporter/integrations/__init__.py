@@ -1,0 +1,1 @@
+"""Integrations with engines users already run: ``exporter.integrations.ray`` (Ray Data batch inference)."""
