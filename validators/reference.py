@@ -9,7 +9,7 @@ make every verdict meaningless.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,21 +32,38 @@ class Reference:
     embeddings: np.ndarray
     kind: str  # "source" or "stored"
     location: str | None = None  # the source model, for kind == "source"
+    # kind == "source" only: the ids the torch model fed its transformer for each text, and the embeddings of
+    # the texts with each of the model's prompts (prompt name -> [texts, dim]).
+    token_ids: list[list[int]] | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+    prompted: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def compute_reference(directory: Path, location: str, manifest: Manifest, texts: list[ValidationText], *,
-                      trust_remote_code: bool = False) -> Reference:
+                      trust_remote_code: bool = False, tokenizer_folder: Path | None = None,
+                      prompts: dict[str, str] | None = None) -> Reference:
     """Encode ``texts`` with the torch model on CPU, as the artifacts were built from it: the manifest's
-    max_seq_length (which carries a recipe override) applies. ``trust_remote_code`` is the caller's (the
-    manifest's record of it is never obeyed)."""
+    max_seq_length (which carries a recipe override) applies, and given ``tokenizer_folder`` (the artifact) its
+    tokenizer files, which are what every client of the artifact tokenises with. ``prompts`` (name -> text):
+    the texts are also encoded with each. ``trust_remote_code`` is the caller's (the manifest's record of it is
+    never obeyed)."""
     from exporter.runtime.runners import RunSpec, load_runner
 
-    spec = RunSpec.for_torch(directory, manifest, trust_remote_code=trust_remote_code)
-    embeddings = load_runner(spec).encode([t.text for t in texts], batch_size=32)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
+    spec = RunSpec.for_torch(directory, manifest, trust_remote_code=trust_remote_code,
+                             tokenizer_folder=tokenizer_folder)
+    runner = load_runner(spec)
+    plain = [t.text for t in texts]
+    embeddings = _finite(np.asarray(runner.encode(plain, batch_size=32), dtype=np.float32), location)
+    prompted = {name: _finite(np.asarray(runner.encode(plain, batch_size=32, prompt=text), dtype=np.float32),
+                              location) for name, text in (prompts or {}).items()}
+    return Reference(texts, embeddings, "source", location, token_ids=runner.token_ids(plain),
+                     prompts=dict(prompts or {}), prompted=prompted)
+
+
+def _finite(embeddings: np.ndarray, location: str) -> np.ndarray:
     if not np.isfinite(embeddings).all():
         raise BadInputError(f"{location}: the torch model itself produces NaN/inf embeddings; nothing to compare with")
-    return Reference(texts, embeddings, "source", location)
+    return embeddings
 
 
 def store_reference(folder: Path, reference: Reference) -> list[str]:

@@ -248,9 +248,10 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     of the Transformer module, which the exported graphs replace. Dense layers keep their weights: the
     sentence-transformers backends run every module after the Transformer in torch. The configs are the
     source's own where it has them (``exporter.export.source_configs``: old and new sentence-transformers read
-    them); the tokenizer files state the model's max_seq_length (``exporter.export.tokenizer_files``)."""
+    them); the tokenizer files state the model's max_seq_length and make transformers read ``tokenizer.json`` as
+    saved (``exporter.export.tokenizer_files``), and ``model`` tokenises from then on as the artifact does."""
     from exporter.export.source_configs import keep_source_configs
-    from exporter.export.tokenizer_files import state_max_seq_length
+    from exporter.export.tokenizer_files import agree_with_tokenizer_json, state_max_seq_length
     from exporter.runtime.runners import quiet_loading
 
     with quiet_loading():  # transformers 5's "Writing model shards" progress bar
@@ -259,12 +260,38 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     if model.max_seq_length:
         state_max_seq_length(folder, int(model.max_seq_length))
     transformer_dir = folder / transformer_module_path(folder)
+    try:
+        replaced = agree_with_tokenizer_json(folder)
+    except ValueError as error:
+        raise BadInputError(f"{source_dir}: {error}") from None
+    if replaced is not None:
+        use_folder_tokenizer(model, folder)
     for pattern in TRANSFORMER_WEIGHT_PATTERNS:
         for path in transformer_dir.glob(pattern):
             path.unlink()
     readme = folder / "README.md"
     if readme.exists():
         readme.unlink()
+
+
+def use_folder_tokenizer(model, folder: Path) -> None:
+    """Let ``model``'s Transformer module tokenise with the tokenizer files of the model folder ``folder``."""
+    from transformers import AutoTokenizer
+
+    from exporter.runtime.runners import quiet_loading
+
+    transformer = model[0]
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder / transformer_module_path(folder)), local_files_only=True)
+    old = transformer.tokenizer
+    tokenizer.padding_side = getattr(old, "padding_side", tokenizer.padding_side)
+    if isinstance(getattr(type(transformer), "tokenizer", None), property):  # sentence-transformers 6: a processor
+        if getattr(transformer, "processor", None) is old:
+            transformer.processor = tokenizer
+        else:
+            transformer.processor.tokenizer = tokenizer
+    else:
+        transformer.tokenizer = tokenizer
 
 
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
