@@ -429,8 +429,13 @@ def _reference(
     texts = builtin_texts() + (extra if extra is not None else _stored_extra_texts(folder))
     with progress.step(f"Encoding {len(texts)} texts with the torch model ({location})"):
         reference = compute_reference(directory, location, manifest, texts, trust_remote_code=trust_remote_code,
-                                      tokenizer_folder=folder, prompts=model_folder.prompts(folder)[0])
+                                      tokenizer_folder=folder, prompts=_declared_prompts(folder))
     return reference  # stored (when asked) only once every variant has run: see validate()
+
+
+def _declared_prompts(folder: Path) -> dict[str, str]:
+    """The model's prompts that change the text (sentence-transformers 6 declares empty ones by default)."""
+    return {name: text for name, text in model_folder.prompts(folder)[0].items() if text}
 
 
 def _stored_extra_texts(folder: Path) -> list[ValidationText]:

@@ -229,7 +229,7 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str,
     sentence-transformers for ``graph: transformer`` or the plain runtime for ``graph: sentence`` (which
     outputs ``sentence_embedding`` and must not be pooled again). ``prompts``: the model's prompts (name ->
     text), shown by name where the runtime applies them and prepended where the caller must."""
-    prompts = prompts or {}
+    prompts = {name: text for name, text in (prompts or {}).items() if text}  # empty ones change nothing
     where = repo_id or folder_name
     max_length = manifest.source.max_seq_length or 512
     dimension = manifest.source.dimension
