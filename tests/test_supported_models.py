@@ -102,8 +102,8 @@ def test_token_ids_agree_everywhere(architecture_build, architecture):
     from exporter.runtime.runners import RunSpec, load_runner
 
     model_dir, result = architecture_build(architecture)
-    texts = [t.text.strip() for t in builtin_texts()] + list(PROBE_TEXTS)
-    texts = [text for text in texts if text]
+    # stripped, as sentence-transformers and the Encoder strip every text before tokenising it
+    texts = [text.strip() for text in [t.text for t in builtin_texts()] + list(PROBE_TEXTS) if text.strip()]
     reference = load_runner(RunSpec.for_torch(model_dir, result.manifest, tokenizer_folder=result.output))
     encoder = load_encoder(result.output, "onnx-fp32")
     artifact = SentenceTransformer(str(result.output), device="cpu", backend="openvino",
