@@ -185,3 +185,21 @@ def test_each_prompt_is_validated(tmp_path):
     card = str(render_card(result.output, read_manifest(result.output)))
     assert 'prompt_name="query"' in card and 'prompt_name="passage"' in card
     assert "`query` cosine min" in card
+
+
+@pytest.mark.parametrize(("edit", "fragments"), [
+    ({"model_type": "t5"}, ["model_type 't5' is not supported", "supported: bert, distilbert, mpnet"]),
+    ({"auto_map": {"AutoModel": "modeling.CustomModel"}}, ["runs custom code (auto_map)", "trust_remote_code: true"]),
+])
+def test_unsupported_models_are_refused_before_anything_is_written(tmp_path, tiny_model, edit, fragments):
+    source = tmp_path / "model"
+    shutil.copytree(tiny_model("bert"), source)
+    config_path = source / "config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **edit}))
+    recipe = _recipe(tmp_path, source, [("onnx", "fp32", "transformer")])
+    outcome = CliRunner().invoke(main, ["run", str(recipe), "--output", str(tmp_path / "out")])
+    assert outcome.exit_code == 2, outcome.output
+    message = outcome.stderr.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert str(config_path) in message and all(fragment in message for fragment in fragments)
+    assert not (tmp_path / "out").exists()

@@ -144,6 +144,11 @@ def build(
     check_output(target)
     source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
     check_input_files(loaded, selected)
+    from exporter.export.architectures import check_variant_backends, source_model_type
+
+    model_type = source_model_type(source.directory, f"{loaded.path}: model",
+                                   trust_remote_code=loaded.recipe.model.trust_remote_code)
+    check_variant_backends(model_type, selected, str(loaded.path))
     if not loaded.recipe.model.trust_remote_code:  # sentence-transformers imports a local folder's custom modules
         from exporter.artifact.safety import MODULES_FILE, check_modules
 
