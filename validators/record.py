@@ -14,7 +14,7 @@ from exporter.artifact.integrity import file_entry, write_text_atomic
 from exporter.artifact.manifest import Parity, ValidationRecord, read_manifest, write_manifest
 from exporter.runtime.host import HostProfile
 from exporter.validators.checks import PROMPT_CHECK_PREFIX
-from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE
+from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
 from exporter.validators.report import REPORT_NAME, ParityReport
 
 HEADLINE_CHECKS = ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")
@@ -40,7 +40,7 @@ def record_results(folder: Path, report: ParityReport) -> Path:
                    else []) if check.name.startswith(PROMPT_CHECK_PREFIX)}
         if entry.parity is not None and prompts:
             entry.parity.prompts = prompts
-    for relative in (TEXTS_FILE, REFERENCE_FILE, REPORT_NAME):
+    for relative in (TEXTS_FILE, REFERENCE_FILE, TOKEN_IDS_FILE, REPORT_NAME):
         if (folder / relative).is_file():
             manifest.set_shared_file(file_entry(folder, relative))
     manifest.validation = ValidationRecord(passed=report.passed, reference=report.reference, report=REPORT_NAME)

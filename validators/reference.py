@@ -9,6 +9,7 @@ make every verdict meaningless.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from exporter.texts import ValidationText, read_texts, write_texts
 PARITY_DIR = "parity"
 TEXTS_FILE = f"{PARITY_DIR}/texts.jsonl"
 REFERENCE_FILE = f"{PARITY_DIR}/reference.npy"
+TOKEN_IDS_FILE = f"{PARITY_DIR}/token_ids.json"  # the reference's token ids of each text (row i is text i)
 
 
 @dataclass
@@ -76,7 +78,12 @@ def store_reference(folder: Path, reference: Reference) -> list[str]:
     buffer = io.BytesIO()
     np.save(buffer, reference.embeddings.astype(np.float32), allow_pickle=False)
     write_bytes_atomic(folder / REFERENCE_FILE, buffer.getvalue())
-    return [TEXTS_FILE, REFERENCE_FILE]
+    if reference.token_ids is None:
+        return [TEXTS_FILE, REFERENCE_FILE]
+    from exporter.artifact.integrity import write_text_atomic
+
+    write_text_atomic(folder / TOKEN_IDS_FILE, json.dumps(reference.token_ids, separators=(",", ":")) + "\n")
+    return [TEXTS_FILE, REFERENCE_FILE, TOKEN_IDS_FILE]
 
 
 def has_stored_reference(folder: Path) -> bool:
@@ -105,4 +112,20 @@ def load_stored_reference(folder: Path, manifest: Manifest) -> Reference:
             f"{folder / REFERENCE_FILE}: expected float32 [{len(texts)}, dim], "
             f"got {embeddings.dtype} {list(embeddings.shape)}"
         )
-    return Reference(texts, embeddings, "stored", None)
+    return Reference(texts, embeddings, "stored", None, token_ids=_stored_token_ids(folder, listed, len(texts)))
+
+
+def _stored_token_ids(folder: Path, listed: dict, count: int) -> list[list[int]] | None:
+    """``parity/token_ids.json`` when the folder has one (folders validated before it existed have none)."""
+    path = folder / TOKEN_IDS_FILE
+    if not path.is_file():
+        return None
+    if TOKEN_IDS_FILE in listed and listed[TOKEN_IDS_FILE].sha256 != sha256_file(path):
+        raise BadInputError(f"{path}: does not match the sha256 recorded in manifest.json (altered reference)")
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BadInputError(f"{path}: unreadable: {error}") from None
+    if not isinstance(ids, list) or len(ids) != count or not all(isinstance(row, list) for row in ids):
+        raise BadInputError(f"{path}: expected {count} lists of token ids, one per stored text")
+    return ids
