@@ -210,7 +210,7 @@ def validate_variant(
                                       f"{error}") from None
     except Exception as error:  # noqa: BLE001 - a variant that cannot load or run is a broken artifact
         checks = failed_run_checks(_one_line(error), thresholds)
-        checks.append(tokenization_check(folder, manifest, reference))
+        checks.append(not_run_check(TOKENIZATION_CHECK, "the variant did not run"))
         checks += [Check(PROMPT_CHECK_PREFIX + name, measured=None, required=thresholds.cosine_min, comparison=">=",
                          passed=False, detail="not measured: the variant did not run") for name in reference.prompted]
     if variant.graph == "transformer" and sentence_transformers:
