@@ -24,11 +24,16 @@ REPORTED_CHECKS = ("cosine_p01", "max_abs_diff", "norm_mean", "norm_min", "norm_
 CHECK_NAMES = GATING_CHECKS + REPORTED_CHECKS
 # graph: transformer variants also get the sentence-transformers loading path checked (gating when it ran).
 SENTENCE_TRANSFORMERS_CHECK = "sentence_transformers"
+# Every variant: the Encoder's token ids of the texts equal the torch reference's (gating when measured).
+TOKENIZATION_CHECK = "tokenization"
+# One per prompt the model declares: cosine_min of the texts encoded with that prompt ("prompt:query").
+PROMPT_CHECK_PREFIX = "prompt:"
 
 
-def check_names(graph: str) -> tuple[str, ...]:
-    """The checks a variant of this graph kind gets, in report order."""
-    return CHECK_NAMES + ((SENTENCE_TRANSFORMERS_CHECK,) if graph == "transformer" else ())
+def check_names(graph: str, prompts: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The checks a variant of this graph kind gets, in report order (``prompts``: the model's prompt names)."""
+    return (CHECK_NAMES + (TOKENIZATION_CHECK,) + tuple(PROMPT_CHECK_PREFIX + name for name in prompts)
+            + ((SENTENCE_TRANSFORMERS_CHECK,) if graph == "transformer" else ()))
 
 
 @dataclass

@@ -35,7 +35,9 @@ from exporter.runtime.tokenization import TextTokenizer
 from exporter.texts import ValidationText, builtin_texts, read_extra_texts, read_texts
 from exporter.validators.batching import EncodingPass, mixed_length_pass, single_text_pass
 from exporter.validators.checks import (
+    PROMPT_CHECK_PREFIX,
     SENTENCE_TRANSFORMERS_CHECK,
+    TOKENIZATION_CHECK,
     Check,
     build_checks,
     cosine_rows,
@@ -207,6 +209,8 @@ def validate_variant(
             p.batch_size: measure(encode_pass(runner, texts, p), reference.embeddings[p.indices]) for p in passes
         }
         checks = build_checks(metrics, thresholds)
+        checks.append(tokenization_check(folder, manifest, reference))
+        checks += [prompt_check(runner, name, reference, passes[-1], thresholds) for name in reference.prompted]
     except (BadInputError, RuntimeUnavailableError):
         raise  # the input or this host is the problem, not the artifact
     except ImportError as error:  # the runtime itself is missing: not the artifact's fault
@@ -214,6 +218,9 @@ def validate_variant(
                                       f"{error}") from None
     except Exception as error:  # noqa: BLE001 - a variant that cannot load or run is a broken artifact
         checks = failed_run_checks(_one_line(error), thresholds)
+        checks.append(not_run_check(TOKENIZATION_CHECK, "the variant did not run"))
+        checks += [Check(PROMPT_CHECK_PREFIX + name, measured=None, required=thresholds.cosine_min, comparison=">=",
+                         passed=False, detail="not measured: the variant did not run") for name in reference.prompted]
     if variant.graph == "transformer" and sentence_transformers and variant.backend != "torch":
         checks.append(sentence_transformers_check(folder, manifest, variant, reference, passes[-1], thresholds,
                                                   trust_remote_code))
@@ -245,7 +252,50 @@ def truncated_reference(folder: Path, variant: Variant, reference: Reference) ->
     if variant.truncate_dim > reference.embeddings.shape[1]:
         raise BadInputError(f"manifest.json: variant {variant.name!r}: truncate_dim {variant.truncate_dim} is larger "
                             f"than the reference's dimension {reference.embeddings.shape[1]}")
-    return replace(reference, embeddings=truncate(reference.embeddings, variant.truncate_dim, has_normalize(folder)))
+    normalizes = has_normalize(folder)
+    prompted = {name: truncate(embeddings, variant.truncate_dim, normalizes)  # the prompt checks' yardstick too
+                for name, embeddings in reference.prompted.items()}
+    return replace(reference, embeddings=truncate(reference.embeddings, variant.truncate_dim, normalizes),
+                   prompted=prompted)
+
+
+def tokenization_check(folder: Path, manifest: Manifest, reference: Reference) -> Check:
+    """The Encoder's token ids (``tokenizers`` reading the folder's tokenizer.json, as every client does) must
+    be the torch reference's for every text; a failure names the first text that differs. Not run against a
+    stored reference (it keeps no token ids)."""
+    if reference.token_ids is None:
+        return not_run_check(TOKENIZATION_CHECK, "the stored reference keeps no token ids")
+    texts = [t.text for t in reference.texts]
+    tokenizer = TextTokenizer(folder, model_folder.max_seq_length(folder, manifest))
+    got = [list(encoding.ids) for encoding in tokenizer.encode(texts)]
+    differing = [index for index, (ids, want) in enumerate(zip(got, reference.token_ids, strict=True)) if ids != want]
+    agree = 1.0 - len(differing) / max(1, len(texts))
+    if not differing:
+        return Check(TOKENIZATION_CHECK, measured=agree, required=1.0, comparison=">=", passed=True,
+                     detail=f"the Encoder's token ids equal the reference's on all {len(texts)} texts")
+    first = differing[0]
+    return Check(TOKENIZATION_CHECK, measured=None, required=1.0, comparison=">=", passed=False,
+                 detail=f"differs on {len(differing)} of {len(texts)} texts, first text {first} {texts[first]!r}: "
+                        f"reference ids {reference.token_ids[first][:12]}, Encoder ids {got[first][:12]}")
+
+
+def prompt_check(runner: VariantRunner, name: str, reference: Reference, encoding: EncodingPass,
+                 thresholds: Thresholds) -> Check:
+    """The texts encoded with the model's prompt ``name`` on the mixed-length pass, against the torch model's
+    embeddings with the same prompt: ``cosine_min`` at the variant's threshold."""
+    prompt = reference.prompts[name]
+    texts = [t.text for t in reference.texts]
+    rows: dict[int, np.ndarray] = {}
+    for batch in encoding.batches:
+        output = np.asarray(runner.encode([texts[i] for i in batch], batch_size=max(1, len(batch)), prompt=prompt))
+        rows.update(zip(batch, output, strict=True))
+    embeddings = np.stack([rows[i] for i in encoding.indices])
+    cosines = cosine_rows(embeddings, reference.prompted[name][encoding.indices])
+    measured = float(cosines.min()) if np.isfinite(cosines).all() else None
+    required = thresholds.cosine_min
+    passed = measured is not None and (required is None or measured >= required)
+    return Check(PROMPT_CHECK_PREFIX + name, measured=measured, required=required, comparison=">=", passed=passed,
+                 by_batch={str(encoding.batch_size): measured}, detail=f"cosine_min with the prompt {prompt!r}")
 
 
 def sentence_transformers_check(folder: Path, manifest: Manifest, variant: Variant, reference: Reference,
@@ -416,8 +466,14 @@ def _reference(
     directory, location = found.directory, found.location
     texts = builtin_texts() + (extra if extra is not None else _stored_extra_texts(folder))
     with progress.step(f"Encoding {len(texts)} texts with the torch model ({location})"):
-        reference = compute_reference(directory, location, manifest, texts, trust_remote_code=trust_remote_code)
+        reference = compute_reference(directory, location, manifest, texts, trust_remote_code=trust_remote_code,
+                                      tokenizer_folder=folder, prompts=_declared_prompts(folder))
     return reference  # stored (when asked) only once every variant has run: see validate()
+
+
+def _declared_prompts(folder: Path) -> dict[str, str]:
+    """The model's prompts that change the text (sentence-transformers 6 declares empty ones by default)."""
+    return {name: text for name, text in model_folder.prompts(folder)[0].items() if text}
 
 
 def _stored_extra_texts(folder: Path) -> list[ValidationText]:

@@ -13,7 +13,8 @@ from pathlib import Path
 from exporter.artifact.integrity import write_text_atomic
 from exporter.artifact.manifest import Parity, ValidationRecord, file_entry, read_manifest, write_manifest
 from exporter.runtime.host import HostProfile
-from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE
+from exporter.validators.checks import PROMPT_CHECK_PREFIX
+from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
 from exporter.validators.report import REPORT_NAME, ParityReport
 
 HEADLINE_CHECKS = ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")
@@ -35,7 +36,11 @@ def record_results(folder: Path, report: ParityReport) -> Path:
         entry.parity = None if result is None else Parity(
             passed=result.passed, **{name: result.check(name).measured for name in HEADLINE_CHECKS},
             inference_precision=result.inference_precision, validated_on=validating_host)
-    for relative in (TEXTS_FILE, REFERENCE_FILE, REPORT_NAME):
+        prompts = {check.name.removeprefix(PROMPT_CHECK_PREFIX): check.measured for check in (result.checks if result
+                   else []) if check.name.startswith(PROMPT_CHECK_PREFIX)}
+        if entry.parity is not None and prompts:
+            entry.parity.prompts = prompts
+    for relative in (TEXTS_FILE, REFERENCE_FILE, TOKEN_IDS_FILE, REPORT_NAME):
         if (folder / relative).is_file():
             manifest.set_shared_file(file_entry(folder, relative))
     manifest.validation = ValidationRecord(passed=report.passed, reference=report.reference, report=REPORT_NAME)

@@ -9,7 +9,8 @@ make every verdict meaningless.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from exporter.texts import ValidationText, read_texts, write_texts
 PARITY_DIR = "parity"
 TEXTS_FILE = f"{PARITY_DIR}/texts.jsonl"
 REFERENCE_FILE = f"{PARITY_DIR}/reference.npy"
+TOKEN_IDS_FILE = f"{PARITY_DIR}/token_ids.json"  # the reference's token ids of each text (row i is text i)
 
 
 @dataclass
@@ -32,21 +34,38 @@ class Reference:
     embeddings: np.ndarray
     kind: str  # "source" or "stored"
     location: str | None = None  # the source model, for kind == "source"
+    # kind == "source" only: the ids the torch model fed its transformer for each text, and the embeddings of
+    # the texts with each of the model's prompts (prompt name -> [texts, dim]).
+    token_ids: list[list[int]] | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+    prompted: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def compute_reference(directory: Path, location: str, manifest: Manifest, texts: list[ValidationText], *,
-                      trust_remote_code: bool = False) -> Reference:
+                      trust_remote_code: bool = False, tokenizer_folder: Path | None = None,
+                      prompts: dict[str, str] | None = None) -> Reference:
     """Encode ``texts`` with the torch model on CPU, as the artifacts were built from it: the manifest's
-    max_seq_length (which carries a recipe override) applies. ``trust_remote_code`` is the caller's (the
-    manifest's record of it is never obeyed)."""
+    max_seq_length (which carries a recipe override) applies, and given ``tokenizer_folder`` (the artifact) its
+    tokenizer files, which are what every client of the artifact tokenises with. ``prompts`` (name -> text):
+    the texts are also encoded with each. ``trust_remote_code`` is the caller's (the manifest's record of it is
+    never obeyed)."""
     from exporter.runtime.runners import RunSpec, load_runner
 
-    spec = RunSpec.for_torch(directory, manifest, trust_remote_code=trust_remote_code)
-    embeddings = load_runner(spec).encode([t.text for t in texts], batch_size=32)
-    embeddings = np.asarray(embeddings, dtype=np.float32)
+    spec = RunSpec.for_torch(directory, manifest, trust_remote_code=trust_remote_code,
+                             tokenizer_folder=tokenizer_folder)
+    runner = load_runner(spec)
+    plain = [t.text for t in texts]
+    embeddings = _finite(np.asarray(runner.encode(plain, batch_size=32), dtype=np.float32), location)
+    prompted = {name: _finite(np.asarray(runner.encode(plain, batch_size=32, prompt=text), dtype=np.float32),
+                              location) for name, text in (prompts or {}).items()}
+    return Reference(texts, embeddings, "source", location, token_ids=runner.token_ids(plain),
+                     prompts=dict(prompts or {}), prompted=prompted)
+
+
+def _finite(embeddings: np.ndarray, location: str) -> np.ndarray:
     if not np.isfinite(embeddings).all():
         raise BadInputError(f"{location}: the torch model itself produces NaN/inf embeddings; nothing to compare with")
-    return Reference(texts, embeddings, "source", location)
+    return embeddings
 
 
 def store_reference(folder: Path, reference: Reference) -> list[str]:
@@ -59,7 +78,12 @@ def store_reference(folder: Path, reference: Reference) -> list[str]:
     buffer = io.BytesIO()
     np.save(buffer, reference.embeddings.astype(np.float32), allow_pickle=False)
     write_bytes_atomic(folder / REFERENCE_FILE, buffer.getvalue())
-    return [TEXTS_FILE, REFERENCE_FILE]
+    if reference.token_ids is None:
+        return [TEXTS_FILE, REFERENCE_FILE]
+    from exporter.artifact.integrity import write_text_atomic
+
+    write_text_atomic(folder / TOKEN_IDS_FILE, json.dumps(reference.token_ids, separators=(",", ":")) + "\n")
+    return [TEXTS_FILE, REFERENCE_FILE, TOKEN_IDS_FILE]
 
 
 def has_stored_reference(folder: Path) -> bool:
@@ -88,4 +112,20 @@ def load_stored_reference(folder: Path, manifest: Manifest) -> Reference:
             f"{folder / REFERENCE_FILE}: expected float32 [{len(texts)}, dim], "
             f"got {embeddings.dtype} {list(embeddings.shape)}"
         )
-    return Reference(texts, embeddings, "stored", None)
+    return Reference(texts, embeddings, "stored", None, token_ids=_stored_token_ids(folder, listed, len(texts)))
+
+
+def _stored_token_ids(folder: Path, listed: dict, count: int) -> list[list[int]] | None:
+    """``parity/token_ids.json`` when the folder has one (folders validated before it existed have none)."""
+    path = folder / TOKEN_IDS_FILE
+    if not path.is_file():
+        return None
+    if TOKEN_IDS_FILE in listed and listed[TOKEN_IDS_FILE].sha256 != sha256_file(path):
+        raise BadInputError(f"{path}: does not match the sha256 recorded in manifest.json (altered reference)")
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise BadInputError(f"{path}: unreadable: {error}") from None
+    if not isinstance(ids, list) or len(ids) != count or not all(isinstance(row, list) for row in ids):
+        raise BadInputError(f"{path}: expected {count} lists of token ids, one per stored text")
+    return ids

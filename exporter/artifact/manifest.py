@@ -157,6 +157,8 @@ class Parity(_Record):
     # host's CPU: a bf16 variant runs as validated only where the CPU has AVX512_BF16 or AMX-BF16.
     inference_precision: str | None = None
     validated_on: str | None = None
+    # cosine_min per prompt the model declares (its texts encoded with that prompt, against torch with it).
+    prompts: dict[str, float | None] | None = None
 
 
 class BenchSummary(_Record):

@@ -81,6 +81,15 @@ def max_seq_length(folder: Path, manifest: Manifest | None = None) -> int | None
     return None
 
 
+def prompts(folder: Path) -> tuple[dict[str, str], str | None]:
+    """The model's prompts (name -> text) and its default prompt name, from config_sentence_transformers.json."""
+    data = read_config(Path(folder) / "config_sentence_transformers.json")
+    found = data.get("prompts")
+    found = {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+    default = data.get("default_prompt_name")
+    return found, default if isinstance(default, str) and default in found else None
+
+
 def do_lower_case(folder: Path) -> bool:
     return bool(sentence_bert_config(folder).get("do_lower_case", False))
 

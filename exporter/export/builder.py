@@ -146,6 +146,11 @@ def build(
     check_output(target)
     source = resolve_source(loaded.recipe.model, loaded.base_dir, loaded.path)
     check_input_files(loaded, selected)
+    from exporter.export.architectures import check_variant_backends, source_model_type
+
+    model_type = source_model_type(source.directory, f"{loaded.path}: model",
+                                   trust_remote_code=loaded.recipe.model.trust_remote_code)
+    check_variant_backends(model_type, selected, str(loaded.path))
     if not loaded.recipe.model.trust_remote_code:  # sentence-transformers imports a local folder's custom modules
         from exporter.artifact.safety import MODULES_FILE, check_modules
 
@@ -253,9 +258,10 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     of the Transformer module, which the exported graphs replace. Dense layers keep their weights: the
     sentence-transformers backends run every module after the Transformer in torch. The configs are the
     source's own where it has them (``exporter.export.source_configs``: old and new sentence-transformers read
-    them); the tokenizer files state the model's max_seq_length (``exporter.export.tokenizer_files``)."""
+    them); the tokenizer files state the model's max_seq_length and make transformers read ``tokenizer.json`` as
+    saved (``exporter.export.tokenizer_files``), and ``model`` tokenises from then on as the artifact does."""
     from exporter.export.source_configs import keep_source_configs
-    from exporter.export.tokenizer_files import state_max_seq_length
+    from exporter.export.tokenizer_files import agree_with_tokenizer_json, state_max_seq_length
     from exporter.progress import quiet_loading
 
     with quiet_loading():  # transformers 5's "Writing model shards" progress bar
@@ -264,6 +270,12 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     if model.max_seq_length:
         state_max_seq_length(folder, int(model.max_seq_length))
     transformer_dir = folder / transformer_module_path(folder)
+    try:
+        replaced = agree_with_tokenizer_json(folder)
+    except ValueError as error:
+        raise BadInputError(f"{source_dir}: {error}") from None
+    if replaced is not None:
+        use_folder_tokenizer(model, folder)
     for pattern in TRANSFORMER_WEIGHT_PATTERNS:
         for path in transformer_dir.glob(pattern):
             path.unlink()
@@ -305,6 +317,26 @@ def truncate_dims(loaded: LoadedRecipe, variants: list[Variant], source_default:
         if variant in variants:
             chosen[variant.resolved_name] = value if value != dimension else None
     return chosen
+
+
+def use_folder_tokenizer(model, folder: Path) -> None:
+    """Let ``model``'s Transformer module tokenise with the tokenizer files of the model folder ``folder``."""
+    from transformers import AutoTokenizer
+
+    from exporter.progress import quiet_loading
+
+    transformer = model[0]
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder / transformer_module_path(folder)), local_files_only=True)
+    old = transformer.tokenizer
+    tokenizer.padding_side = getattr(old, "padding_side", tokenizer.padding_side)
+    if isinstance(getattr(type(transformer), "tokenizer", None), property):  # sentence-transformers 6: a processor
+        if getattr(transformer, "processor", None) is old:
+            transformer.processor = tokenizer
+        else:
+            transformer.processor.tokenizer = tokenizer
+    else:
+        transformer.tokenizer = tokenizer
 
 
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from exporter.artifact import model_folder
 from exporter.artifact.integrity import write_text_atomic
 from exporter.artifact.layout import BENCH_NAME, CHART_NAMES
 from exporter.artifact.manifest import Manifest, Variant, file_entry, read_manifest, write_manifest
@@ -205,6 +206,15 @@ def _parity_note(manifest: Manifest) -> str:
             "*not validated*: no parity measured.")
     if manifest.validation is not None and manifest.validation.report:
         note += f" Full report: {code(manifest.validation.report)}."
+    prompted = [variant for variant in manifest.variants if variant.parity is not None and variant.parity.prompts]
+    if prompted:
+        names = list(dict.fromkeys(name for variant in prompted for name in variant.parity.prompts))
+        worst = {name: min((v.parity.prompts.get(name) for v in prompted if v.parity.prompts.get(name) is not None),
+                           default=None) for name in names}
+        note += (" Each prompt the model declares was validated on its own (texts encoded with the prompt, against "
+                 "the torch model with it): " + "; ".join(
+                     f"{code(name)} cosine min {_number(value, 4) if value is not None else 'n/a'}"
+                     for name, value in worst.items()) + " (lowest over the variants).")
     loosened = [(variant.name, loosened_thresholds(variant)) for variant in manifest.variants]
     loosened = [(name, items) for name, items in loosened if items]
     if loosened:
@@ -225,13 +235,16 @@ ONNX_LOADER_NOTE = ('# backend="onnx" needs sentence-transformers 5.7 with optim
                     'pip install "sentence-transformers[onnx]==5.7.0"')
 
 
-def snippets(manifest: Manifest, repo_id: str | None, folder_name: str, normalizes: bool = False
-             ) -> list[dict[str, str]]:
+def snippets(manifest: Manifest, repo_id: str | None, folder_name: str, normalizes: bool = False,
+             prompts: dict[str, str] | None = None) -> list[dict[str, str]]:
     """A load snippet per variant: ``exporter.load`` first (torch-free, the numerics that were validated), then
     sentence-transformers for ``graph: transformer`` or the plain runtime for ``graph: sentence`` (which
     outputs ``sentence_embedding`` and must not be pooled again). torch variants load through
     sentence-transformers only, with their ``variant`` and ``dtype``. A variant's ``truncate_dim`` is passed to
-    sentence-transformers (with ``normalize_embeddings=True`` when the model ``normalizes``)."""
+    sentence-transformers (with ``normalize_embeddings=True`` when the model ``normalizes``). ``prompts``: the
+    model's prompts (name -> text), shown by name where the runtime applies them and prepended where the
+    caller must."""
+    prompts = {name: text for name, text in (prompts or {}).items() if text}  # empty ones change nothing
     where = repo_id or folder_name
     max_length = manifest.source.max_seq_length or 512
     result = []
@@ -274,6 +287,8 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str, normaliz
             if repo_id:
                 lines.append("from huggingface_hub import snapshot_download")
             lines += ["from transformers import AutoTokenizer", ""]
+            lines += [f"# prompt {json.dumps(name)}: prepend {json.dumps(text)} to each text"
+                      for name, text in prompts.items()]
             if repo_id:
                 lines.append(f"folder = snapshot_download({json.dumps(repo_id)}, "
                              f"allow_patterns={json.dumps(_download_patterns(variant))})")
@@ -308,6 +323,7 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str, normaliz
                 f"model = SentenceTransformer({json.dumps(where)}, backend={json.dumps(backend)}{truncate_arg}, "
                 f"model_kwargs={json.dumps(kwargs)})",
                 f"embeddings = model.encode({SAMPLE_TEXTS}{encode_args}){shape}",
+                *_prompt_lines(prompts),
             ]
             runtime = "sentence-transformers"
             text = ("Token embeddings; sentence-transformers runs the model's pooling (and its other modules) after "
@@ -320,11 +336,23 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str, normaliz
             "",
             f"model = exporter.load({json.dumps(where)}, {json.dumps(variant.name)})  # fetched, verified, pinned",
             f"embeddings = model.encode({SAMPLE_TEXTS}){shape}",
+            *_prompt_lines(prompts),
             "",
             f"# The same variant through {runtime}:",
         ]
         result.append({"name": variant.name, "runtime": runtime, "text": text, "code": "\n".join(deploy + lines)})
     return result
+
+
+def _prompt_lines(prompts: dict[str, str]) -> list[str]:
+    """One ``encode(..., prompt_name=...)`` line per prompt the model declares."""
+    return [f"{_identifier(name)}_embeddings = model.encode({SAMPLE_TEXTS}, prompt_name={json.dumps(name)})  "
+            f"# prepends {json.dumps(text)}" for name, text in prompts.items()]
+
+
+def _identifier(name: str) -> str:
+    cleaned = "".join(char if char.isalnum() else "_" for char in name).strip("_") or "prompt"
+    return cleaned if not cleaned[0].isdigit() else f"prompt_{cleaned}"
 
 
 def _versions(manifest: Manifest) -> tuple[str | None, dict[str, str]]:
@@ -423,7 +451,7 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
         deploy_install="\n".join(f'pip install "embedding-exporter[{backend}]"  '
                                  f"# {RUNTIME_NAMES.get(backend, backend)} "
                                  "variants" for backend in sorted(manifest.backends)),
-        snippets=snippets(manifest, repo_id, folder.name, _normalizes(folder)),
+        snippets=snippets(manifest, repo_id, folder.name, _normalizes(folder), model_folder.prompts(folder)[0]),
         tool_version=manifest.tool.version or "",
         recipe_file=(recipe.file if recipe is not None else None) or "recipe.yaml",
         recipe_sha256=recipe_sha256,

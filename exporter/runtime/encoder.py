@@ -218,11 +218,7 @@ class Encoder:
 
 
 def _prompts(folder: Path) -> tuple[dict[str, str], str | None]:
-    data = model_folder.read_config(folder / "config_sentence_transformers.json")
-    prompts = data.get("prompts")
-    prompts = {str(k): str(v) for k, v in prompts.items()} if isinstance(prompts, dict) else {}
-    default = data.get("default_prompt_name")
-    return prompts, default if isinstance(default, str) and default in prompts else None
+    return model_folder.prompts(folder)
 
 
 def _progress(show: bool, total: int) -> Callable[[], None]:

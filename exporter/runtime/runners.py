@@ -50,6 +50,7 @@ class RunSpec:
     loader: str = "encoder"  # encoder | sentence-transformers (torch always loads through sentence-transformers)
     truncate_dim: int | None = None  # Matryoshka: the first N dimensions (a sentence graph outputs them already)
     renormalize: bool = False  # L2-normalise after truncating (the model has a Normalize module)
+    tokenizer_folder: str | None = None  # torch: tokenise with this model folder's tokenizer files (an artifact's)
 
     @classmethod
     def for_variant(cls, folder: Path, manifest: Manifest, variant: Variant, *,
@@ -89,12 +90,15 @@ class RunSpec:
 
     @classmethod
     def for_torch(
-        cls, directory: Path, manifest: Manifest | None = None, *, trust_remote_code: bool = False
+        cls, directory: Path, manifest: Manifest | None = None, *, trust_remote_code: bool = False,
+        tokenizer_folder: Path | None = None,
     ) -> RunSpec:
-        """The torch source model, with the artifact's max_seq_length (which carries a recipe override)."""
+        """The torch source model, with the artifact's max_seq_length (which carries a recipe override) and,
+        given ``tokenizer_folder``, the artifact's tokenizer (what every client of the artifact tokenises with)."""
         length = manifest.source.max_seq_length if manifest is not None else None
         return cls(name="torch", backend="torch", graph="transformer", folder=str(directory), max_seq_length=length,
-                   trust_remote_code=trust_remote_code)
+                   trust_remote_code=trust_remote_code,
+                   tokenizer_folder=str(tokenizer_folder) if tokenizer_folder is not None else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {key: (list(value) if isinstance(value, tuple) else value) for key, value in self.__dict__.items()}
@@ -109,7 +113,8 @@ class VariantRunner(Protocol):
 
     settings: dict[str, Any]
 
-    def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray: ...
+    def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE, prompt: str | None = None
+               ) -> np.ndarray: ...
 
 
 # --- runtime settings -----------------------------------------------------------------------------
@@ -190,6 +195,10 @@ class SentenceTransformerRunner:
         if spec.backend == "torch":
             import torch
 
+            if spec.tokenizer_folder:
+                from exporter.export.builder import use_folder_tokenizer
+
+                use_folder_tokenizer(self.model, Path(spec.tokenizer_folder))
             if spec.max_seq_length:
                 self.model.max_seq_length = spec.max_seq_length
             config = getattr(self.model[0].auto_model, "config", None)
@@ -199,10 +208,21 @@ class SentenceTransformerRunner:
         self.model.eval()
         self.settings["max_seq_length"] = self.model.max_seq_length
 
-    def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE, prompt: str | None = None
+               ) -> np.ndarray:
         embeddings = self.model.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False,
-                                       normalize_embeddings=self.renormalize)
+                                       normalize_embeddings=self.renormalize, prompt=prompt)
         return np.asarray(embeddings, dtype=np.float32)
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """The ids the model feeds its transformer for each text (its own tokenisation, truncated)."""
+        rows: list[list[int]] = []
+        for start in range(0, len(texts), DEFAULT_BATCH_SIZE):
+            method = getattr(self.model, "preprocess", None) or self.model.tokenize  # preprocess: 5.7+
+            features = method(list(texts[start:start + DEFAULT_BATCH_SIZE]))
+            for ids, mask in zip(features["input_ids"].tolist(), features["attention_mask"].tolist(), strict=True):
+                rows.append([token for token, keep in zip(ids, mask, strict=True) if keep])
+        return rows
 
 
 class EncoderRunner:
@@ -221,8 +241,13 @@ class EncoderRunner:
         self.encoder = Encoder(spec.folder, manifest, variant, mode=mode, threads=threads)
         self.settings: dict[str, Any] = {"loader": "encoder", **self.encoder.settings}
 
-    def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        return self.encoder.encode(list(texts), batch_size=batch_size)
+    def encode(self, texts: list[str], batch_size: int = DEFAULT_BATCH_SIZE, prompt: str | None = None
+               ) -> np.ndarray:
+        return self.encoder.encode(list(texts), batch_size=batch_size, prompt=prompt)
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """The ids the Encoder feeds the graph for each text (``tokenizers`` reading tokenizer.json)."""
+        return [list(encoding.ids) for encoding in self.encoder.tokenizer.encode(list(texts))]
 
 
 def require_torch(name: str) -> None:
