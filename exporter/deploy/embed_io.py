@@ -351,19 +351,10 @@ def write_part(output: Path, index: int, table: Any) -> dict[str, Any]:
     """Write one part atomically (temporary name, fsync, rename); its record for the manifest."""
     import pyarrow.parquet as pq
 
-    from exporter.artifact.integrity import sha256_file
+    from exporter.artifact.integrity import sha256_file, write_atomic
 
     path = output / part_name(index)
-    temporary = output / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        pq.write_table(table, temporary, compression="zstd")
-        with open(temporary, "rb+") as stream:
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    write_atomic(path, lambda temporary: pq.write_table(table, temporary, compression="zstd"))
     return {"name": path.name, "rows": table.num_rows, "size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
