@@ -263,6 +263,7 @@ def write_shared_files(model, folder: Path, source_dir: Path) -> None:
     from exporter.export.source_configs import keep_source_configs
     from exporter.export.tokenizer_files import agree_with_tokenizer_json, state_max_seq_length
     from exporter.progress import quiet_loading
+    from exporter.runtime.runners import use_folder_tokenizer
 
     with quiet_loading():  # transformers 5's "Writing model shards" progress bar
         model.save(str(folder), create_model_card=False)
@@ -317,26 +318,6 @@ def truncate_dims(loaded: LoadedRecipe, variants: list[Variant], source_default:
         if variant in variants:
             chosen[variant.resolved_name] = value if value != dimension else None
     return chosen
-
-
-def use_folder_tokenizer(model, folder: Path) -> None:
-    """Let ``model``'s Transformer module tokenise with the tokenizer files of the model folder ``folder``."""
-    from transformers import AutoTokenizer
-
-    from exporter.progress import quiet_loading
-
-    transformer = model[0]
-    with quiet_loading():
-        tokenizer = AutoTokenizer.from_pretrained(str(folder / transformer_module_path(folder)), local_files_only=True)
-    old = transformer.tokenizer
-    tokenizer.padding_side = getattr(old, "padding_side", tokenizer.padding_side)
-    if isinstance(getattr(type(transformer), "tokenizer", None), property):  # sentence-transformers 6: a processor
-        if getattr(transformer, "processor", None) is old:
-            transformer.processor = tokenizer
-        else:
-            transformer.processor.tokenizer = tokenizer
-    else:
-        transformer.tokenizer = tokenizer
 
 
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,

@@ -196,8 +196,6 @@ class SentenceTransformerRunner:
             import torch
 
             if spec.tokenizer_folder:
-                from exporter.export.builder import use_folder_tokenizer
-
                 use_folder_tokenizer(self.model, Path(spec.tokenizer_folder))
             if spec.max_seq_length:
                 self.model.max_seq_length = spec.max_seq_length
@@ -268,6 +266,26 @@ def torch_model_kwargs(precision: str) -> dict[str, Any]:
     import torch
 
     return {"variant": precision, "dtype": getattr(torch, TORCH_DTYPES[precision])}
+
+
+def use_folder_tokenizer(model, folder: Path) -> None:
+    """Let ``model``'s Transformer module tokenise with the tokenizer files of the model folder ``folder`` (an
+    artifact's): the build's torch model and the validator's torch reference tokenise as the artifact does."""
+    from transformers import AutoTokenizer
+
+    transformer = model[0]
+    with quiet_loading():
+        module = folder / model_folder.transformer_module_path(folder)
+        tokenizer = AutoTokenizer.from_pretrained(str(module), local_files_only=True)
+    old = transformer.tokenizer
+    tokenizer.padding_side = getattr(old, "padding_side", tokenizer.padding_side)
+    if isinstance(getattr(type(transformer), "tokenizer", None), property):  # sentence-transformers 6: a processor
+        if getattr(transformer, "processor", None) is old:
+            transformer.processor = tokenizer
+        else:
+            transformer.processor.tokenizer = tokenizer
+    else:
+        transformer.tokenizer = tokenizer
 
 
 def graph_signature(spec: RunSpec) -> tuple[list[str], str]:
