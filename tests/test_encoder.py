@@ -7,6 +7,8 @@ The fp32 parity bar: per text, cosine >= 0.99999 and norm within 1e-4 (relative)
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,7 +126,8 @@ def test_batches_group_texts_by_token_count(tmp_path, tiny_model):
 
 
 def test_prompts_and_include_prompt_follow_sentence_transformers(tmp_path, tiny_model):
-    model_dir = tiny_model("bert", "mean", False, True)
+    # A copy: the session's tiny model is shared, and prompts would put prompt checks into every later build.
+    model_dir = Path(shutil.copytree(tiny_model("bert", "mean", False, True), tmp_path / "prompted-model"))
     pooling_config = model_dir / "1_Pooling" / "config.json"
     config = json.loads(pooling_config.read_text())
     pooling_config.write_text(json.dumps({**config, "include_prompt": False}))

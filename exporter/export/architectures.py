@@ -13,17 +13,14 @@ import json
 from pathlib import Path
 
 from exporter.artifact.model_folder import transformer_module_path
+from exporter.constants import BACKENDS
 from exporter.errors import BadInputError
 
-# model_type (config.json) -> the backends that export it. Every backend handles every listed type today; an
-# architecture a backend cannot handle gets only the others, and ``check_variant_backends`` refuses the rest.
+# model_type (config.json) -> the backends that export it. Every backend handles every listed type today (torch
+# variants are the model's own weights, cast: nothing to export); an architecture a backend cannot handle gets only
+# the others, and ``check_variant_backends`` refuses the rest.
 SUPPORTED_BACKENDS: dict[str, tuple[str, ...]] = {
-    "bert": ("onnx", "openvino"),
-    "distilbert": ("onnx", "openvino"),
-    "mpnet": ("onnx", "openvino"),
-    "roberta": ("onnx", "openvino"),
-    "xlm-roberta": ("onnx", "openvino"),
-    "modernbert": ("onnx", "openvino"),
+    model_type: BACKENDS for model_type in ("bert", "distilbert", "mpnet", "roberta", "xlm-roberta", "modernbert")
 }
 
 
