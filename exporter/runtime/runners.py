@@ -243,10 +243,6 @@ class EncoderRunner:
                ) -> np.ndarray:
         return self.encoder.encode(list(texts), batch_size=batch_size, prompt=prompt)
 
-    def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """The ids the Encoder feeds the graph for each text (``tokenizers`` reading tokenizer.json)."""
-        return [list(encoding.ids) for encoding in self.encoder.tokenizer.encode(list(texts))]
-
 
 def require_torch(name: str) -> None:
     """``RuntimeUnavailableError`` naming the ``torch`` extra when torch variants cannot run here."""
