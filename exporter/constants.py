@@ -13,12 +13,16 @@ Optimize = Literal["none", "O1", "O2", "O3"]
 Method = Literal["dynamic", "static", "weight_only"]
 # int8 instruction sets a quantised ONNX graph can be built for ("auto": this host's).
 Isa = Literal["arm64", "avx2", "avx512", "avx512_vnni"]
+# What a model computes: sentence embeddings (bi-encoder), pair scores (CrossEncoder reranker) or vocabulary-sized
+# sparse vectors (SPLADE SparseEncoder).
+ModelKind = Literal["sentence", "cross", "sparse"]
 
 BACKENDS: tuple[str, ...] = get_args(Backend)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 GRAPHS: tuple[str, ...] = get_args(Graph)
 OPTIMIZE_LEVELS: tuple[str, ...] = get_args(Optimize)
 ISAS: tuple[str, ...] = get_args(Isa)
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 METHODS: dict[str, tuple[str, ...]] = {"onnx": ("dynamic", "static"), "openvino": ("static", "weight_only")}
 DEFAULT_METHOD = {"onnx": "dynamic", "openvino": "static"}
 

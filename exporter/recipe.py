@@ -25,6 +25,7 @@ from exporter.constants import (
     Graph,
     Isa,
     Method,
+    ModelKind,
     Optimize,
     Precision,
 )
@@ -63,6 +64,12 @@ class ModelSource(_Strict):
         None, gt=0, description="Override of the model's max_seq_length (tokens); recorded in the artifacts."
     )
     trust_remote_code: bool = Field(False, description="Allow custom model code from the source. Explicit opt-in only.")
+    kind: Literal["auto", ModelKind] = Field(
+        "auto",
+        description="What the model computes: `sentence` (embeddings), `cross` (a CrossEncoder reranker's pair "
+        "scores) or `sparse` (a SPLADE SparseEncoder's vocabulary-sized vectors). `auto` (default) reads it from the "
+        "model folder; a declared kind the folder is not is refused.",
+    )
     truncate_dim: StrictInt | None = Field(
         None, gt=0,
         description="Matryoshka truncation of every variant's embeddings to their first N dimensions (renormalised "

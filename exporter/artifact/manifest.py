@@ -102,6 +102,7 @@ class SourceRecord(_Record):
     max_seq_length: int | None = None
     dimension: int | None = None
     trust_remote_code: bool = False
+    kind: str = "sentence"  # constants.MODEL_KINDS; manifests written before kinds existed are sentence models
     weights_file: str | None = None
     weights_sha256: str | None = None
     license: str | None = None

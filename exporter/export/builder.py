@@ -151,6 +151,12 @@ def build(
     model_type = source_model_type(source.directory, f"{loaded.path}: model",
                                    trust_remote_code=loaded.recipe.model.trust_remote_code)
     check_variant_backends(model_type, selected, str(loaded.path))
+    from exporter.export.model_kind import resolve_model_kind
+
+    kind = resolve_model_kind(loaded.recipe.model.kind, source.directory, loaded.where(("model", "kind")))
+    if kind.kind != "sentence":
+        raise BadInputError(f"{loaded.where(('model', 'kind'))}: {source.location} is a {kind.kind} model "
+                            f"({kind.reason}); only sentence (embedding) models can be built")
     if not loaded.recipe.model.trust_remote_code:  # sentence-transformers imports a local folder's custom modules
         from exporter.artifact.safety import MODULES_FILE, check_modules
 
@@ -168,7 +174,8 @@ def build(
         truncation = truncate_dims(loaded, selected, source_default_truncation, embedding_dimension(model))
         built = export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names,
                                 {v.resolved_name: variant_thresholds(loaded, v) for v in selected}, truncation)
-        write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder))
+        write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder,
+                                                     kind=kind.kind))
         manifest = finalize_manifest(staging.folder, source_dir=source.directory)
         report = validate_staged(loaded, staging.folder, source.directory, progress) if validate else None
         renamed: list[RenamedVariant] = []
@@ -354,7 +361,7 @@ def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Pa
 
 
 def make_manifest(
-    loaded: LoadedRecipe, source: ResolvedSource, model, built: list[BuiltVariant], folder: Path
+    loaded: LoadedRecipe, source: ResolvedSource, model, built: list[BuiltVariant], folder: Path, *, kind: str
 ) -> Manifest:
     shared, per_variant = describe_files(folder, {b.variant.resolved_name: b.files for b in built})
     return Manifest(
@@ -374,6 +381,7 @@ def make_manifest(
             max_seq_length=model.max_seq_length,
             dimension=embedding_dimension(model),
             trust_remote_code=loaded.recipe.model.trust_remote_code,
+            kind=kind,
         ),
         publish=loaded.recipe.publish.model_dump(exclude_none=True) if loaded.recipe.publish else {},
         shared_files=shared,
