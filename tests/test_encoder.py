@@ -149,6 +149,21 @@ def test_prompts_and_include_prompt_follow_sentence_transformers(tmp_path, tiny_
             encoder.encode(TEXTS[:2], prompt_name="nope")
 
 
+def test_sentence_graph_of_a_model_that_pools_without_its_prompt_is_refused(tmp_path, tiny_model):
+    """A sentence graph pools every token it gets: with include_prompt: false and declared prompts it cannot
+    embed like the model, so the build refuses it before writing anything (graph: transformer handles it)."""
+    model_dir = Path(shutil.copytree(tiny_model("bert", "mean", False, True), tmp_path / "prompted-model"))
+    pooling_config = model_dir / "1_Pooling" / "config.json"
+    pooling_config.write_text(json.dumps({**json.loads(pooling_config.read_text()), "include_prompt": False}))
+    st_config = model_dir / "config_sentence_transformers.json"
+    st_config.write_text(json.dumps({**json.loads(st_config.read_text()), "prompts": {"query": "query: "}}))
+    with pytest.raises(BadInputError, match=r"recipe.yaml:6: variants\[1\].graph: variant 'onnx-fp32-sentence': "
+                                            r"a sentence graph .* include_prompt: false; prompts: query\); use graph: "
+                                            "transformer"):
+        _build(tmp_path, model_dir, "  - {backend: onnx}\n  - {backend: onnx, graph: sentence}\n")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_module_the_runtime_cannot_compute_is_refused_at_load(tmp_path, tiny_model):
     result = _build(tmp_path, tiny_model("bert", "mean", False, True), "  - {backend: onnx}\n")
     modules_file = result.output / "modules.json"
