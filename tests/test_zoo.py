@@ -200,3 +200,54 @@ def test_merge_refuses_shards_of_different_recipes_or_one_variant_twice_exit_2(z
     assert result.exit_code == 2
     assert "openvino_model_fp16.xml" in result.stderr and "different contents" in result.stderr
     assert not (tmp_path / "merged").exists()
+
+
+# -- examples/ci/zoo.yml ------------------------------------------------------------------------------------
+
+ZOO_YML = Path(__file__).resolve().parents[1] / "examples" / "ci" / "zoo.yml"
+
+
+def exporter_invocations(text: str) -> list[list[str]]:
+    """Every ``exporter ...`` command line in a shell script, as tokens up to the end of its command."""
+    import re
+    import shlex
+
+    text = re.sub(r"\$\{\{[^}]*\}\}", "X", text).replace("\\\n", " ")
+    text = re.sub(r"\$\((?!exporter)[^()]*\)", "X", text)  # other command substitutions
+    found = []
+    for match in re.finditer(r"(?:^|[\s;&|(`]|\$\()exporter\s+([^\n;&|)`>]*)", text):
+        found.append(shlex.split(match.group(1)))
+    return found
+
+
+def run_scripts(workflow: dict) -> list[str]:
+    return [step["run"] for job in workflow["jobs"].values() for step in job.get("steps", []) if "run" in step]
+
+
+def test_zoo_workflow_uses_only_commands_and_flags_that_exist():
+    import click
+    import yaml
+
+    workflow = yaml.safe_load(ZOO_YML.read_text())
+    invocations = [tokens for script in run_scripts(workflow) for tokens in exporter_invocations(script)]
+    used = set()
+    for tokens in invocations:
+        command: click.Command = main
+        while isinstance(command, click.Group):
+            name, tokens = tokens[0], tokens[1:]
+            assert name in command.commands, f"exporter {name}: no such command"
+            command = command.commands[name]
+        used.add(command.name)
+        flags = {flag for param in command.params for flag in (*param.opts, *param.secondary_opts)}
+        for token in tokens:
+            if token.startswith("-"):
+                assert token.split("=")[0] in flags, f"exporter {command.name}: no option {token}"
+    assert {"plan", "run", "merge", "validate", "push"} <= used
+
+
+def test_zoo_workflow_matrix_reads_fields_the_plan_gives(zoo):
+    import re
+
+    text = ZOO_YML.read_text()
+    fields = set(re.findall(r"matrix\.job\.([a-z_]+)", text))
+    assert fields and fields <= set(zoo["jobs"][0])

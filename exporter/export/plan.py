@@ -186,8 +186,8 @@ def byte_package_versions() -> dict[str, str | None]:
 
 def _variant_inputs(loaded: LoadedRecipe, variant: Variant, isa: str | None) -> dict[str, Any]:
     """The variant's settings with every default filled in and host-dependent choices resolved."""
-    from exporter.export.builder import variant_thresholds
     from exporter.export.calibration import load_corpus
+    from exporter.validators.thresholds import effective_thresholds
 
     settings = variant.model_dump(mode="json", exclude={"quantization", "validation"})
     settings["name"] = variant.resolved_name
@@ -203,7 +203,10 @@ def _variant_inputs(loaded: LoadedRecipe, variant: Variant, isa: str | None) -> 
             resolved["calibration_sha256"] = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()
         settings["quantization"] = resolved
     settings["truncate_dim"] = loaded.recipe.truncate_dim(variant, None)
-    settings["thresholds"] = variant_thresholds(loaded, variant).model_dump(mode="json")
+    recipe_level = loaded.recipe.validation.thresholds if loaded.recipe.validation else None
+    variant_level = variant.validation.thresholds if variant.validation else None
+    settings["thresholds"] = effective_thresholds(variant.precision, recipe_level, variant_level).model_dump(
+        mode="json")  # as exporter.export.builder.variant_thresholds
     return settings
 
 
