@@ -51,9 +51,13 @@ def run_recipe(
     endpoint: str | None = None,
     wait: bool = False,
     progress: Progress | None = None,
+    reference: str | Path | None = None,
+    cache: str | Path | None = None,
+    isa: str | None = None,
 ) -> RunResult:
     """Build the recipe's artifacts (see ``exporter.build``) and, with ``push``, publish them with the recipe's
-    ``publish:`` settings (see ``exporter.push``; ``token`` and ``endpoint`` as there).
+    ``publish:`` settings (see ``exporter.push``; ``token`` and ``endpoint`` as there). ``reference``, ``cache``
+    and ``isa``: a CI shard's shared reference, build cache and resolved ``isa: auto`` (see ``build``).
 
     Raises ``BadInputError`` for ``push`` without ``validate`` (unvalidated variants cannot be published),
     ``RuntimeUnavailableError`` on an install without the build stack (a deploy install: the message names
@@ -66,7 +70,8 @@ def run_recipe(
     from exporter.export.builder import build
 
     progress = progress or SilentProgress()
-    built = build(recipe, output=output, variants=variants, progress=progress, validate=validate, wait=wait)
+    built = build(recipe, output=output, variants=variants, progress=progress, validate=validate, wait=wait,
+                  reference=reference, cache=cache, isa=isa)
     result = RunResult(build=built)
     if push and result.passed:
         from exporter.publish.push import push as push_folder

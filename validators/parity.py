@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,9 @@ def validate(
     thresholds: str | os.PathLike | ThresholdPolicy | None = None,
     trust_remote_code: bool = False,
     report_dir: str | os.PathLike | None = None,
+    reference_dir: str | os.PathLike | None = None,
+    variants: Collection[str] | None = None,
+    kept: list[VariantResult] | None = None,
 ) -> ParityReport:
     """Validate every variant of the artifact folder against the torch model; returns the report.
 
@@ -95,6 +98,11 @@ def validate(
     huggingface_hub cache snapshot (its files are links into the cache's blobs) is never written to:
     ``report_dir`` receives the results instead (parity_report.json, parity/, and manifest.json with the
     verdicts), else ``report.record_error`` says that nothing was written.
+
+    ``reference_dir``: a shared reference (``exporter plan --reference-out``) to validate against instead of
+    computing one, so shards on different CPUs use the same torch embeddings. ``variants``: run only these
+    variants; ``kept``: results of other variants to report as they are (a build cache's, validated on a CPU of
+    this host's class).
 
     Raises ``BadInputError`` for a missing folder, a missing or malformed manifest, bad thresholds or texts,
     and when neither the source model nor a stored reference is available; ``RuntimeUnavailableError`` on an
@@ -121,14 +129,25 @@ def validate(
         from exporter.runtime.runners import require_torch
 
         require_torch(", ".join(torch_variants))
-    reference = _reference(folder, manifest, source_dir, extra_texts_file, write_reference, progress,
-                           trust_remote_code)
+    if reference_dir is not None:
+        from exporter.validators.reference import load_shared_reference
+
+        reference = load_shared_reference(Path(reference_dir), recipe=manifest.recipe_name)
+    else:
+        reference = _reference(folder, manifest, source_dir, extra_texts_file, write_reference, progress,
+                               trust_remote_code)
 
     max_length, passes = _passes(folder, manifest, reference)
     texts = [t.text for t in reference.texts]
 
     results = []
+    kept_by_name = {result.name: result for result in kept or []}
     for variant in manifest.variants:
+        if variant.name in kept_by_name:
+            results.append(kept_by_name[variant.name])
+            continue
+        if variants is not None and variant.name not in variants:
+            continue
         with progress.step(f"Validating {variant.name} ({variant.backend}, graph: {variant.graph})"):
             results.append(validate_variant(folder, manifest, variant, reference, passes, held_to[variant.name],
                                             trust_remote_code))

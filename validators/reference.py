@@ -129,3 +129,49 @@ def _stored_token_ids(folder: Path, listed: dict, count: int) -> list[list[int]]
     if not isinstance(ids, list) or len(ids) != count or not all(isinstance(row, list) for row in ids):
         raise BadInputError(f"{path}: expected {count} lists of token ids, one per stored text")
     return ids
+
+
+# --- a shared reference: computed once (``exporter plan --reference-out``), used by every shard ----------------
+
+SHARED_FILE = "reference.json"  # beside parity/: what the reference is of, so a shard of another recipe is refused
+PROMPTED_FILE = f"{PARITY_DIR}/prompted.npz"  # the texts encoded with each prompt (name -> [texts, dim])
+
+
+def store_shared_reference(folder: Path, reference: Reference, *, recipe: str, source: str) -> None:
+    """``store_reference`` plus ``reference.json`` (recipe name, source fingerprint, prompts) and the prompted
+    embeddings, so a shard validates against exactly what a whole build would compute (``load_shared_reference``)."""
+    import io
+
+    from exporter.artifact.integrity import write_bytes_atomic, write_text_atomic
+
+    store_reference(folder, reference)
+    if reference.prompted:
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: array.astype(np.float32) for name, array in reference.prompted.items()})
+        write_bytes_atomic(folder / PROMPTED_FILE, buffer.getvalue())
+    write_text_atomic(folder / SHARED_FILE, json.dumps(
+        {"recipe": recipe, "source": source, "location": reference.location, "prompts": reference.prompts},
+        indent=2) + "\n")
+
+
+def load_shared_reference(folder: Path, *, recipe: str | None = None, source: str | None = None) -> Reference:
+    """The reference ``store_shared_reference`` wrote, as if computed from the source model here (so it is stored
+    in the artifact folder byte for byte as a whole build stores its own). ``recipe`` / ``source``: the recipe
+    name and source fingerprint it must be of; ``BadInputError`` naming the file otherwise."""
+    folder = Path(folder)
+    path = folder / SHARED_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise BadInputError(f"{path}: not a shared reference ({error})") from None
+    for field_name, expected in (("recipe", recipe), ("source", source)):
+        if expected is not None and meta.get(field_name) != expected:
+            raise BadInputError(f"{path}: {field_name} {meta.get(field_name)!r} is not this build's ({expected!r}): "
+                                "a reference of another recipe or source model")
+    reference = load_stored_reference(folder, Manifest(variants=[]))
+    prompted: dict[str, np.ndarray] = {}
+    if (folder / PROMPTED_FILE).is_file():
+        with np.load(folder / PROMPTED_FILE, allow_pickle=False) as arrays:
+            prompted = {name: arrays[name] for name in arrays.files}
+    return Reference(reference.texts, reference.embeddings, "source", meta.get("location"),
+                     token_ids=reference.token_ids, prompts=dict(meta.get("prompts") or {}), prompted=prompted)

@@ -212,6 +212,17 @@ class ParityReport:
         return "\n".join(lines) + "\n"
 
 
+def variant_result_from_dict(data: dict[str, Any]) -> VariantResult:
+    """A variant's result read back from ``parity_report.json`` (``ParityReport.to_dict``'s form), e.g. what a
+    build cache kept with the variant or what a shard's report holds."""
+    return VariantResult(
+        name=data["name"], backend=data["backend"], precision=data["precision"], graph=data["graph"],
+        file_name=data["file_name"], thresholds=dict(data.get("thresholds") or {}),
+        checks=[Check(**check) for check in data.get("checks") or []], seconds=float(data.get("seconds") or 0.0),
+        loosened=[Loosened(**item) for item in data.get("loosened") or []],
+        inference_precision=data.get("inference_precision"))
+
+
 def report_schema() -> dict[str, Any]:
     """The JSON Schema of ``parity_report.json`` (shipped as ``exporter/validators/report_schema.json``)."""
     text = resources.files("exporter.validators").joinpath("report_schema.json").read_text(encoding="utf-8")

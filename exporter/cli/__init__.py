@@ -40,13 +40,15 @@ def _register() -> None:
     from exporter.cli.doctor import doctor_command
     from exporter.cli.embed import embed_command
     from exporter.cli.fetch import fetch_command
+    from exporter.cli.merge import merge_command
+    from exporter.cli.plan import plan_command
     from exporter.cli.push import push_command
     from exporter.cli.recipe import recipe_group
     from exporter.cli.run import run_command
     from exporter.cli.validate import validate_command
 
     for command in (run_command, recipe_group, validate_command, bench_command, push_command, fetch_command,
-                    embed_command, doctor_command):
+                    embed_command, doctor_command, plan_command, merge_command):
         main.add_command(command)
 
 

@@ -37,15 +37,25 @@ if TYPE_CHECKING:
               help="Push to the Hub afterwards, with the recipe's publish: settings.")
 @click.option("--wait", is_flag=True, help="When another run is building the same folder, wait for it instead of "
               "exiting 2.")
+@click.option("--reference", "reference", type=click.Path(file_okay=False, path_type=str), metavar="DIR",
+              help="Validate against this shared reference (exporter plan --reference-out DIR) instead of "
+                   "computing one: every shard of a build uses the same torch embeddings.")
+@click.option("--cache", "cache", type=click.Path(file_okay=False, path_type=str), metavar="DIR",
+              help="Build cache folder: variants whose key is there are restored (verified by sha256) instead of "
+                   "rebuilt; variants built are stored there.")
+@click.option("--isa", "isa", metavar="ISA", help="What quantization isa: auto resolves to (exporter plan gives "
+              "each job the planning host's; default: this host's).")
 @token_option
 @endpoint_option
 @json_option
 @quiet_option
 @verbose_option
 @handle_errors
-@reword_errors(output="--output", variants="--variant", validate="--no-validate", push="--push", wait="--wait")
+@reword_errors(output="--output", variants="--variant", validate="--no-validate", push="--push", wait="--wait",
+               reference="--reference", cache="--cache", isa="--isa")
 def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_validate: bool, push_after: bool,
-                wait: bool, token: str | None, endpoint: str | None, as_json: bool, quiet: bool) -> None:
+                wait: bool, reference: str | None, cache: str | None, isa: str | None, token: str | None,
+                endpoint: str | None, as_json: bool, quiet: bool) -> None:
     """Build the artifacts RECIPE declares, validate them against the torch model, and place them.
 
     The folder is built beside the target and moved into place only when the run has finished: an
@@ -60,15 +70,19 @@ def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_v
       exporter run recipes/minilm-openvino.yaml
       exporter run recipes/minilm-onnx.yaml --output /tmp/minilm --json
       exporter run recipes/minilm-onnx.yaml --push      # needs publish.repo_id in the recipe
+      exporter run recipes/minilm-openvino.yaml --variant openvino-bf16 --reference ref/ \
+          --cache ~/.cache/zoo --output shards/minilm-openvino--openvino-bf16   # one CI shard (docs/ci-zoo.md)
     """
     from exporter.errors import BadInputError, ParityFailedError
     from exporter.pipeline import run_recipe
 
     if push_after and no_validate:
         raise BadInputError("--push needs validation: unvalidated variants cannot be published (drop --no-validate)")
+    if reference and no_validate:
+        raise BadInputError("--reference is what validation compares with: drop --no-validate or --reference")
     result = run_recipe(recipe, output=output, variants=list(variants) or None, validate=not no_validate,
-                        push=push_after, token=token, endpoint=endpoint, wait=wait,
-                        progress=progress_for(quiet or as_json))
+                        push=push_after, token=token, endpoint=endpoint, wait=wait, reference=reference,
+                        cache=cache, isa=isa, progress=progress_for(quiet or as_json))
     if not quiet and not as_json:
         _render_build(result.build)
         for line in result.build.report.loosened() if result.build.report is not None else []:

@@ -90,6 +90,9 @@ class BuildResult:
     report: Any = None  # exporter.validators.ParityReport, or None when validation was skipped
     dropped: list[str] = field(default_factory=list)  # variants of the replaced folder that this one lacks
     renamed: list[RenamedVariant] = field(default_factory=list)  # failed variants moved off client-default names
+    restored: list[str] = field(default_factory=list)  # variants restored from the build cache (not rebuilt)
+    revalidated: list[str] = field(default_factory=list)  # of those, validated again (another CPU class)
+    discarded: list[str] = field(default_factory=list)  # corrupted cache entries discarded (and rebuilt)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -101,6 +104,9 @@ class BuildResult:
             "failures": self.report.failures() if self.report is not None else [],
             "dropped": list(self.dropped),
             "renamed": [renamed.to_dict() for renamed in self.renamed],
+            "restored": list(self.restored),
+            "revalidated": list(self.revalidated),
+            "cache_discarded": list(self.discarded),
             "variants": [
                 {"name": v.name, "backend": v.backend, "precision": v.precision, "graph": v.graph,
                  "file_name": v.file_name, "size": v.size,
@@ -125,6 +131,10 @@ def build(
     progress: Progress | None = None,
     validate: bool = True,
     wait: bool = False,
+    *,
+    reference: str | Path | None = None,
+    cache: str | Path | None = None,
+    isa: str | None = None,
 ) -> BuildResult:
     """Build the artifacts a recipe declares. Returns where they were placed, the manifest and the parity
     report.
@@ -137,6 +147,11 @@ def build(
     bad recipe, model path or output path. With ``validate`` (the default) every variant is checked against
     the torch model before the folder is placed; a folder that fails validation is still placed, marked
     failed in its manifest, and ``result.report.passed`` is false (the CLI exits 1).
+
+    A shard of a CI build (``exporter plan``): ``reference`` is the shared reference folder to validate against
+    (``exporter plan --reference-out``), ``isa`` what ``isa: auto`` resolves to (the plan's), ``cache`` a build
+    cache folder (``exporter.export.cache``): a variant whose key is there is restored instead of rebuilt, and
+    each variant built and passed (or not validated) is stored there.
     """
     started = time.perf_counter()
     progress = progress or SilentProgress()
@@ -173,12 +188,22 @@ def build(
             write_shared_files(model, staging.folder, source.directory)
         file_names = torch_in_module_folder(loaded.recipe.file_names(), loaded.recipe.variants, staging.folder)
         truncation = truncate_dims(loaded, selected, source_default_truncation, embedding_dimension(model))
-        built = export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names,
-                                {v.resolved_name: variant_thresholds(loaded, v) for v in selected}, truncation)
+        store, keys, restored, discarded = restore_cached(loaded, selected, staging.folder, cache, isa, progress)
+        to_build = [v for v in selected if v.resolved_name not in restored]
+        built = export_variants(model, to_build, staging.folder, loaded.base_dir, progress, file_names,
+                                {v.resolved_name: variant_thresholds(loaded, v) for v in to_build}, truncation,
+                                isa=isa)
         write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder,
-                                                     kind=kind.kind))
+                                                     restored={name: hit.record for name, hit in restored.items()},
+                                                     order=[v.resolved_name for v in selected], kind=kind.kind))
         manifest = finalize_manifest(staging.folder, source_dir=source.directory)
-        report = validate_staged(loaded, staging.folder, source.directory, progress) if validate else None
+        report = None
+        if validate:
+            from exporter.validators.report import variant_result_from_dict
+
+            kept = [variant_result_from_dict(hit.result) for hit in restored.values() if hit.validated]
+            report = validate_staged(loaded, staging.folder, source.directory, progress, reference=reference,
+                                     kept=kept)
         renamed: list[RenamedVariant] = []
         if report is not None:
             from exporter.validators import record_results
@@ -188,12 +213,16 @@ def build(
                 progress.log(line)
             record_results(staging.folder, report)
             manifest = read_manifest(staging.folder)
+        if store is not None:
+            store_built(store, keys, staging.folder, manifest, report, skip=set(restored))
         dropped = dropped_variants(target, manifest)
         staging.place()
     if report is not None:
         report.folder = str(target)
     return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started, variants=built,
-                       report=report, dropped=dropped, renamed=renamed)
+                       report=report, dropped=dropped, renamed=renamed, restored=list(restored),
+                       revalidated=[name for name, hit in restored.items() if not hit.validated and validate],
+                       discarded=discarded)
 
 
 def dropped_variants(target: Path, manifest: Manifest) -> list[str]:
@@ -207,16 +236,57 @@ def dropped_variants(target: Path, manifest: Manifest) -> list[str]:
     return [name for name in previous.variant_names if name not in manifest.variant_names]
 
 
-def validate_staged(loaded: LoadedRecipe, folder: Path, source_dir: Path, progress: Progress):
+def validate_staged(loaded: LoadedRecipe, folder: Path, source_dir: Path, progress: Progress, *,
+                    reference: str | Path | None = None, kept: list | None = None):
     """Parity of every variant in the staged folder (``build`` records the results once failed variants have
     moved off client-default names). The recipe is the gate (its recorded thresholds:
-    ``thresholds="artifact"``) and the trust (its ``model.trust_remote_code``)."""
+    ``thresholds="artifact"``) and the trust (its ``model.trust_remote_code``). ``reference``: a shared
+    reference folder to validate against; ``kept``: results reported as they are (restored from a cache)."""
     from exporter.validators import validate as validate_folder
 
     texts = loaded.recipe.validation.texts if loaded.recipe.validation else None
     return validate_folder(folder, source_dir=source_dir,
-                           extra_texts_file=loaded.base_dir / texts if texts else None, progress=progress,
-                           thresholds="artifact", trust_remote_code=loaded.recipe.model.trust_remote_code)
+                           extra_texts_file=loaded.base_dir / texts if texts and reference is None else None,
+                           progress=progress, thresholds="artifact",
+                           trust_remote_code=loaded.recipe.model.trust_remote_code,
+                           reference_dir=reference, kept=kept)
+
+
+def restore_cached(loaded: LoadedRecipe, selected: list[Variant], folder: Path, cache: str | Path | None,
+                   isa: str | None, progress: Progress):
+    """(the cache, each variant's key, the variants restored into ``folder`` by name, the corrupted entries
+    discarded, one line each); nothing without ``cache``."""
+    if cache is None:
+        return None, {}, {}, []
+    from exporter.export.cache import BuildCache, host_isa_class
+    from exporter.export.plan import variant_keys
+
+    store = BuildCache(cache)
+    keys = variant_keys(loaded, isa=isa)
+    isa_class = host_isa_class()
+    restored = {}
+    discarded = []
+    for variant in selected:
+        name = variant.resolved_name
+        hit = store.restore(keys[name], folder, isa_class=isa_class)
+        for line in store.discarded:
+            discarded.append(f"{name}: {line}")
+            progress.log(discarded[-1])
+        store.discarded.clear()
+        if hit is not None:
+            restored[name] = hit
+            progress.log(f"{name}: restored from the cache ({keys[name][:12]})"
+                         + ("" if hit.validated else "; validating it on this CPU"))
+    return store, keys, restored, discarded
+
+
+def store_built(store, keys: dict[str, str], folder: Path, manifest: Manifest, report, skip: set[str]) -> None:
+    """Keep each variant built in this run that passed validation (or was not validated) in the cache."""
+    results = {item["name"]: item for item in report.to_dict()["variants"]} if report is not None else {}
+    for record in manifest.variants:
+        if record.name in skip or (record.parity is not None and not record.parity.passed):
+            continue
+        store.store(keys[record.name], folder, record, results.get(record.name))
 
 
 def move_failed_off_client_defaults(folder: Path, report, file_names: dict[str, VariantFiles]) -> list[RenamedVariant]:
@@ -354,15 +424,16 @@ def truncate_dims(loaded: LoadedRecipe, variants: list[Variant], source_default:
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
                     progress: Progress, file_names: dict[str, VariantFiles],
                     thresholds: dict[str, Thresholds],
-                    truncation: dict[str, int | None] | None = None) -> list[BuiltVariant]:
+                    truncation: dict[str, int | None] | None = None, *, isa: str | None = None
+                    ) -> list[BuiltVariant]:
     """Export each variant into ``folder`` under its name in ``file_names`` (the recipe's
     ``file_names()``); intermediate graphs live in a scratch folder, built once. ``thresholds``: what each
     variant will be validated against (``exclude: auto`` searches for them); ``truncation``: each variant's
-    Matryoshka ``truncate_dim`` (None: full width)."""
+    Matryoshka ``truncate_dim`` (None: full width); ``isa``: what ``isa: auto`` resolves to (None: this host's)."""
     truncation = truncation or {}
     built: list[BuiltVariant] = []
     with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
-        builder = VariantBuilder(model, recipe_dir, Path(scratch), progress, folder=folder)
+        builder = VariantBuilder(model, recipe_dir, Path(scratch), progress, folder=folder, isa=isa)
         for variant in variants:
             file_name = file_names[variant.resolved_name].file_name
             started = time.perf_counter()
@@ -385,9 +456,19 @@ def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Pa
 
 
 def make_manifest(
-    loaded: LoadedRecipe, source: ResolvedSource, model, built: list[BuiltVariant], folder: Path, *, kind: str
+    loaded: LoadedRecipe, source: ResolvedSource, model, built: list[BuiltVariant], folder: Path, *, kind: str,
+    restored: dict[str, ManifestVariant] | None = None, order: list[str] | None = None,
 ) -> Manifest:
-    shared, per_variant = describe_files(folder, {b.variant.resolved_name: b.files for b in built})
+    """The manifest of the staged folder: the variants built, and those ``restored`` (from a cache, with their
+    records as they were), in ``order`` (the recipe's)."""
+    restored = restored or {}
+    owned = {b.variant.resolved_name: b.files for b in built}
+    owned.update({name: [entry.path for entry in record.files] for name, record in restored.items()})
+    shared, per_variant = describe_files(folder, owned)
+    records = {b.variant.resolved_name: _variant_record(loaded, b, per_variant[b.variant.resolved_name])
+               for b in built}
+    records.update(restored)
+    order = order or list(records)
     return Manifest(
         schema_version=SCHEMA_VERSION,
         tool=Tool(name="embedding-exporter", version=__version__),
@@ -409,7 +490,7 @@ def make_manifest(
         ),
         publish=loaded.recipe.publish.model_dump(exclude_none=True) if loaded.recipe.publish else {},
         shared_files=shared,
-        variants=[_variant_record(loaded, b, per_variant[b.variant.resolved_name]) for b in built],
+        variants=[records[name] for name in order],
     )
 
 

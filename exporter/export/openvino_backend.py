@@ -58,17 +58,22 @@ def move_openvino(xml_path: Path, target: Path) -> list[Path]:
     return moved
 
 
+# OpenVINO's names for ops it created: type name + process-wide counter, plus a copy counter after a clone.
+AUTO_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(_\d+)+")
+
+
 def _name_unnamed_ops_by_position(ov_model) -> None:
     """Give auto-named ops (``Constant_4079``, ``Range_32``) names from their position in the graph.
 
     OpenVINO numbers unnamed ops with a process-wide counter, so a second conversion in the same process
-    would write a different .xml for the same model; position-based names keep builds byte-identical.
+    would write a different .xml for the same model; position-based names keep builds byte-identical. A
+    transformation that copies an op appends a counter of its own (``Constant_349_1``), and only in some
+    conversions of a process (measured: the first one): such names are auto names too, or a variant built alone
+    (``exporter run --variant``, a CI shard) differs from the same variant built after others.
     """
     for index, op in enumerate(ov_model.get_ordered_ops()):
-        if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*_\d+", op.get_friendly_name()):
+        if AUTO_NAME.fullmatch(op.get_friendly_name()):
             op.set_friendly_name(f"{op.get_type_name()}_{index}")
-
-
 
 
 def _quiet_nncf():

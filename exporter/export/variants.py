@@ -58,12 +58,14 @@ class BuiltFiles:
 class VariantBuilder:
     """Builds variants of one source model, sharing intermediate graphs and calibration data."""
 
-    def __init__(self, model, recipe_dir: Path, scratch: Path, progress: Progress, folder: Path | None = None):
+    def __init__(self, model, recipe_dir: Path, scratch: Path, progress: Progress, folder: Path | None = None,
+                 isa: str | None = None):
         self.model = model
         self.recipe_dir = recipe_dir
         self.scratch = scratch
         self.progress = progress
         self.folder = folder  # the artifact folder being built: its module configs pool transformer graphs
+        self.isa = isa  # what ``isa: auto`` resolves to (a shard carries its plan's); None: this host's
         self._graphs: dict[tuple[str, str, int | None], tuple[Path, GraphSpec]] = {}
         self._calibration: dict[tuple, CalibrationTexts] = {}
 
@@ -160,7 +162,7 @@ class VariantBuilder:
                                                                   exclude={"calibration", "exclude"}),
                                         exclude=[] if auto else list(quantization.exclude))
             if quantization.isa == "auto":
-                record.isa = detect_isa()
+                record.isa = self.isa or detect_isa()
                 record.isa_requested = "auto"
         if quantization and quantization.method == "static":
             calibration = self.calibration(quantization.calibration)
