@@ -145,8 +145,12 @@ def matmul_sensitivity(onnx_path: Path, feeds: list[Feed], *, scheme: Scheme, sc
     for name in tensors:
         if name not in declared:
             model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    probe = scratch / "sensitivity-probe.onnx"
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="sensitivity-", dir=scratch))
+    probe = folder / "probe.onnx"
     save_onnx(model, probe)
+    del model
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(probe), options, providers=["CPUExecutionProvider"])
@@ -170,7 +174,11 @@ def matmul_sensitivity(onnx_path: Path, feeds: list[Feed], *, scheme: Scheme, sc
             entry["rows"].append(rows[keep].astype(np.float64))
             entry["feed"].append(np.full(keep.size, index))
     del session
-    probe.unlink(missing_ok=True)
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    model = onnx.load(str(onnx_path), load_external_data=True)
+    weights = {tensor.name: tensor for tensor in model.graph.initializer}
     result = []
     for node in nodes:
         entry = stats[node.input[0]]
