@@ -24,6 +24,8 @@ OPTIMIZE_LEVELS: tuple[str, ...] = get_args(Optimize)
 ISAS: tuple[str, ...] = get_args(Isa)
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 METHODS: dict[str, tuple[str, ...]] = {"onnx": ("dynamic", "static"), "openvino": ("static", "weight_only")}
+# What a manifest without a recorded method meant (ONNX's default was dynamic before the int8 rule); recipes
+# default to static on both backends (``recipe.Quantization.default_method``).
 DEFAULT_METHOD = {"onnx": "dynamic", "openvino": "static"}
 
 # Hub repo ids: ORG/NAME.

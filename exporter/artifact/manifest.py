@@ -117,8 +117,9 @@ class CalibrationRecord(_Record):
 
 
 class ExclusionSearchRecord(_Record):
-    """What ``exclude: auto`` found: the MatMuls it kept in float and why (the metrics on its held-out texts
-    against the target it had to meet, from the variant's thresholds)."""
+    """What ``exclude: auto`` found, or the int8 rule (``exclude: sensitive``, the default) decided: the MatMuls
+    kept in float and why (the metrics on held-out texts against the target it had to meet, from the variant's
+    thresholds; the rule's attempts and its one-line outcome)."""
 
     method: str
     kept_float: list[str] = Field(default_factory=list)
@@ -129,6 +130,8 @@ class ExclusionSearchRecord(_Record):
     trials: int | None = None
     texts: int | None = None
     seconds: float | None = None
+    attempts: list[dict[str, Any]] | None = None  # the int8 rule: per attempt, MatMuls in float and the verdict
+    outcome: str | None = None  # the int8 rule: "tried N configuration(s) (...), best reached ..."
 
 
 class QuantizationRecord(_Record):

@@ -97,8 +97,20 @@ def run_command(recipe: str, output: str | None, variants: tuple[str, ...], no_v
         print_json(result.summary())
     if not result.passed:
         failures = result.build.report.failures()
-        raise ParityFailedError("parity validation failed: " + "; ".join(failures)
+        raise ParityFailedError(int8_rule_outcomes(result.build) + "parity validation failed: " + "; ".join(failures)
                                 + ("; nothing was pushed" if push_after else ""), failures)
+
+
+def int8_rule_outcomes(build) -> str:
+    """"<variant>: int8 rule tried N configuration(s) (...), best reached ...; " for each failed variant the int8
+    rule built (what it tried and the best it reached), to lead the one-line failure."""
+    failed = {variant.name for variant in build.report.variants if not variant.passed} if build.report else set()
+    parts = []
+    for variant in build.manifest.variants:
+        search = variant.quantization.search if variant.quantization is not None else None
+        if variant.name in failed and search is not None and search.outcome:
+            parts.append(f"{variant.name}: {search.outcome}; ")
+    return "".join(parts)
 
 
 def _parity_cell(parity: Parity | None) -> str:

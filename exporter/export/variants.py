@@ -157,10 +157,10 @@ class VariantBuilder:
         record = None
         calibration = None
         if quantization:
-            auto = quantization.exclude == "auto"
+            chosen_later = isinstance(quantization.exclude, str)  # auto or sensitive: decided while building
             record = QuantizationRecord(**quantization.model_dump(exclude_none=True,
                                                                   exclude={"calibration", "exclude"}),
-                                        exclude=[] if auto else list(quantization.exclude))
+                                        exclude=[] if chosen_later else list(quantization.exclude))
             if quantization.isa == "auto":
                 record.isa = self.isa or detect_isa()
                 record.isa_requested = "auto"
@@ -243,9 +243,113 @@ class VariantBuilder:
             result = onnx_search(source, target, quantize, op_types, search_feeds, steps, search_target,
                                  self.progress)
             self._record_search(variant, record, result, search_target)
+        elif quantization.exclude == "sensitive":
+            self._onnx_rule(variant, source, spec, target, record, calibration, thresholds, feeds, quantize)
         else:
             quantize(target, quantization.exclude)
         return onnx_files(target)
+
+    # -- the default int8 rule (exporter.export.int8_rule) --------------------------------------------------------
+
+    def int8_judge(self, variant: Variant, spec: GraphSpec, thresholds: Thresholds | None,
+                   calibration: CalibrationTexts | None, reference_run):
+        """The judge the int8 rule asks (``int8_rule.Judge``): the embedding-parity judge on held-out texts.
+        ``reference_run(feeds)`` runs the fp32 graph. A builder for another kind of model (reranker, sparse
+        encoder) overrides this with its own metrics."""
+        from exporter.export.exclusion_search import sentence_embeddings
+        from exporter.export.int8_rule import EmbeddingJudge
+
+        feeds, steps, target = self.search_setup(variant, spec, thresholds, calibration)
+        reference = sentence_embeddings(reference_run(feeds), feeds, steps)
+        return EmbeddingJudge(feeds=feeds, steps=steps, reference=reference, target=target)
+
+    def _probe_feeds(self, spec: GraphSpec, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """The texts the rule's sensitivity pass runs: the calibration sample's, or (dynamic int8 has none) the
+        builtin corpus's default sample."""
+        from exporter.export.int8_rule import PROBE_SAMPLES
+
+        if feeds:
+            return feeds[:PROBE_SAMPLES]
+        return self.calibration_feeds(calibration_texts("builtin", PROBE_SAMPLES, 0, self.recipe_dir).texts, spec)
+
+    def _onnx_rule(self, variant: Variant, source: Path, spec: GraphSpec, target: Path, record: QuantizationRecord,
+                   calibration: CalibrationTexts | None, thresholds: Thresholds | None,
+                   feeds: list[dict[str, np.ndarray]], quantize) -> None:
+        import time
+
+        from exporter.export.exclusion_search import exact_patterns
+        from exporter.export.int8_rule import Candidate, choose, matmul_sensitivity, onnx_runner, plan_attempts
+        from exporter.export.onnx_backend import move_onnx
+
+        started = time.perf_counter()
+        scheme = f"onnx-{variant.resolved_quantization.method}"
+        attempts_dir = self.scratch / f"int8-rule-{variant.resolved_name}"
+        attempts_dir.mkdir(parents=True, exist_ok=True)
+        sensitivities = matmul_sensitivity(source, self._probe_feeds(spec, feeds), scheme=scheme,
+                                           scratch=attempts_dir)
+        judge = self.int8_judge(variant, spec, thresholds, calibration, onnx_runner(source))
+        paths: list[Path] = []
+
+        def build(kept: list[str]) -> Candidate:
+            path = attempts_dir / f"attempt-{len(paths) + 1}.onnx"
+            quantize(path, exact_patterns(kept))
+            paths.append(path)
+            return Candidate(kept_float=kept, run=onnx_runner(path))
+
+        result = choose(plan_attempts(sensitivities), build, judge, self.progress, candidates=len(sensitivities),
+                        scheme=scheme, probe_seconds=time.perf_counter() - started)
+        move_onnx(paths[result.chosen], target)
+        shutil.rmtree(attempts_dir, ignore_errors=True)
+        self._record_rule(variant, record, result, judge)
+
+    def _openvino_rule(self, variant: Variant, ov_model, source: Path, spec: GraphSpec, record: QuantizationRecord,
+                       calibration: CalibrationTexts, thresholds: Thresholds | None,
+                       feeds: list[dict[str, np.ndarray]], smooth_quant: bool):
+        import time
+
+        from exporter.export.exclusion_search import exact_patterns
+        from exporter.export.int8_rule import Candidate, choose, matmul_sensitivity, openvino_runner, plan_attempts
+
+        started = time.perf_counter()
+        scheme = "openvino-static" if smooth_quant else "openvino-static-unsmoothed"
+        sensitivities = matmul_sensitivity(source, self._probe_feeds(spec, feeds), scheme=scheme,
+                                           scratch=self.scratch)
+        judge = self.int8_judge(variant, spec, thresholds, calibration, openvino_runner(ov_model, spec.output))
+        models: list = []
+
+        def build(kept: list[str]) -> Candidate:
+            models.append(quantize_openvino_static(ov_model, feeds, exact_patterns(kept), smooth_quant))
+            return Candidate(kept_float=kept, run=openvino_runner(models[-1], spec.output))
+
+        result = choose(plan_attempts(sensitivities), build, judge, self.progress, candidates=len(sensitivities),
+                        scheme=scheme, probe_seconds=time.perf_counter() - started)
+        self._record_rule(variant, record, result, judge)
+        return models[result.chosen]
+
+    def _record_rule(self, variant: Variant, record: QuantizationRecord, result, judge) -> None:
+        """The rule's decision into the manifest record (as ``exclude: auto``'s) and one log line."""
+        import re
+
+        from exporter.artifact.manifest import ExclusionSearchRecord
+        from exporter.export.int8_rule import MAX_ATTEMPTS
+
+        target = getattr(judge, "target", None)
+        record.exclude = [re.escape(name) for name in result.kept_float]
+        record.exclude_requested = "sensitive"
+        record.search = ExclusionSearchRecord(
+            method=f"int8 rule ({result.scheme}): MatMuls ordered by simulated int8 error, at most {MAX_ATTEMPTS} "
+                   "quantisations, the first the judge accepts",
+            kept_float=result.kept_float, reason=result.reason(),
+            target=dict(target.thresholds) if target is not None else {}, measured=result.verdict.metrics,
+            met=result.passed, trials=len(result.attempts), texts=len(getattr(judge, "feeds", [])) or None,
+            seconds=round(result.seconds, 1), outcome=result.line(),
+            attempts=[{"kept_float": len(attempt.kept_float), "accepted": attempt.verdict.passes,
+                       "summary": attempt.verdict.summary, "seconds": round(attempt.seconds, 1)}
+                      for attempt in result.attempts])
+        kept = f"kept {len(result.kept_float)} of {result.candidates} MatMul(s) in float"
+        self.progress.log(f"{variant.resolved_name}: int8 rule {kept} (attempt {result.chosen + 1} of "
+                          f"{len(result.attempts)}: {result.verdict.summary}); to pin it: exclude: "
+                          f"{json.dumps(record.exclude)}")
 
     def _build_openvino(self, variant: Variant, source: Path, spec: GraphSpec, target: Path,
                         record: QuantizationRecord | None, calibration: CalibrationTexts | None,
@@ -265,6 +369,10 @@ class VariantBuilder:
             ov_model, result = openvino_search(ov_model, feeds, search_feeds, steps, spec.output, search_target,
                                                quantization.smooth_quant, self.progress)
             self._record_search(variant, record, result, search_target)
+        elif quantization.method == "static" and quantization.exclude == "sensitive":
+            feeds = self.calibration_feeds(calibration.texts, spec)
+            ov_model = self._openvino_rule(variant, ov_model, source, spec, record, calibration, thresholds, feeds,
+                                           quantization.smooth_quant)
         elif quantization.method == "static":
             feeds = self.calibration_feeds(calibration.texts, spec)
             ov_model = quantize_openvino_static(ov_model, feeds, quantization.exclude, quantization.smooth_quant)
