@@ -49,6 +49,10 @@ def comparable(folder: Path) -> dict:
     for variant in data["variants"]:
         if variant.get("parity"):
             variant["parity"].pop("validated_on")
+        search = (variant.get("quantization") or {}).get("search") or {}
+        search.pop("seconds", None)  # how long the int8 rule's quantisations took
+        for attempt in search.get("attempts") or []:
+            attempt.pop("seconds", None)
     return data
 
 
