@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import write_recipe
+from hub_fixtures import HUB_TOKEN
 
 from exporter.artifact.integrity import list_files, sha256_file
 from exporter.artifact.manifest import read_manifest
@@ -156,6 +157,21 @@ def test_merged_shards_equal_the_whole_build(zoo, tmp_path):
     report = json.loads((tmp_path / "merged" / "parity_report.json").read_text())
     assert [v["name"] for v in report["variants"]] == read_manifest(tmp_path / "merged").variant_names
     assert invoke("validate", str(tmp_path / "merged")).exit_code == 0
+
+
+def test_a_merged_folder_pushes_and_downloads_as_built(zoo, tmp_path, hub_url):
+    from huggingface_hub import snapshot_download
+
+    shards = sorted(str(path) for path in (zoo["root"] / "shards").iterdir())
+    assert invoke("merge", *shards, "--output", str(tmp_path / "merged")).exit_code == 0
+    pushed = invoke("push", str(tmp_path / "merged"), "--repo-id", "test-user/tiny-zoo", "--endpoint", hub_url,
+                    "--token", HUB_TOKEN, "--json")
+    assert pushed.exit_code == 0, (pushed.output, pushed.stderr)
+    assert json.loads(pushed.stdout)["verified"] is True  # push re-ran every merged variant first
+    local = Path(snapshot_download("test-user/tiny-zoo", endpoint=hub_url, cache_dir=tmp_path / "cache"))
+    assert {path: sha for path, sha in model_files(local).items() if path in model_files(zoo["root"] / "whole")} \
+        == model_files(zoo["root"] / "whole")
+    assert read_manifest(local).variant_names == read_manifest(zoo["root"] / "whole").variant_names
 
 
 def test_merge_fills_missing_variants_from_the_cache(zoo, tmp_path):
