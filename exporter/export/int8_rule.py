@@ -130,31 +130,21 @@ def matmul_sensitivity(onnx_path: Path, feeds: list[Feed], *, scheme: Scheme, sc
     """Every weight MatMul of the fp32 ONNX graph at ``onnx_path``, most sensitive first (module docstring, step 1).
     ``scheme`` says how the backend quantises: ``onnx-static`` (smoothing as ``quantize_onnx_static``, one range
     from calibration), ``onnx-dynamic`` (no smoothing, a range per batch), ``openvino-static`` (SmoothQuant)."""
+    import tempfile
+
     import onnx
-    import onnxruntime as ort
     from onnx import numpy_helper
 
-    from exporter.export.onnx_backend import save_onnx
+    from exporter.export.onnx_backend import probe_session
 
     model = onnx.load(str(onnx_path), load_external_data=True)
     weights = {tensor.name: tensor for tensor in model.graph.initializer}
     nodes = [node for node in model.graph.node if node.op_type == "MatMul" and node.input[1] in weights
              and node.input[0] not in weights and len(weights[node.input[1]].dims) == 2]
     tensors = sorted({node.input[0] for node in nodes})
-    declared = {output.name for output in model.graph.output}
-    for name in tensors:
-        if name not in declared:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    import tempfile
-
     folder = Path(tempfile.mkdtemp(prefix="sensitivity-", dir=scratch))
-    probe = folder / "probe.onnx"
-    save_onnx(model, probe)
+    session, wanted = probe_session(model, tensors, folder / "probe.onnx")
     del model
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(probe), options, providers=["CPUExecutionProvider"])
-    wanted = {entry.name for entry in session.get_inputs()}
     rng = np.random.default_rng(0)
     stats: dict[str, dict] = {name: {"rows": [], "feed": [], "low": [], "high": [], "cmin": None, "cmax": None}
                               for name in tensors}

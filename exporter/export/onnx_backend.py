@@ -397,9 +397,9 @@ def _smooth_outlier_channels(model, nodes: list, feeds: list[dict[str, np.ndarra
     graph.initializer.extend(kept)
 
 
-def _channel_absmax(model, tensors: list[str], feeds: list[dict[str, np.ndarray]],
-                    scratch: Path) -> dict[str, np.ndarray]:
-    """Per last-axis channel max |value| of each of ``tensors`` over ``feeds`` (one float32 run per feed)."""
+def probe_session(model, tensors: list[str], path: Path):
+    """A quiet CPU session of a copy of ``model`` (saved at ``path``) that also outputs the float ``tensors``, and
+    the names of its inputs (feeds carry keys a graph may not take, e.g. token_type_ids)."""
     import onnx
     import onnxruntime as ort
 
@@ -409,13 +409,19 @@ def _channel_absmax(model, tensors: list[str], feeds: list[dict[str, np.ndarray]
     for name in tensors:
         if name not in declared:
             probe.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    path = scratch / "probe.onnx"
     save_onnx(probe, path)
     del probe
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    wanted = {entry.name for entry in session.get_inputs()}
+    return session, {entry.name for entry in session.get_inputs()}
+
+
+def _channel_absmax(model, tensors: list[str], feeds: list[dict[str, np.ndarray]],
+                    scratch: Path) -> dict[str, np.ndarray]:
+    """Per last-axis channel max |value| of each of ``tensors`` over ``feeds`` (one float32 run per feed)."""
+    path = scratch / "probe.onnx"
+    session, wanted = probe_session(model, tensors, path)
     peaks: dict[str, np.ndarray] = {}
     for feed in feeds:
         values = session.run(tensors, {key: value for key, value in feed.items() if key in wanted})
