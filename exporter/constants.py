@@ -8,7 +8,7 @@ from typing import Literal, get_args
 # Each Literal is the one list of its values: recipes validate against it, every stage iterates over it.
 Backend = Literal["onnx", "openvino", "torch"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-Graph = Literal["transformer", "sentence"]
+Graph = Literal["transformer", "sentence", "scores"]  # scores: rerankers (model.kind cross)
 Optimize = Literal["none", "O1", "O2", "O3"]
 Method = Literal["dynamic", "static", "weight_only"]
 # int8 instruction sets a quantised ONNX graph can be built for ("auto": this host's).

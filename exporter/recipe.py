@@ -173,6 +173,9 @@ class Validation(_Strict):
         None, description="Extra validation texts: a local .txt (one per line) or .jsonl file, relative to the recipe."
     )
     thresholds: Thresholds | None = Field(None, description="Overrides of the default thresholds for every variant.")
+    pairs: str | None = Field(
+        None, description="Rerankers (model.kind cross): query groups to validate on instead of the built-in ones, a "
+        'local JSONL file relative to the recipe, one {"query": str, "passages": [str, ...]} per line.')
 
 
 class Publish(_Strict):
@@ -203,7 +206,9 @@ class Variant(_Strict):
         "transformer",
         description="transformer: token embeddings, loaded through sentence-transformers (which pools). "
         "sentence: the whole pipeline (transformer, pooling, dense, normalize) in one graph that outputs "
-        "the sentence embedding [batch, dim], for plain onnxruntime / OpenVINO.",
+        "the sentence embedding [batch, dim], for plain onnxruntime / OpenVINO. Rerankers (model.kind cross): "
+        "transformer is the sequence-classification graph (logits) CrossEncoder(..., backend=...) loads; scores has "
+        "the model's activation inside (sigmoid for one label).",
     )
     name: str | None = Field(
         None,
@@ -299,8 +304,8 @@ class Variant(_Strict):
                 parts.append(quantization.isa.replace("_", "-"))
             if quantization.float_precision == "bf16":
                 parts.append("bf16")
-        if self.graph == "sentence":
-            parts.append("sentence")
+        if self.graph in ("sentence", "scores"):
+            parts.append(self.graph)
         if self.truncate_dim is not None:
             parts.append(f"dim{self.truncate_dim}")
         return "-".join(parts)

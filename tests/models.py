@@ -328,3 +328,64 @@ def build_outlier_model(folder: Path, seed: int = 0) -> Path:
     SentenceTransformer(modules=modules, device="cpu").save(str(st_dir))
     shutil.rmtree(hf_dir)
     return st_dir
+
+
+# -- CrossEncoder rerankers ---------------------------------------------------------------------------------------
+
+# architecture -> the transformers sequence-classification class of its real rerankers (ms-marco MiniLM: BERT;
+# bge-reranker: XLM-RoBERTa).
+CROSS_ARCHITECTURES = {"bert": "BertForSequenceClassification", "xlm-roberta": "XLMRobertaForSequenceClassification"}
+
+
+def build_cross_encoder(folder: Path, architecture: str = "bert", num_labels: int = 1, seed: int = 0) -> Path:
+    """A random tiny CrossEncoder reranker of ``architecture`` (a key of ``CROSS_ARCHITECTURES``), saved by
+    sentence-transformers' own ``CrossEncoder.save`` (a real 6.2 CrossEncoder folder: modules.json, the
+    Transformer's ``transformer_task: sequence-classification``, config_sentence_transformers.json
+    ``model_type: CrossEncoder`` and ``activation_fn``), with a tokenizer trained here. Returns the model folder."""
+    import transformers
+    from sentence_transformers import CrossEncoder
+    from tokenizers import Tokenizer
+
+    torch.manual_seed(seed)
+    hf_dir = folder / "hf"
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    kind, tokenizer_class = ARCHITECTURES[architecture]
+    inputs = ARCHITECTURE_INPUTS.get(architecture, ["input_ids", "attention_mask"])
+    vocab_size = _save_tokenizer(kind, tokenizer_class, hf_dir, inputs)
+    saved = Tokenizer.from_file(str(hf_dir / "tokenizer.json"))
+    pad_id = next(saved.token_to_id(t) for t in ("[PAD]", "<pad>") if saved.token_to_id(t) is not None)
+    base = _architecture_model(architecture, vocab_size, pad_id)
+    config = base.config
+    config.num_labels = num_labels
+    config.architectures = [CROSS_ARCHITECTURES[architecture]]
+    model = getattr(transformers, CROSS_ARCHITECTURES[architecture])(config)
+    with torch.no_grad():  # a classifier head with a spread of logits, so rankings have something to keep
+        for parameter in model.classifier.parameters():
+            parameter.mul_(8.0)
+    model.save_pretrained(hf_dir)
+    st_dir = folder / "model"
+    CrossEncoder(str(hf_dir), max_length=TINY_MAX_SEQ_LENGTH, device="cpu").save(str(st_dir))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(hf_dir / name, st_dir / name)
+    shutil.rmtree(hf_dir)
+    return st_dir
+
+
+def build_legacy_cross_encoder(folder: Path, seed: int = 0) -> Path:
+    """A plain transformers ``BertForSequenceClassification`` folder (config, weights, tokenizer; no modules.json),
+    as rerankers saved before sentence-transformers 4 are. Returns the folder."""
+    import transformers
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab_size = _save_tokenizer("wordpiece", "BertTokenizer", folder, ARCHITECTURE_INPUTS["bert"])
+    base = _architecture_model("bert", vocab_size, 0)
+    config = base.config
+    config.num_labels = 1
+    config.architectures = ["BertForSequenceClassification"]
+    model = transformers.BertForSequenceClassification(config)
+    with torch.no_grad():
+        for parameter in model.classifier.parameters():
+            parameter.mul_(8.0)
+    model.save_pretrained(folder)
+    return folder

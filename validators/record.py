@@ -18,6 +18,8 @@ from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_
 from exporter.validators.report import REPORT_NAME, ParityReport
 
 HEADLINE_CHECKS = ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")
+# Rerankers (``exporter.validators.ranking``): their headline numbers instead.
+RANKING_HEADLINE = ("max_abs_diff", "ranking", "top1_agreement", "spearman_mean", "ndcg_at_5")
 
 
 def record_results(folder: Path, report: ParityReport) -> Path:
@@ -33,14 +35,20 @@ def record_results(folder: Path, report: ParityReport) -> Path:
     validating_host = HostProfile.detect(probe=False).cpu_line()
     for entry in manifest.variants:
         result = results.get(entry.name)
+        measured = {check.name: check.measured for check in (result.checks if result else [])}
         entry.parity = None if result is None else Parity(
-            passed=result.passed, **{name: result.check(name).measured for name in HEADLINE_CHECKS},
+            passed=result.passed, **{name: measured.get(name) for name in HEADLINE_CHECKS},
             inference_precision=result.inference_precision, validated_on=validating_host)
+        if entry.parity is not None and "top1_agreement" in measured:  # a reranker: its ranking metrics
+            for name in RANKING_HEADLINE:
+                setattr(entry.parity, name, measured.get(name))
         prompts = {check.name.removeprefix(PROMPT_CHECK_PREFIX): check.measured for check in (result.checks if result
                    else []) if check.name.startswith(PROMPT_CHECK_PREFIX)}
         if entry.parity is not None and prompts:
             entry.parity.prompts = prompts
-    for relative in (TEXTS_FILE, REFERENCE_FILE, TOKEN_IDS_FILE, REPORT_NAME):
+    from exporter.validators.ranking import STORED_GROUPS_FILE, STORED_SCORES_FILE
+
+    for relative in (TEXTS_FILE, REFERENCE_FILE, TOKEN_IDS_FILE, STORED_GROUPS_FILE, STORED_SCORES_FILE, REPORT_NAME):
         if (folder / relative).is_file():
             manifest.set_shared_file(file_entry(folder, relative))
     manifest.validation = ValidationRecord(passed=report.passed, reference=report.reference, report=REPORT_NAME)

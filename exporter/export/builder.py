@@ -170,15 +170,25 @@ def build(
     from exporter.export.model_kind import resolve_model_kind
 
     kind = resolve_model_kind(loaded.recipe.model.kind, source.directory, loaded.where(("model", "kind")))
-    if kind.kind != "sentence":
+    if kind.kind not in ("sentence", "cross"):
         raise BadInputError(f"{loaded.where(('model', 'kind'))}: {source.location} is a {kind.kind} model "
                             f"({kind.reason}); only sentence (embedding) models can be built")
+    if kind.kind == "sentence":
+        check_sentence_graphs(loaded, selected)
     if not loaded.recipe.model.trust_remote_code:  # sentence-transformers imports a local folder's custom modules
         from exporter.artifact.safety import MODULES_FILE, check_modules
 
         check_modules(source.directory / MODULES_FILE, f"{loaded.path}: model: {source.location}/{MODULES_FILE}",
                       opt_in="set model.trust_remote_code: true in the recipe to allow its code",
                       subject="the source model")
+    if kind.kind == "cross":  # a reranker: exporter.export.cross
+        from exporter.export.cross import build_cross
+
+        if cache is not None:
+            raise BadInputError(f"{loaded.where(('model', 'kind'))}: build caches (plan/shard) are not yet "
+                                "supported for rerankers; build without --cache")
+        return build_cross(loaded, source, selected, target, kind=kind, progress=progress, validate=validate,
+                           wait=wait, started=started)
     with staging_for(target, wait=wait) as staging:
         with progress.step(f"Loading {source.location}"):
             model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
@@ -331,6 +341,15 @@ def check_input_files(loaded: LoadedRecipe, variants: list[Variant]) -> None:
             raise BadInputError(f"{loaded.path}: validation.texts: {path} is not a file")
 
 
+def check_sentence_graphs(loaded: LoadedRecipe, variants: list[Variant]) -> None:
+    """Refuse a reranker's ``graph: scores`` on an embedding model (it has no scores to output)."""
+    for index, variant in enumerate(loaded.recipe.variants):
+        if variant in variants and variant.graph == "scores":
+            raise BadInputError(f"{loaded.where(('variants', index, 'graph'))}: variant {variant.resolved_name!r}: "
+                                "graph scores is for rerankers (model.kind cross); an embedding model has graph "
+                                "transformer | sentence")
+
+
 def check_sentence_graph_prompts(loaded: LoadedRecipe, variants: list[Variant], source_dir: Path) -> None:
     """Refuse a ``graph: sentence`` variant of a model that pools without its prompt's tokens (Pooling
     ``include_prompt: false``) and declares prompts: the graph pools every token it is given and cannot know how
@@ -424,16 +443,17 @@ def truncate_dims(loaded: LoadedRecipe, variants: list[Variant], source_default:
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
                     progress: Progress, file_names: dict[str, VariantFiles],
                     thresholds: dict[str, Thresholds],
-                    truncation: dict[str, int | None] | None = None, *, isa: str | None = None
-                    ) -> list[BuiltVariant]:
+                    truncation: dict[str, int | None] | None = None, *, isa: str | None = None,
+                    builder_class: type[VariantBuilder] = VariantBuilder) -> list[BuiltVariant]:
     """Export each variant into ``folder`` under its name in ``file_names`` (the recipe's
     ``file_names()``); intermediate graphs live in a scratch folder, built once. ``thresholds``: what each
     variant will be validated against (``exclude: auto`` searches for them); ``truncation``: each variant's
-    Matryoshka ``truncate_dim`` (None: full width); ``isa``: what ``isa: auto`` resolves to (None: this host's)."""
+    Matryoshka ``truncate_dim`` (None: full width); ``isa``: what ``isa: auto`` resolves to (None: this host's);
+    ``builder_class``: the ``VariantBuilder`` of the model's kind (``exporter.export.cross`` for rerankers)."""
     truncation = truncation or {}
     built: list[BuiltVariant] = []
     with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
-        builder = VariantBuilder(model, recipe_dir, Path(scratch), progress, folder=folder, isa=isa)
+        builder = builder_class(model, recipe_dir, Path(scratch), progress, folder=folder, isa=isa)
         for variant in variants:
             file_name = file_names[variant.resolved_name].file_name
             started = time.perf_counter()

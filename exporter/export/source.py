@@ -93,5 +93,8 @@ def load_sentence_transformer(directory: Path, source: ModelSource, for_export: 
 
 def embedding_dimension(model) -> int:
     """The sentence embedding size (``get_embedding_dimension`` since sentence-transformers 5.7)."""
-    method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    method = getattr(model, "get_embedding_dimension", None) or getattr(model, "get_sentence_embedding_dimension",
+                                                                         None)
+    if method is None and hasattr(model, "num_labels"):  # a CrossEncoder: scores per pair
+        return int(model.num_labels)
     return int(method())

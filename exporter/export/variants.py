@@ -83,7 +83,7 @@ class VariantBuilder:
                 path = folder / "model.onnx"
                 what = f"the {graph} graph" + (f" (truncated to {truncate_dim})" if truncate_dim else "")
                 with self.progress.step(f"Exporting {what} to ONNX"):
-                    self._graphs[key] = (path, export_onnx_graph(self.model, graph, path, truncate_dim))
+                    self._graphs[key] = (path, self.export_graph(graph, path, truncate_dim))
             else:
                 source, spec = self.fp32_graph(graph, truncate_dim=truncate_dim)
                 path = folder / f"model_{optimize}.onnx"
@@ -92,6 +92,10 @@ class VariantBuilder:
                     optimize_onnx(source, path, optimize, config.model_type, *_heads_and_hidden_size(config))
                 self._graphs[key] = (path, spec)
         return self._graphs[key]
+
+    def export_graph(self, graph: str, path: Path, truncate_dim: int | None) -> GraphSpec:
+        """The fp32 ONNX export of ``graph`` (a builder for another kind of model overrides it)."""
+        return export_onnx_graph(self.model, graph, path, truncate_dim)
 
     def calibration(self, settings: Calibration) -> CalibrationTexts:
         key = (settings.corpus, settings.column, settings.samples, settings.seed)
