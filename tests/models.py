@@ -335,6 +335,7 @@ def build_outlier_model(folder: Path, seed: int = 0) -> Path:
 # architecture -> the transformers sequence-classification class of its real rerankers (ms-marco MiniLM: BERT;
 # bge-reranker: XLM-RoBERTa).
 CROSS_ARCHITECTURES = {"bert": "BertForSequenceClassification", "xlm-roberta": "XLMRobertaForSequenceClassification"}
+CROSS_INIT_RANGE = 0.2
 
 
 def build_cross_encoder(folder: Path, architecture: str = "bert", num_labels: int = 1, seed: int = 0) -> Path:
@@ -358,10 +359,10 @@ def build_cross_encoder(folder: Path, architecture: str = "bert", num_labels: in
     config = base.config
     config.num_labels = num_labels
     config.architectures = [CROSS_ARCHITECTURES[architecture]]
+    # Weights 10x the usual init: at 0.02 a tiny random model scores every pair alike (logit spread 1e-5 within a
+    # query group, all near ties); at 0.2 it is ~0.1, so rankings have an order to keep.
+    config.initializer_range = CROSS_INIT_RANGE
     model = getattr(transformers, CROSS_ARCHITECTURES[architecture])(config)
-    with torch.no_grad():  # a classifier head with a spread of logits, so rankings have something to keep
-        for parameter in model.classifier.parameters():
-            parameter.mul_(8.0)
     model.save_pretrained(hf_dir)
     st_dir = folder / "model"
     CrossEncoder(str(hf_dir), max_length=TINY_MAX_SEQ_LENGTH, device="cpu").save(str(st_dir))
@@ -383,9 +384,7 @@ def build_legacy_cross_encoder(folder: Path, seed: int = 0) -> Path:
     config = base.config
     config.num_labels = 1
     config.architectures = ["BertForSequenceClassification"]
+    config.initializer_range = CROSS_INIT_RANGE
     model = transformers.BertForSequenceClassification(config)
-    with torch.no_grad():
-        for parameter in model.classifier.parameters():
-            parameter.mul_(8.0)
     model.save_pretrained(folder)
     return folder

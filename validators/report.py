@@ -235,7 +235,7 @@ def describe_failure(check: Check) -> str:
         return f"runs failed: {check.detail}"
     if check.measured is None:
         return f"{check.name} {check.detail or 'not measured'}"
-    operator = "<" if check.comparison == ">=" else "!="
+    operator = {">=": "<", "<=": ">"}.get(check.comparison or "", "!=")  # "<=": a reranker's max_abs_diff
     return (f"{check.name} {format_value(check.measured, check.required)} {operator} "
             f"required {format_required(check.required)}")
 
