@@ -61,6 +61,8 @@ def _run(recipe, output):
 
 
 def test_legacy_classifier_is_never_exported_as_an_embedder(tmp_path):
+    """A legacy ForSequenceClassification folder is a reranker (exporter.export.cross): asking for an embedding
+    graph of it is refused, naming the line and field (tests/test_rerankers.py builds one)."""
     from models import MINILM_DIR
 
     folder = _legacy_classifier(MINILM_DIR, tmp_path / "classifier")
@@ -69,13 +71,13 @@ def test_legacy_classifier_is_never_exported_as_an_embedder(tmp_path):
         model:
           path: {folder}
         variants:
-          - {{backend: onnx}}
+          - {{backend: onnx, graph: sentence}}
         """)
     result = _run(recipe, tmp_path / "out")
     assert result.exit_code == 2, result.output
     message = result.stderr.strip()
-    assert "\n" not in message and "model.kind" in message and "cross" in message, message
-    assert "ForSequenceClassification" in message, message
+    assert "\n" not in message and "variants[0].graph" in message and "model.kind cross" in message, message
+    assert detect_model_kind(folder).kind == "cross"
     assert not (tmp_path / "out").exists()
 
 

@@ -122,6 +122,9 @@ def validate(
         raise BadInputError(f"{folder}/manifest.json: no variants to validate")
     if not trust_remote_code:
         safety.check_folder(folder, manifest)
+    if manifest.source.kind == "cross":  # a reranker: judged by its rankings (exporter.validators.ranking)
+        return _validate_ranking(folder, manifest, source_dir, extra_texts_file, write_reference, record, progress,
+                                 trust_remote_code, report_dir, variants)
     policy = ThresholdPolicy.parse(thresholds)
     held_to = {v.name: _thresholds(v, thresholds_for, policy) for v in manifest.variants}
     torch_variants = [v.name for v in manifest.variants if v.backend == "torch"]
@@ -173,6 +176,28 @@ def validate(
     )
     _write_results(folder, manifest, report, reference, write_reference=write_reference, record=record,
                    report_dir=Path(report_dir) if report_dir is not None else None)
+    return report
+
+
+def _validate_ranking(folder: Path, manifest: Manifest, source_dir, pairs_file, write_reference: bool, record: bool,
+                      progress: Progress, trust_remote_code: bool, report_dir, variants) -> ParityReport:
+    """``validate`` of a reranker artifact (``extra_texts_file`` is a query-groups JSONL file there): the reference
+    and the results go to ``report_dir`` when given, else into the folder."""
+    from exporter.validators.ranking import validate_ranking
+    from exporter.validators.record import record_results
+
+    destination = Path(report_dir) if report_dir is not None else folder
+    if destination != folder:
+        destination.mkdir(parents=True, exist_ok=True)
+        write_manifest(destination, manifest)
+    report = validate_ranking(folder, manifest, source_dir=source_dir, pairs_file=pairs_file, progress=progress,
+                              trust_remote_code=trust_remote_code, write_reference=write_reference,
+                              variants=variants, reference_dir=destination)
+    if record:
+        try:
+            record_results(destination, report)
+        except OSError as error:
+            report.record_error = f"{type(error).__name__}: {error}"
     return report
 
 
@@ -380,6 +405,11 @@ def check_stored(folder: Path, variant: Variant | str, *,
     entry = manifest.variant(variant) if isinstance(variant, str) else variant
     if not trust_remote_code:
         safety.check_folder(folder, manifest)
+    if manifest.source.kind == "cross":  # a reranker: its stored groups and torch scores
+        from exporter.validators.ranking import load_stored_ranking_reference, validate_ranking_variant
+
+        return validate_ranking_variant(folder, manifest, entry, load_stored_ranking_reference(folder, manifest),
+                                        sentence_transformers=False)
     held_to = _thresholds(entry, None, ThresholdPolicy.parse(thresholds))
     reference = _stored_reference(folder, manifest)
     max_length, passes = _passes(folder, manifest, reference)
@@ -400,6 +430,12 @@ def reverify(folder: Path, manifest: Manifest | None = None, *, progress: Progre
     folder = Path(folder)
     progress = progress or SilentProgress()
     manifest = manifest or read_manifest(folder)
+    if manifest.source.kind == "cross":  # a reranker: its stored groups and torch scores
+        from exporter.validators.ranking import load_stored_ranking_reference, validate_ranking_variant
+
+        stored = load_stored_ranking_reference(folder, manifest)
+        return [validate_ranking_variant(folder, manifest, variant, stored, sentence_transformers=False)
+                for variant in manifest.variants]
     policy = ThresholdPolicy(ARTIFACT)
     held_to = {v.name: _thresholds(v, None, policy) for v in manifest.variants}
     reference = _stored_reference(folder, manifest)

@@ -193,12 +193,13 @@ def ranking_metrics(variant: list[np.ndarray], reference: list[np.ndarray], tie_
     if not variant:
         return {key: None for key in RANKING_CHECKS[2:]}
     flat_v, flat_r = np.concatenate(variant), np.concatenate(reference)
+    groups = list(zip(variant, reference, strict=True))
     return {
         "max_abs_diff": float(np.abs(flat_v - flat_r).max()),
-        "ranking": float(np.mean([_same_ranking(v, r, tie_tolerance) for v, r in zip(variant, reference)])),
-        "top1_agreement": float(np.mean([_top1_agrees(v, r, tie_tolerance) for v, r in zip(variant, reference)])),
-        "spearman_mean": float(np.mean([_spearman(v, r) for v, r in zip(variant, reference)])),
-        "ndcg_at_5": float(np.mean([_ndcg(v, r) for v, r in zip(variant, reference)])),
+        "ranking": float(np.mean([_same_ranking(v, r, tie_tolerance) for v, r in groups])),
+        "top1_agreement": float(np.mean([_top1_agrees(v, r, tie_tolerance) for v, r in groups])),
+        "spearman_mean": float(np.mean([_spearman(v, r) for v, r in groups])),
+        "ndcg_at_5": float(np.mean([_ndcg(v, r) for v, r in groups])),
     }
 
 
@@ -311,9 +312,8 @@ def store_ranking_reference(folder: Path, reference: RankingReference) -> None:
 # -- validation ------------------------------------------------------------------------------------------------
 
 
-def variant_scores(folder: Path, manifest, variant, pairs: list[tuple[str, str]], batch_size: int = 32
-                   ) -> np.ndarray:
-    """The variant's activated scores of ``pairs`` through the deploy runtime (``Reranker``)."""
+def variant_scores(folder: Path, manifest, variant, pairs: list[tuple[str, str]], batch_size: int = 32):
+    """(the variant's activated scores of ``pairs``, the ``Reranker`` that ran them): the deploy runtime."""
     from exporter.runtime.reranker import Reranker
 
     reranker = Reranker(folder, manifest, variant)
@@ -443,10 +443,11 @@ def _reference(folder: Path, manifest, source_dir: Path | None, pairs_file: Path
 
 def validate_ranking(folder: Path, manifest, *, source_dir: Path | None = None, pairs_file: Path | None = None,
                      progress=None, trust_remote_code: bool = False, write_reference: bool = True,
-                     variants=None, sentence_transformers: bool = True):
+                     variants=None, sentence_transformers: bool = True, reference_dir: Path | None = None):
     """``exporter.validate`` for a reranker artifact: every variant against torch's scores of the groups (computed
     from the source model when it is found, else the stored ones). Returns a ``ParityReport``; threshold failures
-    are in it, not raised. ``write_reference`` stores the groups and torch's scores in ``parity/``."""
+    are in it, not raised. ``write_reference`` stores the groups and torch's scores in ``parity/`` of
+    ``reference_dir`` (default: the folder)."""
     from exporter import __version__
     from exporter.progress import SilentProgress
     from exporter.validators.report import ParityReport
@@ -473,5 +474,5 @@ def validate_ranking(folder: Path, manifest, *, source_dir: Path | None = None, 
         trust_remote_code={"recorded": manifest.source.trust_remote_code, "used": trust_remote_code},
     )
     if write_reference and reference.kind == "source":
-        store_ranking_reference(folder, reference)
+        store_ranking_reference(Path(reference_dir or folder), reference)
     return report

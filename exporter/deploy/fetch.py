@@ -121,7 +121,8 @@ class FetchResult:
                      "thresholds": dict(self.check.thresholds), "policy": self.thresholds,
                      "loosened": [item.to_dict() for item in self.check.loosened],
                      "measured": {c.name: c.measured for c in self.check.checks
-                                  if c.name.startswith(("cosine", "neighbour", "spearman"))}}
+                                  if c.name.startswith(("cosine", "neighbour", "spearman", "max_abs_diff", "ranking",
+                                                        "top1", "ndcg"))}}
         return {
             "path": str(self.path), "source": self.source, "kind": self.kind, "revision": self.revision,
             "commit": self.commit, "endpoint": self.endpoint, "variant": self.name,
@@ -155,6 +156,9 @@ def load_line(path: Path, variant: Variant, device: str = "cpu") -> str:
                 f"{{\"variant\": {_py(variant.precision)}, \"dtype\": torch.{TORCH_DTYPES[variant.precision]}}}); "
                 f"model.encode([\"first text\", \"second text\"]{normalize})")
     device_arg = f", device={_py(device)}" if device != "cpu" else ""
+    if variant.output in ("logits", "scores"):  # a reranker's graph: the Reranker (exporter.runtime.reranker)
+        return (f"import exporter; model = exporter.load({_py(str(path))}, {_py(variant.name)}{device_arg}); "
+                "model.rank(\"a query\", [\"first passage\", \"second passage\"])")
     truncated = f"  # truncate_dim {variant.truncate_dim}, from the manifest" if variant.truncate_dim else ""
     return (f"import exporter; model = exporter.load_encoder({_py(str(path))}, {_py(variant.name)}{device_arg}); "
             "model.encode([\"first text\", \"second text\"])" + truncated)
@@ -198,7 +202,8 @@ def load(source: str | os.PathLike, variant: str | None = "auto", *, device: str
     names custom module classes, is refused unless ``trust_remote_code=True``. ``device`` (``auto``: where
     the choice runs, CPU unless asked), ``mode`` (``latency`` or ``throughput``) and ``threads`` go to the
     Encoder; a device other than the validated one is used only when asked, and ``encoder.settings`` marks it
-    not validated.
+    not validated. A reranker artifact (``source.kind: cross``) gives a ``Reranker`` (``predict`` / ``rank``, as
+    ``CrossEncoder``'s) instead of an Encoder.
     """
     from exporter.runtime.encoder import Encoder, torch_variant_error
 
@@ -209,8 +214,12 @@ def load(source: str | os.PathLike, variant: str | None = "auto", *, device: str
     result = fetch_variant(source, variant=variant, **options)
     if result.variant.backend == "torch":
         raise torch_variant_error(result.name)
-    return Encoder(result.path, read_manifest(result.path), result.variant, device=device, mode=mode,
-                   threads=threads)
+    manifest = read_manifest(result.path)
+    if manifest.source.kind == "cross":  # a reranker: exporter.runtime.reranker
+        from exporter.runtime.reranker import Reranker
+
+        return Reranker(result.path, manifest, result.variant, device=device, mode=mode, threads=threads)
+    return Encoder(result.path, manifest, result.variant, device=device, mode=mode, threads=threads)
 
 
 def load_sentence_transformer(source: str | os.PathLike, *, device: str | None = None,
@@ -224,7 +233,9 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     ``transformer``) plus ``device`` (default: ``cuda``
     when the choice runs on the GPU, else ``cpu``) and extra ``model_kwargs`` for sentence-transformers.
     OpenVINO variants get the validated numerics settings (``ov_config``) unless ``model_kwargs`` says
-    otherwise. sentence-transformers gets ``trust_remote_code`` from the caller only (default ``False``), never
+    otherwise. A reranker artifact (``source.kind: cross``) gives a ``CrossEncoder`` (the name is kept: it loads
+    whatever sentence-transformers class the artifact is). sentence-transformers gets ``trust_remote_code`` from
+    the caller only (default ``False``), never
     from the manifest.
     """
     if options.get("graph") not in (None, "transformer"):
@@ -236,6 +247,8 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     if result.variant.graph != "transformer":
         raise BadInputError(f"variant {result.name} is a graph: sentence variant; load_sentence_transformer() "
                             f"needs graph: transformer (load it with: {result.python_line()})")
+    if read_manifest(result.path).source.kind == "cross":  # a reranker: sentence-transformers' CrossEncoder
+        return _cross_encoder(result, device, model_kwargs, options)
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as error:
@@ -260,6 +273,31 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
                                    device=device or result.choice.device, local_files_only=True,
                                    trust_remote_code=trust_remote_code, model_kwargs=kwargs,
                                    truncate_dim=result.variant.truncate_dim)
+    except ImportError as error:
+        raise RuntimeUnavailableError(f"variant {result.name}: the {result.variant.backend} runtime cannot start: "
+                                      f"{error}", fix=f'pip install "sentence-transformers[{result.variant.backend}]"'
+                                      ) from None
+
+
+def _cross_encoder(result: FetchResult, device: str | None, model_kwargs: dict[str, Any] | None,
+                   options: dict[str, Any]):
+    """A reranker's ``graph: transformer`` variant as sentence-transformers' ``CrossEncoder`` (its logits graph,
+    the model's activation from the folder's config), OpenVINO pinned to the validated numerics."""
+    try:
+        from sentence_transformers import CrossEncoder
+    except ImportError as error:
+        raise RuntimeUnavailableError(f"load_sentence_transformer() needs sentence-transformers: {error}",
+                                      fix=f'pip install "sentence-transformers[{result.variant.backend}]"') from None
+    from exporter.runtime.encoder import numerics_settings
+
+    kwargs: dict[str, Any] = {"file_name": result.variant.file_name}
+    if result.variant.backend == "openvino":
+        kwargs["ov_config"] = numerics_settings(result.variant)
+    kwargs.update(model_kwargs or {})
+    try:
+        return CrossEncoder(str(result.path), backend=result.variant.backend, device=device or result.choice.device,
+                            local_files_only=True, trust_remote_code=bool(options.get("trust_remote_code", False)),
+                            model_kwargs=kwargs)
     except ImportError as error:
         raise RuntimeUnavailableError(f"variant {result.name}: the {result.variant.backend} runtime cannot start: "
                                       f"{error}", fix=f'pip install "sentence-transformers[{result.variant.backend}]"'

@@ -182,12 +182,10 @@ def build(
                       opt_in="set model.trust_remote_code: true in the recipe to allow its code",
                       subject="the source model")
     if kind.kind == "cross":  # a reranker: exporter.export.cross
-        from exporter.export.cross import build_cross
-
         if cache is not None:
             raise BadInputError(f"{loaded.where(('model', 'kind'))}: build caches (plan/shard) are not yet "
                                 "supported for rerankers; build without --cache")
-        return build_cross(loaded, source, selected, target, kind=kind, progress=progress, validate=validate,
+        return build_reranker(loaded, source, selected, target, kind=kind, progress=progress, validate=validate,
                            wait=wait, started=started)
     with staging_for(target, wait=wait) as staging:
         with progress.step(f"Loading {source.location}"):
@@ -545,3 +543,51 @@ def variant_thresholds(loaded: LoadedRecipe, variant: Variant):
     recipe_level = loaded.recipe.validation.thresholds if loaded.recipe.validation else None
     variant_level = variant.validation.thresholds if variant.validation else None
     return effective_thresholds(variant.precision, recipe_level, variant_level)
+
+
+# -- rerankers (model.kind: cross) ----------------------------------------------------------------------------
+
+
+def build_reranker(loaded, source, selected, target: Path, *, kind, progress, validate: bool, wait: bool,
+                   started: float):
+    """``build`` for a reranker (``model.kind: cross``): the same staging, file names, manifest and recording, with
+    ``exporter.export.cross``'s steps (CrossEncoder loading, pair graphs, the ranking judge) and the ranking
+    validation (``exporter.validators.ranking``). Returns a ``BuildResult``."""
+    from exporter.export.cross import CrossVariantBuilder, check_cross_recipe, load_cross_encoder
+    from exporter.validators.ranking import ranking_thresholds
+
+    pairs_file = check_cross_recipe(loaded, selected, source.directory)
+    with staging_for(target, wait=wait) as staging:
+        with progress.step(f"Loading {source.location} (CrossEncoder)"):
+            model = load_cross_encoder(source.directory, loaded.recipe.model)
+        with progress.step("Writing sentence-transformers files"):
+            write_shared_files(model, staging.folder, source.directory)
+        file_names = loaded.recipe.file_names()
+        thresholds = {v.resolved_name: variant_thresholds(loaded, v) for v in selected}
+        built = export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names,
+                                        thresholds, builder_class=CrossVariantBuilder)
+        manifest = make_manifest(loaded, source, model, built, staging.folder, kind=kind.kind,
+                                         order=[v.resolved_name for v in selected])
+        for record in manifest.variants:  # the thresholds a reranker is held to are its ranking ones
+            record.validation_thresholds = ranking_thresholds(record.precision)
+        write_manifest(staging.folder, manifest)
+        manifest = finalize_manifest(staging.folder, source_dir=source.directory)
+        report = None
+        renamed = []
+        if validate:
+            from exporter.validators import record_results
+            from exporter.validators.ranking import validate_ranking
+
+            report = validate_ranking(staging.folder, manifest, source_dir=source.directory, pairs_file=pairs_file,
+                                      progress=progress, trust_remote_code=loaded.recipe.model.trust_remote_code)
+            renamed = move_failed_off_client_defaults(staging.folder, report, file_names)
+            for line in (item.line() for item in renamed):
+                progress.log(line)
+            record_results(staging.folder, report)
+            manifest = read_manifest(staging.folder)
+        dropped = dropped_variants(target, manifest)
+        staging.place()
+    if report is not None:
+        report.folder = str(target)
+    return BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started,
+                               variants=built, report=report, dropped=dropped, renamed=renamed)

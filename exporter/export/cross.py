@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import random
 import tempfile
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,50 +278,3 @@ def load_cross_encoder(directory: Path, source):
         model.max_seq_length = source.max_seq_length
     model.eval()
     return model
-
-
-def build_cross(loaded, source, selected, target: Path, *, kind, progress, validate: bool, wait: bool,
-                started: float):
-    """``builder.build`` for a reranker: the same staging, file names, manifest and recording, with the steps
-    above. Returns a ``BuildResult``."""
-    from exporter.artifact.manifest import read_manifest, write_manifest
-    from exporter.export import builder
-    from exporter.export.provenance import finalize_manifest
-    from exporter.export.staging import staging_for
-    from exporter.validators.ranking import ranking_thresholds
-
-    pairs_file = check_cross_recipe(loaded, selected, source.directory)
-    with staging_for(target, wait=wait) as staging:
-        with progress.step(f"Loading {source.location} (CrossEncoder)"):
-            model = load_cross_encoder(source.directory, loaded.recipe.model)
-        with progress.step("Writing sentence-transformers files"):
-            builder.write_shared_files(model, staging.folder, source.directory)
-        file_names = loaded.recipe.file_names()
-        thresholds = {v.resolved_name: builder.variant_thresholds(loaded, v) for v in selected}
-        built = builder.export_variants(model, selected, staging.folder, loaded.base_dir, progress, file_names,
-                                        thresholds, builder_class=CrossVariantBuilder)
-        manifest = builder.make_manifest(loaded, source, model, built, staging.folder, kind=kind.kind,
-                                         order=[v.resolved_name for v in selected])
-        for record in manifest.variants:  # the thresholds a reranker is held to are its ranking ones
-            record.validation_thresholds = ranking_thresholds(record.precision)
-        write_manifest(staging.folder, manifest)
-        manifest = finalize_manifest(staging.folder, source_dir=source.directory)
-        report = None
-        renamed = []
-        if validate:
-            from exporter.validators import record_results
-            from exporter.validators.ranking import validate_ranking
-
-            report = validate_ranking(staging.folder, manifest, source_dir=source.directory, pairs_file=pairs_file,
-                                      progress=progress, trust_remote_code=loaded.recipe.model.trust_remote_code)
-            renamed = builder.move_failed_off_client_defaults(staging.folder, report, file_names)
-            for line in (item.line() for item in renamed):
-                progress.log(line)
-            record_results(staging.folder, report)
-            manifest = read_manifest(staging.folder)
-        dropped = builder.dropped_variants(target, manifest)
-        staging.place()
-    if report is not None:
-        report.folder = str(target)
-    return builder.BuildResult(output=target, manifest=manifest, seconds=time.perf_counter() - started,
-                               variants=built, report=report, dropped=dropped, renamed=renamed)

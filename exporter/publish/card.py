@@ -153,7 +153,10 @@ def variant_table(folder: Path, manifest: Manifest) -> tuple[list[str], list[lis
     truncated = any(variant.truncate_dim is not None for variant in manifest.variants)
     header = ["variant", "backend", "precision", "graph"] + (["dim"] if truncated else [])
     header += ["file", "size", "parity"]
-    header += [label for _, label, _ in PARITY_FIELDS]
+    fields = PARITY_FIELDS
+    if manifest.source.kind == "cross":  # a reranker: its ranking metrics (exporter.publish.card_cross)
+        from exporter.publish.card_cross import RANKING_FIELDS as fields
+    header += [label for _, label, _ in fields]
     if with_bench:
         header += ["× torch", "texts/s"]
     rows = []
@@ -164,7 +167,7 @@ def variant_table(folder: Path, manifest: Manifest) -> tuple[list[str], list[lis
             row.append(variant.dimension(manifest.source.dimension))
         row += [code(variant.file_name), _size(variant.size), _verdict(variant)]
         row += [_number(getattr(parity, key), digits) if parity is not None else None
-                for key, _, digits in PARITY_FIELDS]
+                for key, _, digits in fields]
         if with_bench:
             bench = variant.bench
             ratio = bench.ratio_to_torch if bench is not None else None
@@ -402,7 +405,9 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
     runtimes = " and ".join(RUNTIME_NAMES.get(backend, backend) for backend in sorted(manifest.backends))
     of_what = f"of {code(base)} " if base else ""
     dims = []
-    if source.dimension:
+    if source.kind == "cross":
+        dims.append("a reranker (CrossEncoder): one score per (query, passage) pair")
+    elif source.dimension:
         dims.append(f"{source.dimension}-dimensional embeddings")
     if source.max_seq_length:
         dims.append(f"max_seq_length {source.max_seq_length}")
@@ -451,7 +456,7 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
         deploy_install="\n".join(f'pip install "embedding-exporter[{backend}]"  '
                                  f"# {RUNTIME_NAMES.get(backend, backend)} "
                                  "variants" for backend in sorted(manifest.backends)),
-        snippets=snippets(manifest, repo_id, folder.name, _normalizes(folder), model_folder.prompts(folder)[0]),
+        snippets=_snippets(manifest, repo_id, folder),
         tool_version=manifest.tool.version or "",
         recipe_file=(recipe.file if recipe is not None else None) or "recipe.yaml",
         recipe_sha256=recipe_sha256,
@@ -460,6 +465,14 @@ def render_card(folder: Path, manifest: Manifest, repo_id: str | None = None):
         provenance_rows=[[cell(k), cell(v)] for k, v in provenance],
         version_rows=version_rows,
     )
+
+
+def _snippets(manifest: Manifest, repo_id: str | None, folder: Path) -> list[dict[str, str]]:
+    if manifest.source.kind == "cross":  # a reranker: exporter.publish.card_cross
+        from exporter.publish.card_cross import cross_snippets
+
+        return cross_snippets(manifest, repo_id, folder.name)
+    return snippets(manifest, repo_id, folder.name, _normalizes(folder), model_folder.prompts(folder)[0])
 
 
 def write_card(folder: str | Path, repo_id: str | None = None) -> Path:

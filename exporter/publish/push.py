@@ -199,9 +199,12 @@ def reverify_variants(folder: Path, manifest: Manifest, progress: Progress | Non
     files or its verdict changed after validation); ``NotValidatedError`` when there is no stored reference to
     re-run against."""
     from exporter.validators.parity import reverify
+    from exporter.validators.ranking import has_stored_ranking_reference
     from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, has_stored_reference
 
-    if not has_stored_reference(folder):
+    stored = (has_stored_ranking_reference(folder) if manifest.source.kind == "cross"  # a reranker's groups
+              else has_stored_reference(folder))
+    if not stored:
         raise NotValidatedError(f"{folder}: refusing to push: no stored reference ({TEXTS_FILE}, {REFERENCE_FILE}) "
                                 "to re-verify the variants against; validate the folder first (that stores it)",
                                 variants=manifest.variant_names)
