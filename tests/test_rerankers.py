@@ -341,3 +341,24 @@ def test_ranking_metrics_treat_near_ties_as_ties():
     wrong_top = [np.array([0.5, 0.9, 0.4, 0.1])]
     metrics = ranking_metrics(wrong_top, reference, 1e-4)
     assert metrics["ranking"] == 0.0 and metrics["top1_agreement"] == 0.0 and metrics["ndcg_at_5"] < 1.0
+
+
+# -- bench ---------------------------------------------------------------------------------------------------------
+
+
+def test_bench_measures_pairs_per_second_against_torch(built, bert_reranker, tmp_path):
+    folder = Path(shutil.copytree(built[0], tmp_path / "bench"))
+    result = CliRunner().invoke(main, ["bench", str(folder), "--source", str(bert_reranker), "--variant",
+                                       "openvino-fp32", "--num-texts", "16", "--rounds", "1", "--warmup", "0",
+                                       "--json"])
+    assert result.exit_code == 0, (result.output, result.stderr)
+    data = json.loads(result.stdout)
+    assert data["settings"]["unit"] == "pairs/s" and set(data["settings"]["length_classes"]) == {"short", "mixed",
+                                                                                              "long"}
+    rows = {model["name"]: model["classes"] for model in data["models"]}
+    assert set(rows) == {"torch", "openvino-fp32"}
+    assert all(numbers["pairs_per_s"] > 0 and numbers["ratio_to_torch"] > 0
+               for numbers in rows["openvino-fp32"].values())
+    summary = read_manifest(folder).variant("openvino-fp32").bench
+    assert summary.throughput == rows["openvino-fp32"]["mixed"]["pairs_per_s"] and summary.ratio_to_torch > 0
+    assert "bench.json" in {entry.path for entry in read_manifest(folder).shared_files}

@@ -171,7 +171,9 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
     if not quiet:
-        render(result, console)
+        from exporter.diagnostics.bench_cross import CrossBenchResult
+
+        result.render(console) if isinstance(result, CrossBenchResult) else render(result, console)
 
 
 def render(result, console) -> None:

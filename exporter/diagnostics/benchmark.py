@@ -149,6 +149,13 @@ def bench(
         raise BadInputError(f"{folder}: no such artifact folder")
     root = root.resolve()
     manifest = read_manifest(root)
+    if manifest.source.kind == "cross":  # a reranker: pairs/s against CrossEncoder.predict (bench_cross)
+        from exporter.diagnostics.bench_cross import bench_cross
+
+        return bench_cross(root, manifest, variants=variants, batch_size=batch_size, num_texts=num_texts,
+                           threads=threads, rounds=rounds, warmup_rounds=warmup_rounds, source_dir=source_dir,
+                           save=save and report_dir is None, length_classes=length_classes,
+                           trust_remote_code=trust_remote_code)
     models = unique_names([*variant_targets(root, manifest, variants, trust_remote_code=trust_remote_code),
                            *(parse_compare(spec, trust_remote_code=trust_remote_code) for spec in compare)])
     targets, notes = with_loaders(models, loaders)
