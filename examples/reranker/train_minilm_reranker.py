@@ -175,7 +175,7 @@ def near_ties(scores: list[float], threshold: float) -> int:
 
 def ranking_report(scores: list[list[float]], groups: list[dict]) -> dict:
     """Mean NDCG@5 against the labels and the near-tie counts of ``scores`` on ``groups``."""
-    ndcg = [ndcg_at_k(group_scores, group["labels"]) for group_scores, group in zip(scores, groups, strict=True)]
+    ndcg = [ndcg_at_k(ranked, group["labels"]) for ranked, group in zip(scores, groups, strict=True)]
     return {
         "ndcg_at_5": round(sum(ndcg) / len(ndcg), 4),
         "near_ties_1e-3": sum(near_ties(s, 1e-3) for s in scores),
