@@ -94,7 +94,8 @@ def build_reranker(output: Path, *, train: bool = False, seed: int = 0, head: Pa
     if train:
         weights = train_head(model, read_groups(), seed=seed)
         if head is not None:
-            save_file(weights, str(head), metadata={"steps": str(STEPS), "seed": str(seed)})
+            # One metadata entry: safetensors writes several in hash order, which would change the bytes run to run.
+            save_file(weights, str(head), metadata={"trained": f"steps={STEPS} seed={seed} lr={LEARNING_RATE}"})
     elif random_head:
         weights = None
     else:
