@@ -362,3 +362,13 @@ def test_bench_measures_pairs_per_second_against_torch(built, bert_reranker, tmp
     summary = read_manifest(folder).variant("openvino-fp32").bench
     assert summary.throughput == rows["openvino-fp32"]["mixed"]["pairs_per_s"] and summary.ratio_to_torch > 0
     assert "bench.json" in {entry.path for entry in read_manifest(folder).shared_files}
+
+
+def test_docs_snippet_ranks_with_the_built_artifact(built, tmp_path, monkeypatch):
+    folder, _ = built
+    source = (Path(__file__).resolve().parents[1] / "docs" / "snippets" / "rerank.py").read_text(encoding="utf-8")
+    source = source.replace('"artifacts/minilm-reranker"', json.dumps(str(folder)))
+    namespace: dict = {}
+    exec(compile(source, "rerank.py", "exec"), namespace)  # noqa: S102 - the docs' own snippet
+    assert [item["corpus_id"] for item in namespace["ranked"]] == list(np.argsort(-namespace["scores"]))
+    assert type(namespace["model"]).__name__ == "CrossEncoder"
