@@ -37,8 +37,10 @@ from exporter.export.variants import SEARCH_SEED, VariantBuilder
 from exporter.runtime.reranker import LOGITS_OUTPUT, SCORES_OUTPUT
 
 CROSS_GRAPHS = ("transformer", "scores")
-JUDGE_GROUPS = 24  # held-out groups the int8 rule judges candidates on
+JUDGE_GROUPS = 48  # held-out groups the int8 rule judges candidates on
 JUDGE_PASSAGES = 8
+JUDGED = ("top1_agreement", "spearman_mean", "ndcg_at_5")  # the metrics the int8 rule's judge gates on
+JUDGE_MARGIN = 0.5
 
 
 class CrossGraph(torch.nn.Module):
@@ -113,8 +115,12 @@ class RankingJudge:
 
     def __init__(self, *, feeds: list[dict[str, np.ndarray]], reference: list[np.ndarray], thresholds: dict[str, float],
                  activation) -> None:
-        self.feeds, self.reference, self.thresholds, self.activation = feeds, reference, thresholds, activation
-        self.target = _Target({key: thresholds[key] for key in ("top1_agreement", "spearman_mean", "ndcg_at_5")})
+        # The judge asks for half the way from each threshold to 1: its held-out groups are not the validation's
+        # (on the MiniLM reranker a candidate at spearman 0.977 here measured 0.957 on the built-in groups).
+        self.feeds, self.reference, self.activation = feeds, reference, activation
+        self.thresholds = {key: (value + (1.0 - value) * JUDGE_MARGIN if key in JUDGED and value is not None
+                                 else value) for key, value in thresholds.items()}
+        self.target = _Target({key: self.thresholds[key] for key in JUDGED})
 
     def scores(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         activated = [np.asarray(o, dtype=np.float64).reshape(len(o), -1)[:, 0] for o in outputs]
@@ -122,11 +128,11 @@ class RankingJudge:
 
     def __call__(self, candidate):
         from exporter.export.int8_rule import Verdict
-        from exporter.validators.ranking import RANKING_CHECKS, ranking_metrics
+        from exporter.validators.ranking import ranking_metrics
 
         metrics = ranking_metrics(self.scores(candidate.run(self.feeds)), self.reference,
                                   self.thresholds["tie_tolerance"])
-        gated = [key for key in RANKING_CHECKS[2:] if key not in ("max_abs_diff", "ranking")]
+        gated = list(JUDGED)
 
         def slack(key: str) -> float:
             value, required = metrics.get(key), self.thresholds[key]
