@@ -204,6 +204,7 @@ def test_pushed_reranker_is_checked_by_fetch_on_a_host_without_torch(built, tmp_
     assert check["passed"] is True and check["failures"] == []
     assert check["measured"]["top1_agreement"] >= 0.95 and check["measured"]["spearman_mean"] >= 0.95
     assert "exporter.load(" in printed["python"] and "model.rank(" in printed["python"]
+    assert printed["model_kind"] == "cross"
 
 
 # -- other architectures, legacy folders ----------------------------------------------------------------------------

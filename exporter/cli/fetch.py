@@ -91,10 +91,17 @@ def fetch_command(source: str, variant: str, backend: str | None, precision: str
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
+    if result.model_kind == "cross":
+        click.echo("A reranker (CrossEncoder): exporter.load gives a Reranker (predict / rank)", err=True)
     click.echo(f"Chose {result.choice.reason}")
     click.echo(str(result.path))
     click.echo(result.python_line())
     if result.check is not None:
+        top1 = next((c.measured for c in result.check.checks if c.name == "top1_agreement"), None)
+        if isinstance(top1, float):  # a reranker: its rankings
+            click.echo(f"Check passed on this host: top1_agreement {top1:.4f} (required "
+                       f"{result.check.thresholds.get('top1_agreement')})", err=True)
+            return
         cosine = next((c.measured for c in result.check.checks if c.name == "cosine_min"), None)
         required = result.check.thresholds.get("cosine_min")
         click.echo(f"Check passed on this host: cosine_min {cosine:.5f} (required {required})"

@@ -70,6 +70,7 @@ from exporter.deploy.choice import Choice, choose_variant
 from exporter.errors import (
     BadInputError,
     IntegrityError,
+    ManifestError,
     NotFoundOnHubError,
     ParityFailedError,
     RuntimeUnavailableError,
@@ -110,6 +111,14 @@ class FetchResult:
     def name(self) -> str:
         return self.variant.name
 
+    @property
+    def model_kind(self) -> str:
+        """What the model computes (manifest ``source.kind``): sentence, cross (a reranker) or sparse."""
+        try:
+            return read_manifest(self.path).source.kind
+        except ManifestError:
+            return "sentence"
+
     def python_line(self) -> str:
         """One line of Python that loads the variant from ``path``."""
         return load_line(self.path, self.variant, self.choice.device)
@@ -124,7 +133,8 @@ class FetchResult:
                                   if c.name.startswith(("cosine", "neighbour", "spearman", "max_abs_diff", "ranking",
                                                         "top1", "ndcg"))}}
         return {
-            "path": str(self.path), "source": self.source, "kind": self.kind, "revision": self.revision,
+            "path": str(self.path), "source": self.source, "kind": self.kind, "model_kind": self.model_kind,
+            "revision": self.revision,
             "commit": self.commit, "endpoint": self.endpoint, "variant": self.name,
             "backend": self.variant.backend, "precision": self.variant.precision,
             "graph": self.variant.graph, "file_name": self.variant.file_name,
