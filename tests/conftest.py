@@ -14,6 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from hub_fixtures import hub_endpoint, hub_server, hub_url_fixture  # noqa: F401, E402
 from models import MINILM_DIR, build_tiny_model  # noqa: E402
+from reranker_fixtures import minilm_reranker_dir, reranker_script  # noqa: F401, E402
 
 from exporter.runtime.packages import import_problem  # noqa: E402
 
