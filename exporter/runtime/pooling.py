@@ -181,7 +181,14 @@ BUILDERS: dict[str, Callable[[Path], Step]] = {
     "Pooling": _pooling,
     "Dense": _dense,
     "Normalize": lambda directory: Normalize(),
+    "SpladePooling": lambda directory: _splade_step(directory),  # sparse encoders: exporter.runtime.sparse
 }
+
+
+def _splade_step(directory: Path) -> Step:
+    from exporter.runtime.sparse import splade_step
+
+    return splade_step(directory)
 
 
 def module_type(entry: dict[str, Any]) -> str:
