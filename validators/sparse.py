@@ -202,7 +202,9 @@ def compute_sparse_reference(directory: Path, location: str, manifest: Manifest,
     vectors = torch_sparse_vectors(model, plain)
     if not np.isfinite(vectors).all():
         raise BadInputError(f"{location}: the torch model itself produces NaN/inf weights; nothing to compare with")
-    features = model.tokenize(plain)
+    from exporter.export.graphs import tokenize
+
+    features = tokenize(model, plain)
     token_ids = [[int(i) for i, m in zip(ids, mask, strict=True) if m]
                  for ids, mask in zip(features["input_ids"].tolist(), features["attention_mask"].tolist(),
                                       strict=True)]
