@@ -253,13 +253,13 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     if read_manifest(result.path).source.kind == "sparse":  # a sentence-transformers SparseEncoder
         from exporter.validators.sparse import load_sentence_transformers_sparse
 
+        backend = result.variant.backend
         try:
             return load_sentence_transformers_sparse(result.path, result.variant, device=device or result.choice.device,
                                                      trust_remote_code=trust_remote_code, model_kwargs=model_kwargs)
         except ImportError as error:
-            raise RuntimeUnavailableError(f"variant {result.name}: the {result.variant.backend} runtime cannot start: "
-                                          f"{error}", fix=f'pip install "sentence-transformers[{result.variant.backend}]"'
-                                          ) from None
+            raise RuntimeUnavailableError(f"variant {result.name}: the {backend} runtime cannot start: {error}",
+                                          fix=f'pip install "sentence-transformers[{backend}]"') from None
     if result.variant.backend == "torch":
         from exporter.runtime.runners import require_torch, torch_model_kwargs
 
