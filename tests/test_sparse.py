@@ -303,3 +303,22 @@ variants:
     model = exporter.load(folder, variant="openvino-fp32")
     terms = [token for token, _ in model.decode(model.encode(["The capital of France is Paris."])[0], top_k=10)]
     assert {"paris", "france"} <= set(terms)
+
+
+# ------------------------------------------------------------------------------------------------------- bench
+
+
+def test_bench_measures_texts_per_second_against_torch_and_nnz(bert_built, bert_sparse):
+    folder, _ = bert_built
+    result = CliRunner().invoke(main, ["bench", str(folder), "--variant", "onnx-fp32", "--variant",
+                                       "openvino-fp32-sentence", "--rounds", "1", "--warmup", "0", "--num-texts", "16",
+                                       "--source", str(bert_sparse), "--json"])
+    assert result.exit_code == 0, (result.output, result.stderr[-2000:])
+    data = json.loads(result.stdout)
+    rows = {row["name"]: row for row in data["results"]}
+    assert list(rows) == ["torch", "onnx-fp32", "openvino-fp32-sentence"] and data["kind"] == "sparse"
+    assert rows["torch"]["ratio_to_torch"] == 1.0 and rows["onnx-fp32"]["texts_per_second"] > 0
+    for row in rows.values():
+        assert row["nnz_per_text"] > 0 and row["bytes_per_text"] == row["nnz_per_text"] * 8
+        assert row["cosine_min"] >= 0.9999 and row["top_k_overlap_mean"] == 1.0
+    assert data["host"]["cpu"] and data["settings"]["threads"] >= 1

@@ -14,11 +14,12 @@ from exporter.artifact.integrity import write_text_atomic
 from exporter.artifact.manifest import Parity, ValidationRecord, file_entry, read_manifest, write_manifest
 from exporter.runtime.host import HostProfile
 from exporter.validators.checks import PROMPT_CHECK_PREFIX
-from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
+from exporter.validators.reference import REFERENCE_FILE, SPARSE_REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
 from exporter.validators.report import REPORT_NAME, ParityReport
-from exporter.validators.sparse import SPARSE_HEADLINE, SPARSE_REFERENCE_FILE
 
 HEADLINE_CHECKS = ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")
+# A sparse encoder's further headline numbers (exporter.validators.sparse).
+SPARSE_HEADLINE = ("dot_parity", "top_k_overlap_min", "top_k_overlap_mean", "nnz_drift_max", "nnz_mean")
 
 
 def record_results(folder: Path, report: ParityReport) -> Path:

@@ -28,21 +28,18 @@ from exporter import __version__
 from exporter.artifact import model_folder
 from exporter.artifact.integrity import sha256_file
 from exporter.artifact.manifest import Manifest, Variant
-from exporter.errors import BadInputError, RuntimeUnavailableError
+from exporter.errors import BadInputError, RuntimeUnavailableError, first_line
 from exporter.progress import Progress, SilentProgress
 from exporter.texts import ValidationText, builtin_texts, read_texts, write_texts
-from exporter.validators.checks import SENTENCE_TRANSFORMERS_CHECK, Check, cosine_rows
-from exporter.validators.reference import PARITY_DIR, TEXTS_FILE, TOKEN_IDS_FILE, Reference
+from exporter.validators.checks import SENTENCE_TRANSFORMERS_CHECK, TOKENIZATION_CHECK, Check, cosine_rows
+from exporter.validators.reference import SPARSE_REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
 from exporter.validators.report import ParityReport, VariantResult
 
-SPARSE_REFERENCE_FILE = f"{PARITY_DIR}/sparse_reference.npz"
 TOP_K = 20
 TIE_TOLERANCE = 1e-4
 # Gating checks (all ">=") and the reported ones, in report order.
 SPARSE_GATING = ("cosine_min", "cosine_mean", "dot_parity", "top_k_overlap_min", "top_k_overlap_mean")
 SPARSE_REPORTED = ("nnz_drift_max", "max_abs_diff", "nnz_mean", "nnz_reference_mean")
-# The headline numbers a manifest's parity record keeps for a sparse variant (beside cosine_min / cosine_mean).
-SPARSE_HEADLINE = ("dot_parity", "top_k_overlap_min", "top_k_overlap_mean", "nnz_drift_max", "nnz_mean")
 
 # Floors per precision. fp32: the same terms on every text (ties excepted). fp16 / bf16 / int8: measured on
 # SPLADE-tiny and tiny random BERT / DistilBERT sparse models (docs/sparse-encoders.md), with a margin.
@@ -167,6 +164,27 @@ def failed_sparse_checks(detail: str, thresholds: SparseThresholds) -> list[Chec
     return checks
 
 
+def load_sparse_encoder(directory: Path, source, for_export: bool = False):
+    """The torch ``SparseEncoder`` on CPU (``source``: the recipe's ``ModelSource``; eager attention when exporting,
+    as ``load_sentence_transformer``), with the recipe's max_seq_length override applied."""
+    from sentence_transformers import SparseEncoder
+
+    from exporter.progress import quiet_loading
+
+    model_kwargs = {"attn_implementation": "eager"} if for_export else None
+    try:
+        with quiet_loading():
+            model = SparseEncoder(str(directory), device="cpu", trust_remote_code=source.trust_remote_code,
+                                  local_files_only=True, model_kwargs=model_kwargs)
+    except Exception as error:  # noqa: BLE001 - any failure here means the directory is not a usable model
+        raise BadInputError(f"model.path: {directory} could not be loaded by sentence-transformers' SparseEncoder: "
+                            f"{first_line(error)}") from None
+    if source.max_seq_length:
+        model.max_seq_length = source.max_seq_length
+    model.eval()
+    return model
+
+
 # --- the reference -----------------------------------------------------------------------------------------------
 
 
@@ -181,17 +199,11 @@ class SparseReference:
     token_ids: list[list[int]] | None = None
     prompts: dict[str, str] = field(default_factory=dict)
 
-    def as_reference(self) -> Reference:
-        """The embedding validator's ``Reference`` form (texts and token ids) for the tokenization check."""
-        return Reference(self.texts, np.zeros((len(self.texts), 0), dtype=np.float32), self.kind, self.location,
-                         token_ids=self.token_ids)
-
 
 def compute_sparse_reference(directory: Path, location: str, manifest: Manifest, texts: list[ValidationText], *,
                              folder: Path, trust_remote_code: bool = False) -> SparseReference:
     """Encode ``texts`` with the torch ``SparseEncoder`` on CPU, tokenising with the artifact's tokenizer files
     and with the model's ``max_active_dims``; also the token ids of each text."""
-    from exporter.export.sparse import load_sparse_encoder
     from exporter.recipe import ModelSource
     from exporter.runtime.runners import use_folder_tokenizer
 
@@ -392,7 +404,6 @@ def validate_sparse_variant(folder: Path, manifest: Manifest, variant: Variant, 
     """Run one variant through the runtime ``SparseEncoder`` on every pass and judge it on the sparse floors of its
     precision; a variant that cannot load or run fails ``runs``."""
     from exporter.runtime.sparse import load_sparse_encoder
-    from exporter.validators.parity import _one_line, tokenization_check
 
     started = time.perf_counter()
     thresholds = sparse_thresholds(str(variant.precision))
@@ -411,7 +422,7 @@ def validate_sparse_variant(folder: Path, manifest: Manifest, variant: Variant, 
             shape_ok = shape_ok and got.shape[1] == reference.vectors.shape[1] and got.dtype == np.float32
             by_pass[encoding.batch_size] = sparse_metrics(got, reference.vectors[encoding.indices])
         checks = sparse_checks(by_pass, shape_ok, thresholds)
-        checks.append(tokenization_check(folder, manifest, reference.as_reference()))
+        checks.append(tokenization_check(folder, manifest, reference))
     except (BadInputError, RuntimeUnavailableError):
         raise
     except ImportError as error:
@@ -451,7 +462,6 @@ def sentence_transformers_sparse_check(folder: Path, variant: Variant, reference
     """The variant loaded by sentence-transformers' ``SparseEncoder(..., backend=...)`` must meet ``cosine_min`` and
     ``top_k_overlap_min`` on the mixed-length pass; not run (not gating) where that backend cannot load here."""
     from exporter.runtime.packages import import_problem
-    from exporter.validators.parity import _one_line
 
     def not_run(detail: str) -> Check:
         return Check(SENTENCE_TRANSFORMERS_CHECK, measured=None, gating=False, detail=f"not run: {detail}")
@@ -483,6 +493,27 @@ def sentence_transformers_sparse_check(folder: Path, variant: Variant, reference
     return Check(SENTENCE_TRANSFORMERS_CHECK, measured=measured, required=required, comparison=">=", passed=passed,
                  by_batch={str(encoding.batch_size): measured},
                  detail=f"cosine_min through sentence-transformers' SparseEncoder (top-k overlap min {overlap})")
+
+
+def tokenization_check(folder: Path, manifest: Manifest, reference: SparseReference) -> Check:
+    """The runtime's token ids (``tokenizers`` on the folder's tokenizer.json) must be the torch reference's for every
+    text; not run against a stored reference without token ids."""
+    from exporter.runtime.tokenization import TextTokenizer
+
+    if reference.token_ids is None:
+        return Check(TOKENIZATION_CHECK, measured=None, gating=False, detail="not run: no token ids stored")
+    texts = [t.text for t in reference.texts]
+    tokenizer = TextTokenizer(folder, model_folder.max_seq_length(folder, manifest))
+    got = [list(encoding.ids) for encoding in tokenizer.encode(texts)]
+    differing = [i for i, (ids, want) in enumerate(zip(got, reference.token_ids, strict=True)) if ids != want]
+    detail = (f"the runtime's token ids equal the reference's on all {len(texts)} texts" if not differing else
+              f"differs on {len(differing)} of {len(texts)} texts, first {texts[differing[0]]!r}")
+    return Check(TOKENIZATION_CHECK, measured=1.0 - len(differing) / max(1, len(texts)), required=1.0,
+                 comparison=">=", passed=not differing, detail=detail)
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def check_stored_sparse(folder: Path, manifest: Manifest, variant: Variant, *,

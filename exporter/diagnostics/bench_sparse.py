@@ -84,9 +84,9 @@ def bench_sparse(folder: str | Path, *, variants: Sequence[str] | None = None, b
     if found.directory is not None and not missing:
         import torch
 
-        from exporter.export.sparse import load_sparse_encoder as load_torch
         from exporter.recipe import ModelSource
         from exporter.runtime.runners import use_folder_tokenizer
+        from exporter.validators.sparse import load_sparse_encoder as load_torch
         from exporter.validators.sparse import torch_sparse_vectors
 
         torch.set_num_threads(threads)

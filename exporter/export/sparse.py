@@ -22,10 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from exporter.artifact.model_folder import modules, read_config, transformer_module_path
-from exporter.errors import BadInputError, first_line
+from exporter.errors import BadInputError
 from exporter.export.graphs import GraphSpec, graph_inputs, sample_inputs
 from exporter.export.variants import VariantBuilder
-from exporter.recipe import LoadedRecipe, ModelSource, Variant
+from exporter.recipe import LoadedRecipe, Variant
+from exporter.validators.sparse import load_sparse_encoder
+
+__all__ = ["SparseVariantBuilder", "check_sparse_source", "export_sparse_graph", "load_sparse_encoder"]
 
 LOGITS_OUTPUT = "logits"
 SPARSE_OUTPUT = "sentence_embedding"
@@ -63,27 +66,6 @@ def check_sparse_source(loaded: LoadedRecipe, variants: list[Variant], directory
             raise BadInputError(f"{loaded.where(('variants', index, 'quantization', 'exclude'))}: variant "
                                 f"{variant.resolved_name!r}: exclude: auto measures embedding metrics; a sparse "
                                 "encoder's int8 uses the int8 rule (exclude: sensitive, the default) or a list")
-
-
-def load_sparse_encoder(directory: Path, source: ModelSource, for_export: bool = False):
-    """The torch ``SparseEncoder`` on CPU (eager attention when exporting, as ``load_sentence_transformer``), with
-    the recipe's max_seq_length override applied."""
-    from sentence_transformers import SparseEncoder
-
-    from exporter.progress import quiet_loading
-
-    model_kwargs = {"attn_implementation": "eager"} if for_export else None
-    try:
-        with quiet_loading():
-            model = SparseEncoder(str(directory), device="cpu", trust_remote_code=source.trust_remote_code,
-                                  local_files_only=True, model_kwargs=model_kwargs)
-    except Exception as error:  # noqa: BLE001 - any failure here means the directory is not a usable model
-        raise BadInputError(f"model.path: {directory} could not be loaded by sentence-transformers' SparseEncoder: "
-                            f"{first_line(error)}") from None
-    if source.max_seq_length:
-        model.max_seq_length = source.max_seq_length
-    model.eval()
-    return model
 
 
 # --- the graphs --------------------------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,14 +26,15 @@ import numpy as np
 
 from exporter.artifact import model_folder
 from exporter.errors import BadInputError, RuntimeUnavailableError
+from exporter.runtime.pooling import SpladePooling, splade_config, splade_pool, splade_step
+
+__all__ = ["SparseEncoder", "SpladePooling", "load_sparse_encoder", "require_scipy", "select_max_active_dims",
+           "splade_config", "splade_pool", "splade_step"]
 
 if TYPE_CHECKING:
     from exporter.artifact.manifest import Manifest, Variant
-    from exporter.runtime.pooling import Features
 
 SPARSE_EXTRA = 'pip install "embedding-exporter[sparse]"'
-SPLADE_STRATEGIES = ("max", "sum")
-SPLADE_ACTIVATIONS = ("relu", "log1p_relu")
 CHUNK_TEXTS = 256  # texts encoded per dense block before it becomes sparse rows (bounds memory at vocab width)
 
 
@@ -46,62 +46,6 @@ def require_scipy():
         raise RuntimeUnavailableError(f"sparse encoders return scipy.sparse matrices: scipy is not installed "
                                       f"({error}): {SPARSE_EXTRA}", fix=SPARSE_EXTRA) from None
     return sparse
-
-
-# --- SpladePooling in numpy ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpladePooling:
-    """sentence-transformers' ``SpladePooling`` (inference): ``log1p(relu(logits · mask))`` (``log1p_relu``: log1p
-    once more), then the max or the sum over the tokens, giving ``[batch, vocab]``."""
-
-    pooling_strategy: str = "max"
-    activation_function: str = "relu"
-
-    def __call__(self, features: Features) -> Features:
-        from exporter.runtime.pooling import Features
-
-        return Features(attention_mask=features.attention_mask,
-                        sentence_embedding=splade_pool(features.token_embeddings, features.attention_mask,
-                                                       self.pooling_strategy, self.activation_function))
-
-
-def splade_pool(logits: np.ndarray, attention_mask: np.ndarray, pooling_strategy: str = "max",
-                activation_function: str = "relu") -> np.ndarray:
-    """SPLADE pooling of MLM ``logits`` ``[batch, tokens, vocab]``: float32 ``[batch, vocab]``."""
-    values = np.array(logits, dtype=np.float32, copy=True)
-    values *= attention_mask.astype(np.float32)[..., None]
-    np.maximum(values, 0.0, out=values)
-    np.log1p(values, out=values)
-    if activation_function == "log1p_relu":
-        np.log1p(values, out=values)
-    pooled = values.max(axis=1) if pooling_strategy == "max" else values.sum(axis=1)
-    return pooled.astype(np.float32, copy=False)
-
-
-def splade_config(folder: Path) -> SpladePooling:
-    """The ``SpladePooling`` module of the model in ``folder`` (``BadInputError`` when it has none, or one this
-    runtime does not know)."""
-    entry = next((m for m in model_folder.modules(Path(folder))
-                  if str(m.get("type", "")).rsplit(".", 1)[-1] == "SpladePooling"), None)
-    if entry is None:
-        raise BadInputError(f"{folder}/modules.json: no SpladePooling module: not a SPLADE sparse encoder")
-    return splade_step(Path(folder) / str(entry.get("path", "")))
-
-
-def splade_step(directory: Path) -> SpladePooling:
-    """The numpy step of the ``SpladePooling`` module saved in ``directory`` (its config.json)."""
-    from exporter.runtime.pooling import UnsupportedModuleError
-
-    config = model_folder.read_config(Path(directory) / "config.json", what="SpladePooling config")
-    strategy = str(config.get("pooling_strategy", "max"))
-    activation = str(config.get("activation_function", "relu"))
-    if strategy not in SPLADE_STRATEGIES or activation not in SPLADE_ACTIVATIONS:
-        raise UnsupportedModuleError(f"{directory}/config.json: SpladePooling {strategy}/{activation} is not "
-                                     f"supported (pooling_strategy {', '.join(SPLADE_STRATEGIES)}; "
-                                     f"activation_function {', '.join(SPLADE_ACTIVATIONS)})", "SpladePooling")
-    return SpladePooling(pooling_strategy=strategy, activation_function=activation)
 
 
 def default_max_active_dims(folder: Path) -> int | None:
