@@ -322,3 +322,20 @@ def test_bench_measures_texts_per_second_against_torch_and_nnz(bert_built, bert_
         assert row["nnz_per_text"] > 0 and row["bytes_per_text"] == row["nnz_per_text"] * 8
         assert row["cosine_min"] >= 0.9999 and row["top_k_overlap_mean"] == 1.0
     assert data["host"]["cpu"] and data["settings"]["threads"] >= 1
+
+
+def test_docs_snippet_searches_with_the_runtime(bert_built):
+    snippet = Path(__file__).resolve().parents[1] / "docs" / "snippets" / "sparse_search.py"
+    process = subprocess.run([sys.executable, str(snippet), str(bert_built[0]), "openvino-fp32-sentence"],
+                             capture_output=True, text=True, timeout=120)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "best match:" in process.stdout and "query terms:" in process.stdout and "of 9" in process.stdout
+
+
+def test_shipped_recipe_names_a_sparse_model_relative_to_itself():
+    from exporter.recipe import load_recipe
+
+    loaded = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "splade-tiny.yaml")
+    assert loaded.recipe.model.kind == "sparse"
+    assert (loaded.base_dir / loaded.recipe.model.path).resolve() == (loaded.base_dir.parent / "artifacts" / "models"
+                                                                       / "splade-tiny")
