@@ -339,3 +339,10 @@ def test_shipped_recipe_names_a_sparse_model_relative_to_itself():
     assert loaded.recipe.model.kind == "sparse"
     assert (loaded.base_dir / loaded.recipe.model.path).resolve() == (loaded.base_dir.parent / "artifacts" / "models"
                                                                        / "splade-tiny")
+
+
+def test_card_reports_sparse_parity_and_the_sparse_encoder_snippet(bert_built, tmp_path):
+    folder = Path(shutil.copytree(bert_built[0], tmp_path / "card"))
+    text = exporter.write_card(folder).read_text()
+    assert "| top-20 terms min | top-20 terms mean | dot parity | terms per text |" in text
+    assert 'SparseEncoder("card", backend="openvino"' in text and "SentenceTransformer(" not in text
