@@ -155,6 +155,9 @@ def load_line(path: Path, variant: Variant, device: str = "cpu") -> str:
                 f"{{\"variant\": {_py(variant.precision)}, \"dtype\": torch.{TORCH_DTYPES[variant.precision]}}}); "
                 f"model.encode([\"first text\", \"second text\"]{normalize})")
     device_arg = f", device={_py(device)}" if device != "cpu" else ""
+    if (path / "manifest.json").is_file() and read_manifest(path).source.kind == "sparse":  # scipy.sparse rows
+        return (f"from exporter.runtime.sparse import load_sparse_encoder; model = load_sparse_encoder("
+                f"{_py(str(path))}, {_py(variant.name)}{device_arg}); model.encode([\"first text\", \"second text\"])")
     truncated = f"  # truncate_dim {variant.truncate_dim}, from the manifest" if variant.truncate_dim else ""
     return (f"import exporter; model = exporter.load_encoder({_py(str(path))}, {_py(variant.name)}{device_arg}); "
             "model.encode([\"first text\", \"second text\"])" + truncated)
