@@ -14,10 +14,12 @@ from exporter.artifact.integrity import write_text_atomic
 from exporter.artifact.manifest import Parity, ValidationRecord, file_entry, read_manifest, write_manifest
 from exporter.runtime.host import HostProfile
 from exporter.validators.checks import PROMPT_CHECK_PREFIX
-from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
+from exporter.validators.reference import REFERENCE_FILE, SPARSE_REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
 from exporter.validators.report import REPORT_NAME, ParityReport
 
 HEADLINE_CHECKS = ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")
+# A sparse encoder's further headline numbers (exporter.validators.sparse).
+SPARSE_HEADLINE = ("dot_parity", "top_k_overlap_min", "top_k_overlap_mean", "nnz_drift_max", "nnz_mean")
 
 
 def record_results(folder: Path, report: ParityReport) -> Path:
@@ -33,14 +35,18 @@ def record_results(folder: Path, report: ParityReport) -> Path:
     validating_host = HostProfile.detect(probe=False).cpu_line()
     for entry in manifest.variants:
         result = results.get(entry.name)
+        measured = {check.name: check.measured for check in (result.checks if result else [])}
         entry.parity = None if result is None else Parity(
-            passed=result.passed, **{name: result.check(name).measured for name in HEADLINE_CHECKS},
+            passed=result.passed, **{name: measured.get(name) for name in HEADLINE_CHECKS},
             inference_precision=result.inference_precision, validated_on=validating_host)
+        if entry.parity is not None and "top_k_overlap_min" in measured:  # a sparse encoder's headline numbers
+            for name in SPARSE_HEADLINE:
+                setattr(entry.parity, name, measured.get(name))
         prompts = {check.name.removeprefix(PROMPT_CHECK_PREFIX): check.measured for check in (result.checks if result
                    else []) if check.name.startswith(PROMPT_CHECK_PREFIX)}
         if entry.parity is not None and prompts:
             entry.parity.prompts = prompts
-    for relative in (TEXTS_FILE, REFERENCE_FILE, TOKEN_IDS_FILE, REPORT_NAME):
+    for relative in (TEXTS_FILE, REFERENCE_FILE, SPARSE_REFERENCE_FILE, TOKEN_IDS_FILE, REPORT_NAME):
         if (folder / relative).is_file():
             manifest.set_shared_file(file_entry(folder, relative))
     manifest.validation = ValidationRecord(passed=report.passed, reference=report.reference, report=REPORT_NAME)

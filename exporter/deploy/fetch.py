@@ -121,7 +121,7 @@ class FetchResult:
                      "thresholds": dict(self.check.thresholds), "policy": self.thresholds,
                      "loosened": [item.to_dict() for item in self.check.loosened],
                      "measured": {c.name: c.measured for c in self.check.checks
-                                  if c.name.startswith(("cosine", "neighbour", "spearman"))}}
+                                  if c.name.startswith(("cosine", "neighbour", "spearman", "top_k", "dot", "nnz"))}}
         return {
             "path": str(self.path), "source": self.source, "kind": self.kind, "revision": self.revision,
             "commit": self.commit, "endpoint": self.endpoint, "variant": self.name,
@@ -155,6 +155,9 @@ def load_line(path: Path, variant: Variant, device: str = "cpu") -> str:
                 f"{{\"variant\": {_py(variant.precision)}, \"dtype\": torch.{TORCH_DTYPES[variant.precision]}}}); "
                 f"model.encode([\"first text\", \"second text\"]{normalize})")
     device_arg = f", device={_py(device)}" if device != "cpu" else ""
+    if (path / "manifest.json").is_file() and read_manifest(path).source.kind == "sparse":  # scipy.sparse rows
+        return (f"from exporter.runtime.sparse import load_sparse_encoder; model = load_sparse_encoder("
+                f"{_py(str(path))}, {_py(variant.name)}{device_arg}); model.encode([\"first text\", \"second text\"])")
     truncated = f"  # truncate_dim {variant.truncate_dim}, from the manifest" if variant.truncate_dim else ""
     return (f"import exporter; model = exporter.load_encoder({_py(str(path))}, {_py(variant.name)}{device_arg}); "
             "model.encode([\"first text\", \"second text\"])" + truncated)
@@ -209,7 +212,12 @@ def load(source: str | os.PathLike, variant: str | None = "auto", *, device: str
     result = fetch_variant(source, variant=variant, **options)
     if result.variant.backend == "torch":
         raise torch_variant_error(result.name)
-    return Encoder(result.path, read_manifest(result.path), result.variant, device=device, mode=mode,
+    manifest = read_manifest(result.path)
+    if manifest.source.kind == "sparse":  # SPLADE: scipy.sparse rows (exporter.runtime.sparse)
+        from exporter.runtime.sparse import SparseEncoder
+
+        return SparseEncoder(result.path, manifest, result.variant, device=device, mode=mode, threads=threads)
+    return Encoder(result.path, manifest, result.variant, device=device, mode=mode,
                    threads=threads)
 
 
@@ -245,6 +253,16 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     from exporter.runtime.encoder import numerics_settings
 
     trust_remote_code = bool(options.get("trust_remote_code", False))
+    if read_manifest(result.path).source.kind == "sparse":  # a sentence-transformers SparseEncoder
+        from exporter.validators.sparse import load_sentence_transformers_sparse
+
+        backend = result.variant.backend
+        try:
+            return load_sentence_transformers_sparse(result.path, result.variant, device=device or result.choice.device,
+                                                     trust_remote_code=trust_remote_code, model_kwargs=model_kwargs)
+        except ImportError as error:
+            raise RuntimeUnavailableError(f"variant {result.name}: the {backend} runtime cannot start: {error}",
+                                          fix=f'pip install "sentence-transformers[{backend}]"') from None
     if result.variant.backend == "torch":
         from exporter.runtime.runners import require_torch, torch_model_kwargs
 

@@ -170,7 +170,13 @@ def build(
     from exporter.export.model_kind import resolve_model_kind
 
     kind = resolve_model_kind(loaded.recipe.model.kind, source.directory, loaded.where(("model", "kind")))
-    if kind.kind != "sentence":
+    load_model, builder_class = load_sentence_transformer, VariantBuilder
+    if kind.kind == "sparse":  # SPLADE: exporter.export.sparse
+        from exporter.export.sparse import SparseVariantBuilder, check_sparse_source, load_sparse_encoder
+
+        check_sparse_source(loaded, selected, source.directory)
+        load_model, builder_class = load_sparse_encoder, SparseVariantBuilder
+    elif kind.kind != "sentence":
         raise BadInputError(f"{loaded.where(('model', 'kind'))}: {source.location} is a {kind.kind} model "
                             f"({kind.reason}); only sentence (embedding) models can be built")
     if not loaded.recipe.model.trust_remote_code:  # sentence-transformers imports a local folder's custom modules
@@ -181,9 +187,9 @@ def build(
                       subject="the source model")
     with staging_for(target, wait=wait) as staging:
         with progress.step(f"Loading {source.location}"):
-            model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
+            model = load_model(source.directory, loaded.recipe.model, for_export=True)
         # The source's own truncate_dim is every variant's default; the model itself is exported at full width.
-        source_default_truncation, model.truncate_dim = model.truncate_dim, None
+        source_default_truncation, model.truncate_dim = getattr(model, "truncate_dim", None), None
         with progress.step("Writing sentence-transformers files"):
             write_shared_files(model, staging.folder, source.directory)
         file_names = torch_in_module_folder(loaded.recipe.file_names(), loaded.recipe.variants, staging.folder)
@@ -192,7 +198,7 @@ def build(
         to_build = [v for v in selected if v.resolved_name not in restored]
         built = export_variants(model, to_build, staging.folder, loaded.base_dir, progress, file_names,
                                 {v.resolved_name: variant_thresholds(loaded, v) for v in to_build}, truncation,
-                                isa=isa)
+                                isa=isa, builder_class=builder_class)
         write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder,
                                                      restored={name: hit.record for name, hit in restored.items()},
                                                      order=[v.resolved_name for v in selected], kind=kind.kind))
@@ -424,8 +430,8 @@ def truncate_dims(loaded: LoadedRecipe, variants: list[Variant], source_default:
 def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Path,
                     progress: Progress, file_names: dict[str, VariantFiles],
                     thresholds: dict[str, Thresholds],
-                    truncation: dict[str, int | None] | None = None, *, isa: str | None = None
-                    ) -> list[BuiltVariant]:
+                    truncation: dict[str, int | None] | None = None, *, isa: str | None = None,
+                    builder_class: type[VariantBuilder] = VariantBuilder) -> list[BuiltVariant]:
     """Export each variant into ``folder`` under its name in ``file_names`` (the recipe's
     ``file_names()``); intermediate graphs live in a scratch folder, built once. ``thresholds``: what each
     variant will be validated against (``exclude: auto`` searches for them); ``truncation``: each variant's
@@ -433,7 +439,7 @@ def export_variants(model, variants: list[Variant], folder: Path, recipe_dir: Pa
     truncation = truncation or {}
     built: list[BuiltVariant] = []
     with tempfile.TemporaryDirectory(prefix="exporter-graphs-") as scratch:
-        builder = VariantBuilder(model, recipe_dir, Path(scratch), progress, folder=folder, isa=isa)
+        builder = builder_class(model, recipe_dir, Path(scratch), progress, folder=folder, isa=isa)
         for variant in variants:
             file_name = file_names[variant.resolved_name].file_name
             started = time.perf_counter()

@@ -201,6 +201,9 @@ def reverify_variants(folder: Path, manifest: Manifest, progress: Progress | Non
     from exporter.validators.parity import reverify
     from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, has_stored_reference
 
+    if manifest.source.kind == "sparse":  # a sparse encoder's reference: exporter.validators.sparse
+        from exporter.validators.reference import SPARSE_REFERENCE_FILE as REFERENCE_FILE
+        from exporter.validators.sparse import has_sparse_reference as has_stored_reference
     if not has_stored_reference(folder):
         raise NotValidatedError(f"{folder}: refusing to push: no stored reference ({TEXTS_FILE}, {REFERENCE_FILE}) "
                                 "to re-verify the variants against; validate the folder first (that stores it)",
