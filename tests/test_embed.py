@@ -140,6 +140,27 @@ def test_sigkill_mid_run_then_rerun_keeps_finished_parts_and_equals_an_uninterru
     assert [p["rows"] for p in manifest["parts"]] == [CHUNK] * (ROWS // CHUNK) and manifest["complete"]
 
 
+def test_a_part_is_recorded_in_the_manifest_before_it_appears(tmp_path):
+    # A kill between a part's rename and its manifest record left a folder the rerun refused ("not empty and holds
+    # no _manifest.json"): the record is now written first, so no visible part is ever unrecorded.
+    import pyarrow as pa
+
+    from exporter.artifact.integrity import sha256_file
+    from exporter.deploy.embed_io import write_part
+
+    table = pa.table({"id": ["a", "b"], "n": [1, 2]})
+    seen = []
+
+    def before_publish(record):
+        seen.append((dict(record), (tmp_path / record["name"]).exists(), sorted(p.name for p in tmp_path.iterdir())))
+
+    record = write_part(tmp_path, 3, table, before_publish=before_publish)
+    (early, visible, names), = seen
+    assert early == record and record["name"] == "part-00003.parquet" and record["rows"] == 2
+    assert not visible and len(names) == 1 and names[0].startswith(".part-00003.parquet.")
+    assert sha256_file(tmp_path / record["name"]) == record["sha256"]
+
+
 def test_another_variant_or_setting_in_the_same_output_is_refused_unless_overwrite(setup, tmp_path):
     small = tmp_path / "small.jsonl"
     _write_corpus(small, 50)

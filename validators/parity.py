@@ -122,6 +122,13 @@ def validate(
         raise BadInputError(f"{folder}/manifest.json: no variants to validate")
     if not trust_remote_code:
         safety.check_folder(folder, manifest)
+    if manifest.source.kind == "sparse":  # SPLADE: its own metrics and reference (exporter.validators.sparse)
+        from exporter.validators.sparse import validate_sparse
+
+        return validate_sparse(folder, manifest, source_dir=source_dir, extra_texts_file=extra_texts_file,
+                               write_reference=write_reference, record=record, progress=progress,
+                               trust_remote_code=trust_remote_code, variants=variants, kept=kept,
+                               report_dir=Path(report_dir) if report_dir is not None else None)
     if manifest.source.kind == "cross":  # a reranker: judged by its rankings (exporter.validators.ranking)
         return _validate_ranking(folder, manifest, source_dir, extra_texts_file, write_reference, record, progress,
                                  trust_remote_code, report_dir, variants)
@@ -405,6 +412,10 @@ def check_stored(folder: Path, variant: Variant | str, *,
     entry = manifest.variant(variant) if isinstance(variant, str) else variant
     if not trust_remote_code:
         safety.check_folder(folder, manifest)
+    if manifest.source.kind == "sparse":
+        from exporter.validators.sparse import check_stored_sparse
+
+        return check_stored_sparse(folder, manifest, entry, trust_remote_code=trust_remote_code)
     if manifest.source.kind == "cross":  # a reranker: its stored groups and torch scores
         from exporter.validators.ranking import load_stored_ranking_reference, validate_ranking_variant
 
@@ -430,6 +441,14 @@ def reverify(folder: Path, manifest: Manifest | None = None, *, progress: Progre
     folder = Path(folder)
     progress = progress or SilentProgress()
     manifest = manifest or read_manifest(folder)
+    if manifest.source.kind == "sparse":
+        from exporter.validators.sparse import check_stored_sparse
+
+        results = []
+        for variant in manifest.variants:
+            with progress.step(f"Re-running {variant.name} on the stored sparse reference"):
+                results.append(check_stored_sparse(folder, manifest, variant, passes_last_only=True))
+        return results
     if manifest.source.kind == "cross":  # a reranker: its stored groups and torch scores
         from exporter.validators.ranking import load_stored_ranking_reference, validate_ranking_variant
 

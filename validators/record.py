@@ -14,12 +14,14 @@ from exporter.artifact.integrity import write_text_atomic
 from exporter.artifact.manifest import Parity, ValidationRecord, file_entry, read_manifest, write_manifest
 from exporter.runtime.host import HostProfile
 from exporter.validators.checks import PROMPT_CHECK_PREFIX
-from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
+from exporter.validators.reference import REFERENCE_FILE, SPARSE_REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
 from exporter.validators.report import REPORT_NAME, ParityReport
 
 HEADLINE_CHECKS = ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")
 # Rerankers (``exporter.validators.ranking``): their headline numbers instead.
 RANKING_HEADLINE = ("max_abs_diff", "ranking", "top1_agreement", "spearman_mean", "ndcg_at_5")
+# A sparse encoder's further headline numbers (exporter.validators.sparse).
+SPARSE_HEADLINE = ("dot_parity", "top_k_overlap_min", "top_k_overlap_mean", "nnz_drift_max", "nnz_mean")
 
 
 def record_results(folder: Path, report: ParityReport) -> Path:
@@ -42,13 +44,17 @@ def record_results(folder: Path, report: ParityReport) -> Path:
         if entry.parity is not None and "top1_agreement" in measured:  # a reranker: its ranking metrics
             for name in RANKING_HEADLINE:
                 setattr(entry.parity, name, measured.get(name))
+        if entry.parity is not None and "top_k_overlap_min" in measured:  # a sparse encoder's headline numbers
+            for name in SPARSE_HEADLINE:
+                setattr(entry.parity, name, measured.get(name))
         prompts = {check.name.removeprefix(PROMPT_CHECK_PREFIX): check.measured for check in (result.checks if result
                    else []) if check.name.startswith(PROMPT_CHECK_PREFIX)}
         if entry.parity is not None and prompts:
             entry.parity.prompts = prompts
     from exporter.validators.ranking import STORED_GROUPS_FILE, STORED_SCORES_FILE
 
-    for relative in (TEXTS_FILE, REFERENCE_FILE, TOKEN_IDS_FILE, STORED_GROUPS_FILE, STORED_SCORES_FILE, REPORT_NAME):
+    for relative in (TEXTS_FILE, REFERENCE_FILE, SPARSE_REFERENCE_FILE, TOKEN_IDS_FILE, STORED_GROUPS_FILE,
+                     STORED_SCORES_FILE, REPORT_NAME):
         if (folder / relative).is_file():
             manifest.set_shared_file(file_entry(folder, relative))
     manifest.validation = ValidationRecord(passed=report.passed, reference=report.reference, report=REPORT_NAME)

@@ -24,6 +24,8 @@ PARITY_DIR = "parity"
 TEXTS_FILE = f"{PARITY_DIR}/texts.jsonl"
 REFERENCE_FILE = f"{PARITY_DIR}/reference.npy"
 TOKEN_IDS_FILE = f"{PARITY_DIR}/token_ids.json"  # the reference's token ids of each text (row i is text i)
+# A sparse encoder's reference vectors as CSR arrays (exporter.validators.sparse), instead of reference.npy.
+SPARSE_REFERENCE_FILE = f"{PARITY_DIR}/sparse_reference.npz"
 
 
 @dataclass

@@ -12,6 +12,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -158,6 +159,17 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
     console = Console(stderr=True)
     if not console.is_terminal:  # a log file or a pipe: rich would fold the table at 80 columns
         console = Console(stderr=True, width=max(console.width, 180))
+    if _is_sparse(artifact_dir):  # a SPLADE artifact: texts/s and nnz per text (exporter.diagnostics.bench_sparse)
+        from exporter.diagnostics.bench_sparse import bench_sparse, render_sparse
+
+        sparse = bench_sparse(artifact_dir, variants=list(variants) or None, batch_size=batch_size,
+                              num_texts=num_texts, rounds=rounds, warmup_rounds=warmup_rounds, threads=threads,
+                              texts_file=texts_file, source_dir=source_dir)
+        if as_json:
+            click.echo(json.dumps(sparse.to_dict(), indent=2))
+        elif not quiet:
+            render_sparse(sparse, console)
+        return
     result = bench(
         artifact_dir, variants=list(variants) or None, compare=list(compare), batch_size=batch_size,
         num_texts=num_texts, threads=threads, rounds=rounds, warmup_rounds=warmup_rounds,
@@ -174,6 +186,13 @@ def bench_command(artifact_dir: str, variants: tuple[str, ...], compare: tuple[s
         from exporter.diagnostics.bench_cross import CrossBenchResult
 
         result.render(console) if isinstance(result, CrossBenchResult) else render(result, console)
+
+
+def _is_sparse(artifact_dir: str) -> bool:
+    from exporter.artifact.manifest import read_manifest
+
+    folder = Path(artifact_dir)
+    return (folder / "manifest.json").is_file() and read_manifest(folder).source.kind == "sparse"
 
 
 def render(result, console) -> None:

@@ -379,10 +379,13 @@ class _Run:
 
     def _write(self, chunk: Chunk, embeddings: np.ndarray, bad_rows: list[dict[str, Any]]) -> None:
         table = part_table(chunk, embeddings, self.dimension or embeddings.shape[1])
-        record = write_part(self.output, chunk.index, table)
-        record["input_rows"] = chunk.input_rows
-        self.parts[chunk.index] = record
-        write_output_manifest(self.output, self._data(bad_rows))
+
+        def record_part(record: dict[str, Any]) -> None:
+            record["input_rows"] = chunk.input_rows
+            self.parts[chunk.index] = record
+            write_output_manifest(self.output, self._data(bad_rows))
+
+        write_part(self.output, chunk.index, table, before_publish=record_part)
 
 
 def _part_index(name: str) -> int | None:

@@ -347,15 +347,29 @@ def _id_type(pa: Any, ids: list[Any]):
     return pa.string() if ids and isinstance(ids[0], str) else pa.int64()
 
 
-def write_part(output: Path, index: int, table: Any) -> dict[str, Any]:
-    """Write one part atomically (temporary name, fsync, rename); its record for the manifest."""
+def write_part(output: Path, index: int, table: Any,
+               before_publish: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Write one part atomically (temporary name, fsync, rename); its record for the manifest.
+
+    ``before_publish(record)`` runs once the part is complete under its temporary name and before the rename, so
+    a run killed at any moment never leaves a part on disk that its manifest does not record (a rerun would then
+    find a folder it cannot account for); a recorded part that never appeared is simply encoded again."""
     import pyarrow.parquet as pq
 
     from exporter.artifact.integrity import sha256_file, write_atomic
 
     path = output / part_name(index)
-    write_atomic(path, lambda temporary: pq.write_table(table, temporary, compression="zstd"))
-    return {"name": path.name, "rows": table.num_rows, "size": path.stat().st_size, "sha256": sha256_file(path)}
+    record: dict[str, Any] = {}
+
+    def write(temporary: Path) -> None:
+        pq.write_table(table, temporary, compression="zstd")
+        record.update(name=path.name, rows=table.num_rows, size=temporary.stat().st_size,
+                      sha256=sha256_file(temporary))
+        if before_publish is not None:
+            before_publish(record)
+
+    write_atomic(path, write)
+    return record
 
 
 def part_is_complete(output: Path, record: dict[str, Any]) -> bool:

@@ -131,7 +131,7 @@ class FetchResult:
                      "loosened": [item.to_dict() for item in self.check.loosened],
                      "measured": {c.name: c.measured for c in self.check.checks
                                   if c.name.startswith(("cosine", "neighbour", "spearman", "max_abs_diff", "ranking",
-                                                        "top1", "ndcg"))}}
+                                                        "top1", "ndcg", "top_k", "dot", "nnz"))}}
         return {
             "path": str(self.path), "source": self.source, "kind": self.kind, "model_kind": self.model_kind,
             "revision": self.revision,
@@ -166,6 +166,9 @@ def load_line(path: Path, variant: Variant, device: str = "cpu") -> str:
                 f"{{\"variant\": {_py(variant.precision)}, \"dtype\": torch.{TORCH_DTYPES[variant.precision]}}}); "
                 f"model.encode([\"first text\", \"second text\"]{normalize})")
     device_arg = f", device={_py(device)}" if device != "cpu" else ""
+    if (path / "manifest.json").is_file() and read_manifest(path).source.kind == "sparse":  # scipy.sparse rows
+        return (f"from exporter.runtime.sparse import load_sparse_encoder; model = load_sparse_encoder("
+                f"{_py(str(path))}, {_py(variant.name)}{device_arg}); model.encode([\"first text\", \"second text\"])")
     if variant.output in ("logits", "scores"):  # a reranker's graph: the Reranker (exporter.runtime.reranker)
         return (f"import exporter; model = exporter.load({_py(str(path))}, {_py(variant.name)}{device_arg}); "
                 "model.rank(\"a query\", [\"first passage\", \"second passage\"])")
@@ -225,6 +228,10 @@ def load(source: str | os.PathLike, variant: str | None = "auto", *, device: str
     if result.variant.backend == "torch":
         raise torch_variant_error(result.name)
     manifest = read_manifest(result.path)
+    if manifest.source.kind == "sparse":  # SPLADE: scipy.sparse rows (exporter.runtime.sparse)
+        from exporter.runtime.sparse import SparseEncoder
+
+        return SparseEncoder(result.path, manifest, result.variant, device=device, mode=mode, threads=threads)
     if manifest.source.kind == "cross":  # a reranker: exporter.runtime.reranker
         from exporter.runtime.reranker import Reranker
 
@@ -268,6 +275,16 @@ def load_sentence_transformer(source: str | os.PathLike, *, device: str | None =
     from exporter.runtime.encoder import numerics_settings
 
     trust_remote_code = bool(options.get("trust_remote_code", False))
+    if read_manifest(result.path).source.kind == "sparse":  # a sentence-transformers SparseEncoder
+        from exporter.validators.sparse import load_sentence_transformers_sparse
+
+        backend = result.variant.backend
+        try:
+            return load_sentence_transformers_sparse(result.path, result.variant, device=device or result.choice.device,
+                                                     trust_remote_code=trust_remote_code, model_kwargs=model_kwargs)
+        except ImportError as error:
+            raise RuntimeUnavailableError(f"variant {result.name}: the {backend} runtime cannot start: {error}",
+                                          fix=f'pip install "sentence-transformers[{backend}]"') from None
     if result.variant.backend == "torch":
         from exporter.runtime.runners import require_torch, torch_model_kwargs
 

@@ -170,7 +170,13 @@ def build(
     from exporter.export.model_kind import resolve_model_kind
 
     kind = resolve_model_kind(loaded.recipe.model.kind, source.directory, loaded.where(("model", "kind")))
-    if kind.kind not in ("sentence", "cross"):
+    load_model, builder_class = load_sentence_transformer, VariantBuilder
+    if kind.kind == "sparse":  # SPLADE: exporter.export.sparse
+        from exporter.export.sparse import SparseVariantBuilder, check_sparse_source, load_sparse_encoder
+
+        check_sparse_source(loaded, selected, source.directory)
+        load_model, builder_class = load_sparse_encoder, SparseVariantBuilder
+    elif kind.kind not in ("sentence", "cross"):
         raise BadInputError(f"{loaded.where(('model', 'kind'))}: {source.location} is a {kind.kind} model "
                             f"({kind.reason}); only sentence (embedding) models can be built")
     if kind.kind == "sentence":
@@ -189,9 +195,9 @@ def build(
                            wait=wait, started=started)
     with staging_for(target, wait=wait) as staging:
         with progress.step(f"Loading {source.location}"):
-            model = load_sentence_transformer(source.directory, loaded.recipe.model, for_export=True)
+            model = load_model(source.directory, loaded.recipe.model, for_export=True)
         # The source's own truncate_dim is every variant's default; the model itself is exported at full width.
-        source_default_truncation, model.truncate_dim = model.truncate_dim, None
+        source_default_truncation, model.truncate_dim = getattr(model, "truncate_dim", None), None
         with progress.step("Writing sentence-transformers files"):
             write_shared_files(model, staging.folder, source.directory)
         file_names = torch_in_module_folder(loaded.recipe.file_names(), loaded.recipe.variants, staging.folder)
@@ -200,7 +206,7 @@ def build(
         to_build = [v for v in selected if v.resolved_name not in restored]
         built = export_variants(model, to_build, staging.folder, loaded.base_dir, progress, file_names,
                                 {v.resolved_name: variant_thresholds(loaded, v) for v in to_build}, truncation,
-                                isa=isa)
+                                isa=isa, builder_class=builder_class)
         write_manifest(staging.folder, make_manifest(loaded, source, model, built, staging.folder,
                                                      restored={name: hit.record for name, hit in restored.items()},
                                                      order=[v.resolved_name for v in selected], kind=kind.kind))

@@ -35,6 +35,10 @@ PIPELINE_TAG = "sentence-similarity"
 VERSION_PACKAGES = tuple(package.name for package in PACKAGES if package.in_environment)
 PARITY_FIELDS = (("cosine_min", "cosine min", 5), ("cosine_mean", "cosine mean", 5),
                  ("neighbour_overlap", "neighbour overlap", 4), ("spearman", "spearman", 4))
+# A sparse encoder's (SPLADE) parity columns instead (exporter.validators.sparse).
+SPARSE_PARITY_FIELDS = (("cosine_min", "cosine min", 5), ("top_k_overlap_min", "top-20 terms min", 4),
+                        ("top_k_overlap_mean", "top-20 terms mean", 4), ("dot_parity", "dot parity", 4),
+                        ("nnz_mean", "terms per text", 1))
 # A card's base_model may also be a bare (legacy, un-namespaced) Hub id such as "bert-base-uncased", which
 # REPO_ID_PATTERN (ORG/NAME, what push and fetch accept) rightly refuses: this pattern adds only that.
 _BARE_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -153,7 +157,7 @@ def variant_table(folder: Path, manifest: Manifest) -> tuple[list[str], list[lis
     truncated = any(variant.truncate_dim is not None for variant in manifest.variants)
     header = ["variant", "backend", "precision", "graph"] + (["dim"] if truncated else [])
     header += ["file", "size", "parity"]
-    fields = PARITY_FIELDS
+    fields = SPARSE_PARITY_FIELDS if manifest.source.kind == "sparse" else PARITY_FIELDS
     if manifest.source.kind == "cross":  # a reranker: its ranking metrics (exporter.publish.card_cross)
         from exporter.publish.card_cross import RANKING_FIELDS as fields
     header += [label for _, label, _ in fields]
@@ -320,10 +324,11 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str, normaliz
             if backend == "openvino" and options:
                 kwargs["ov_config"] = options
             lines = [ONNX_LOADER_NOTE] if backend == "onnx" else []
+            loader = "SparseEncoder" if manifest.source.kind == "sparse" else "SentenceTransformer"
             lines += [
-                "from sentence_transformers import SentenceTransformer",
+                f"from sentence_transformers import {loader}",
                 "",
-                f"model = SentenceTransformer({json.dumps(where)}, backend={json.dumps(backend)}{truncate_arg}, "
+                f"model = {loader}({json.dumps(where)}, backend={json.dumps(backend)}{truncate_arg}, "
                 f"model_kwargs={json.dumps(kwargs)})",
                 f"embeddings = model.encode({SAMPLE_TEXTS}{encode_args}){shape}",
                 *_prompt_lines(prompts),
@@ -331,6 +336,9 @@ def snippets(manifest: Manifest, repo_id: str | None, folder_name: str, normaliz
             runtime = "sentence-transformers"
             text = ("Token embeddings; sentence-transformers runs the model's pooling (and its other modules) after "
                     "the graph.")
+            if manifest.source.kind == "sparse":
+                text = ("The MLM logits; sentence-transformers' SparseEncoder runs SpladePooling after the graph "
+                        "(exporter.load returns scipy.sparse rows).")
             if truncate is not None:
                 text += (f" Matryoshka: truncated to {truncate} dimensions (the manifest records it: exporter.load "
                          "applies it; sentence-transformers is told with truncate_dim).")

@@ -202,6 +202,9 @@ def reverify_variants(folder: Path, manifest: Manifest, progress: Progress | Non
     from exporter.validators.ranking import has_stored_ranking_reference
     from exporter.validators.reference import REFERENCE_FILE, TEXTS_FILE, has_stored_reference
 
+    if manifest.source.kind == "sparse":  # a sparse encoder's reference: exporter.validators.sparse
+        from exporter.validators.reference import SPARSE_REFERENCE_FILE as REFERENCE_FILE
+        from exporter.validators.sparse import has_sparse_reference as has_stored_reference
     stored = (has_stored_ranking_reference(folder) if manifest.source.kind == "cross"  # a reranker's groups
               else has_stored_reference(folder))
     if not stored:

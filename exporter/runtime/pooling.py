@@ -1,6 +1,6 @@
 """The sentence-transformers modules after the Transformer, computed in numpy from the folder's own module
 configs and safetensors weights: Pooling (cls, max, mean, mean_sqrt_len_tokens, weightedmean, lasttoken,
-``include_prompt``), Dense (with its activation) and Normalize.
+``include_prompt``), Dense (with its activation), Normalize, and a sparse encoder's SpladePooling.
 
 A ``graph: transformer`` variant outputs token embeddings; these steps turn them into the sentence
 embedding exactly as sentence-transformers' torch modules do. A module this runtime cannot compute is
@@ -176,11 +176,67 @@ def _dense(directory: Path) -> Dense:
                  activation=activation)
 
 
+# -- SpladePooling (sparse encoders: exporter.runtime.sparse) ------------------------------------------------------
+
+SPLADE_STRATEGIES = ("max", "sum")
+SPLADE_ACTIVATIONS = ("relu", "log1p_relu")
+
+
+@dataclass(frozen=True)
+class SpladePooling:
+    """sentence-transformers' ``SpladePooling`` (inference): ``log1p(relu(logits · mask))`` (``log1p_relu``: log1p
+    once more), then the max or the sum over the tokens, giving ``[batch, vocab]``."""
+
+    pooling_strategy: str = "max"
+    activation_function: str = "relu"
+
+    def __call__(self, features: Features) -> Features:
+        return Features(attention_mask=features.attention_mask,
+                        sentence_embedding=splade_pool(features.token_embeddings, features.attention_mask,
+                                                       self.pooling_strategy, self.activation_function))
+
+
+def splade_pool(logits: np.ndarray, attention_mask: np.ndarray, pooling_strategy: str = "max",
+                activation_function: str = "relu") -> np.ndarray:
+    """SPLADE pooling of MLM ``logits`` ``[batch, tokens, vocab]``: float32 ``[batch, vocab]``."""
+    values = np.array(logits, dtype=np.float32, copy=True)
+    values *= attention_mask.astype(np.float32)[..., None]
+    np.maximum(values, 0.0, out=values)
+    np.log1p(values, out=values)
+    if activation_function == "log1p_relu":
+        np.log1p(values, out=values)
+    pooled = values.max(axis=1) if pooling_strategy == "max" else values.sum(axis=1)
+    return pooled.astype(np.float32, copy=False)
+
+
+def splade_config(folder: Path) -> SpladePooling:
+    """The ``SpladePooling`` module of the model in ``folder`` (``BadInputError`` when it has none, or one this
+    runtime does not know)."""
+    entry = next((m for m in model_folder.modules(Path(folder))
+                  if str(m.get("type", "")).rsplit(".", 1)[-1] == "SpladePooling"), None)
+    if entry is None:
+        raise BadInputError(f"{folder}/modules.json: no SpladePooling module: not a SPLADE sparse encoder")
+    return splade_step(Path(folder) / str(entry.get("path", "")))
+
+
+def splade_step(directory: Path) -> SpladePooling:
+    """The numpy step of the ``SpladePooling`` module saved in ``directory`` (its config.json)."""
+    config = model_folder.read_config(Path(directory) / "config.json", what="SpladePooling config")
+    strategy = str(config.get("pooling_strategy", "max"))
+    activation = str(config.get("activation_function", "relu"))
+    if strategy not in SPLADE_STRATEGIES or activation not in SPLADE_ACTIVATIONS:
+        raise UnsupportedModuleError(f"{directory}/config.json: SpladePooling {strategy}/{activation} is not "
+                                     f"supported (pooling_strategy {', '.join(SPLADE_STRATEGIES)}; "
+                                     f"activation_function {', '.join(SPLADE_ACTIVATIONS)})", "SpladePooling")
+    return SpladePooling(pooling_strategy=strategy, activation_function=activation)
+
+
 # Module class name (the last part of modules.json's "type") -> how to build its numpy step.
 BUILDERS: dict[str, Callable[[Path], Step]] = {
     "Pooling": _pooling,
     "Dense": _dense,
     "Normalize": lambda directory: Normalize(),
+    "SpladePooling": lambda directory: splade_step(directory),  # sparse encoders: exporter.runtime.sparse
 }
 
 
