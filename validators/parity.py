@@ -181,8 +181,14 @@ def validate(
         thresholds=policy.to_dict(),
         trust_remote_code={"recorded": manifest.source.trust_remote_code, "used": trust_remote_code},
     )
-    _write_results(folder, manifest, report, reference, write_reference=write_reference, record=record,
-                   report_dir=Path(report_dir) if report_dir is not None else None)
+    from exporter.validators.record import write_results
+
+    def store(destination: Path) -> None:
+        if reference.kind == "source":  # a stored reference is already in the folder
+            store_reference(destination, reference)
+
+    write_results(folder, manifest, report, store, write_reference=write_reference, record=record,
+                  report_dir=Path(report_dir) if report_dir is not None else None)
     return report
 
 
@@ -206,32 +212,6 @@ def _validate_ranking(folder: Path, manifest: Manifest, source_dir, pairs_file, 
         except OSError as error:
             report.record_error = f"{type(error).__name__}: {error}"
     return report
-
-
-def _write_results(folder: Path, manifest: Manifest, report: ParityReport, reference: Reference, *,
-                   write_reference: bool, record: bool, report_dir: Path | None) -> None:
-    """The stored reference, parity_report.json and the manifest's verdicts, after every variant has run."""
-    from exporter.artifact.integrity import is_cache_snapshot
-    from exporter.validators.record import record_results
-
-    if not write_reference and not record:
-        return
-    destination = folder
-    if report_dir is not None:
-        destination = report_dir
-        destination.mkdir(parents=True, exist_ok=True)
-        write_manifest(destination, manifest)  # a copy, so the results can be recorded against it
-    elif is_cache_snapshot(folder):
-        report.record_error = (f"{folder} is a huggingface_hub cache snapshot (its files are links into the cache): "
-                               "nothing was written there; pass report_dir to keep the results")
-        return
-    try:
-        if write_reference and reference.kind == "source":
-            store_reference(destination, reference)
-        if record:
-            record_results(destination, report)
-    except OSError as error:
-        report.record_error = f"{type(error).__name__}: {error}"
 
 
 def validate_variant(

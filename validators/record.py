@@ -8,10 +8,11 @@ with sha256 and size, keeping "every file in the folder except manifest.json is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from exporter.artifact.integrity import write_text_atomic
-from exporter.artifact.manifest import Parity, ValidationRecord, file_entry, read_manifest, write_manifest
+from exporter.artifact.integrity import is_cache_snapshot, write_text_atomic
+from exporter.artifact.manifest import Manifest, Parity, ValidationRecord, file_entry, read_manifest, write_manifest
 from exporter.runtime.host import HostProfile
 from exporter.validators.checks import PROMPT_CHECK_PREFIX
 from exporter.validators.reference import REFERENCE_FILE, SPARSE_REFERENCE_FILE, TEXTS_FILE, TOKEN_IDS_FILE
@@ -22,6 +23,31 @@ HEADLINE_CHECKS = ("cosine_min", "cosine_mean", "neighbour_overlap", "spearman")
 RANKING_HEADLINE = ("max_abs_diff", "ranking", "top1_agreement", "spearman_mean", "ndcg_at_5")
 # A sparse encoder's further headline numbers (exporter.validators.sparse).
 SPARSE_HEADLINE = ("dot_parity", "top_k_overlap_min", "top_k_overlap_mean", "nnz_drift_max", "nnz_mean")
+
+
+def write_results(folder: Path, manifest: Manifest, report: ParityReport, store: Callable[[Path], object], *,
+                  write_reference: bool, record: bool, report_dir: Path | None) -> None:
+    """The stored reference (``store(destination)``, when ``write_reference``), parity_report.json and the
+    manifest's verdicts, after every variant has run: into ``report_dir`` (with a copy of the manifest) when given,
+    else into ``folder`` unless it is a cache snapshot. A write that fails becomes ``report.record_error``."""
+    if not write_reference and not record:
+        return
+    destination = folder
+    if report_dir is not None:
+        destination = report_dir
+        destination.mkdir(parents=True, exist_ok=True)
+        write_manifest(destination, manifest)  # a copy, so the results can be recorded against it
+    elif is_cache_snapshot(folder):
+        report.record_error = (f"{folder} is a huggingface_hub cache snapshot (its files are links into the cache): "
+                               "nothing was written there; pass report_dir to keep the results")
+        return
+    try:
+        if write_reference:
+            store(destination)
+        if record:
+            record_results(destination, report)
+    except OSError as error:
+        report.record_error = f"{type(error).__name__}: {error}"
 
 
 def record_results(folder: Path, report: ParityReport) -> Path:

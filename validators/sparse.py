@@ -345,35 +345,15 @@ def validate_sparse(folder: Path, manifest: Manifest, *, source_dir: Path | None
         thresholds={"policy": "sparse", "file": None,
                     "description": "the sparse-encoder floors of each precision (docs/sparse-encoders.md)"},
         trust_remote_code={"recorded": manifest.source.trust_remote_code, "used": trust_remote_code})
-    _write(folder, report, reference, write_reference=write_reference, record=record, report_dir=report_dir,
-           manifest=manifest)
-    return report
+    from exporter.validators.record import write_results
 
-
-def _write(folder: Path, report: ParityReport, reference: SparseReference, *, write_reference: bool, record: bool,
-           report_dir: Path | None, manifest: Manifest) -> None:
-    from exporter.artifact.integrity import is_cache_snapshot
-    from exporter.artifact.manifest import write_manifest
-    from exporter.validators.record import record_results
-
-    if not write_reference and not record:
-        return
-    destination = folder
-    if report_dir is not None:
-        destination = Path(report_dir)
-        destination.mkdir(parents=True, exist_ok=True)
-        write_manifest(destination, manifest)
-    elif is_cache_snapshot(folder):
-        report.record_error = (f"{folder} is a huggingface_hub cache snapshot: nothing was written there; pass "
-                               "report_dir to keep the results")
-        return
-    try:
-        if write_reference and reference.kind == "source":
+    def store(destination: Path) -> None:
+        if reference.kind == "source":  # a stored reference is already in the folder
             store_sparse_reference(destination, reference)
-        if record:
-            record_results(destination, report)
-    except OSError as error:
-        report.record_error = f"{type(error).__name__}: {error}"
+
+    write_results(folder, manifest, report, store, write_reference=write_reference, record=record,
+                  report_dir=Path(report_dir) if report_dir is not None else None)
+    return report
 
 
 def _passes(folder: Path, manifest: Manifest, reference: SparseReference):
