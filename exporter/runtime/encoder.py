@@ -348,6 +348,13 @@ class _OpenVinoSession(_Session):
         return results  # type: ignore[return-value]
 
 
+def choose_variant(manifest: Manifest, variant: str | Variant | None) -> Variant:
+    """The manifest entry ``variant`` names (a name or an entry); default: the first validated one, else the first."""
+    if variant is None:
+        return next((v for v in manifest.variants if v.validated), None) or manifest.variants[0]
+    return manifest.variant(variant) if isinstance(variant, str) else variant
+
+
 def load_encoder(folder: str | os.PathLike, variant: str | Variant | None = None, *, manifest: Manifest | None = None,
                  device: str = "auto", mode: str = "latency", threads: int | None = None) -> Encoder:
     """An Encoder for ``variant`` (a name or manifest entry; default: the first validated one) of the verified
@@ -355,10 +362,5 @@ def load_encoder(folder: str | os.PathLike, variant: str | Variant | None = None
     from exporter.artifact.manifest import read_manifest
 
     manifest = manifest or read_manifest(folder)
-    if variant is None:
-        chosen = next((v for v in manifest.variants if v.validated), None) or manifest.variants[0]
-    elif isinstance(variant, str):
-        chosen = manifest.variant(variant)
-    else:
-        chosen = variant
+    chosen = choose_variant(manifest, variant)
     return Encoder(folder, manifest, chosen, device=device, mode=mode, threads=threads)

@@ -24,7 +24,14 @@ import numpy as np
 
 from exporter.artifact import model_folder
 from exporter.errors import BadInputError
-from exporter.runtime.encoder import DEVICES, MODES, _OnnxSession, _OpenVinoSession, numerics_settings
+from exporter.runtime.encoder import (
+    DEVICES,
+    MODES,
+    _OnnxSession,
+    _OpenVinoSession,
+    choose_variant,
+    numerics_settings,
+)
 from exporter.runtime.tokenization import TextTokenizer
 
 if TYPE_CHECKING:
@@ -216,10 +223,5 @@ def load_reranker(folder: str | os.PathLike, variant: str | Variant | None = Non
     from exporter.artifact.manifest import read_manifest
 
     manifest = manifest or read_manifest(folder)
-    if variant is None:
-        chosen = next((v for v in manifest.variants if v.validated), None) or manifest.variants[0]
-    elif isinstance(variant, str):
-        chosen = manifest.variant(variant)
-    else:
-        chosen = variant
+    chosen = choose_variant(manifest, variant)
     return Reranker(folder, manifest, chosen, device=device, mode=mode, threads=threads)

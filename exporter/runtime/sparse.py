@@ -168,12 +168,8 @@ def load_sparse_encoder(folder: str | os.PathLike, variant: str | Variant | None
     """A ``SparseEncoder`` for ``variant`` (a name or manifest entry; default: the first validated one) of the
     verified artifact folder ``folder``."""
     from exporter.artifact.manifest import read_manifest
+    from exporter.runtime.encoder import choose_variant
 
     manifest = manifest or read_manifest(folder)
-    if variant is None:
-        chosen = next((v for v in manifest.variants if v.validated), None) or manifest.variants[0]
-    elif isinstance(variant, str):
-        chosen = manifest.variant(variant)
-    else:
-        chosen = variant
+    chosen = choose_variant(manifest, variant)
     return SparseEncoder(folder, manifest, chosen, device=device, mode=mode, threads=threads)
