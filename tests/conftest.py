@@ -42,6 +42,22 @@ def tiny_model(tmp_path_factory):
     return make
 
 
+# `python -c DEPLOY_HOST_CLI <exporter arguments>`: the CLI on a deploy install, where the build stack (torch,
+# transformers, sentence-transformers, optimum, nncf) is not importable.
+DEPLOY_HOST_CLI = """
+import importlib.abc, sys
+BLOCKED = ("torch", "transformers", "sentence_transformers", "optimum", "nncf")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError(f"{name} is not installed on a deploy host")
+sys.meta_path.insert(0, Block())
+from exporter.cli import main
+sys.argv = ["exporter", *sys.argv[1:]]
+main()
+"""
+
+
 def write_recipe(folder: Path, body: str, name: str = "recipe.yaml") -> Path:
     """Write a recipe file (dedented) and return its path."""
     path = folder / name

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_recipe
+from conftest import DEPLOY_HOST_CLI, write_recipe
 
 import exporter
 from exporter import read_manifest
@@ -44,18 +44,6 @@ variants:
   - {{backend: openvino}}
   - {{backend: onnx, precision: int8}}
   - {{backend: openvino, precision: int8}}
-"""
-DEPLOY_HOST = """
-import importlib.abc, sys
-BLOCKED = ("torch", "transformers", "sentence_transformers", "optimum", "nncf")
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in BLOCKED:
-            raise ImportError(f"{name} is not installed on a deploy host")
-sys.meta_path.insert(0, Block())
-from exporter.cli import main
-sys.argv = ["exporter", *sys.argv[1:]]
-main()
 """
 
 
@@ -194,7 +182,7 @@ def test_pushed_reranker_is_checked_by_fetch_on_a_host_without_torch(built, tmp_
         copy = Path(shutil.copytree(folder, tmp_path / "push"))
         exporter.push(copy, "test-user/tiny-reranker", endpoint=server.url, token=HUB_TOKEN)
         process = subprocess.run(
-            [sys.executable, "-c", DEPLOY_HOST, "fetch", "test-user/tiny-reranker", "--endpoint", server.url,
+            [sys.executable, "-c", DEPLOY_HOST_CLI, "fetch", "test-user/tiny-reranker", "--endpoint", server.url,
              "--cache-dir", str(tmp_path / "cache"), "--variant", "onnx-int8-static", "--check", "--json"],
             capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "0"})
     close_session()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_recipe
+from conftest import DEPLOY_HOST_CLI, write_recipe
 from hub_fixtures import HUB_TOKEN, allow_hub_requests
 from hub_server import HubServer
 
@@ -43,19 +43,6 @@ variants:
   - {backend: onnx, graph: transformer}
   - {backend: openvino, graph: sentence}
   - {backend: onnx, precision: int8, graph: sentence}
-"""
-# Deploy host: these packages are not importable (torch, the MLM's transformers, sentence-transformers).
-DEPLOY_HOST = """
-import importlib.abc, sys
-BLOCKED = ("torch", "transformers", "sentence_transformers", "optimum", "nncf")
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in BLOCKED:
-            raise ImportError(f"{name} is not installed on a deploy host")
-sys.meta_path.insert(0, Block())
-from exporter.cli import main
-sys.argv = ["exporter", *sys.argv[1:]]
-main()
 """
 
 
@@ -266,7 +253,7 @@ def test_pushed_artifact_fetches_and_checks_without_torch(bert_built, tmp_path):
         exporter.push(folder, "test-user/tiny-splade", endpoint=server.url, token=HUB_TOKEN)
         for variant in ("openvino-fp32", "onnx-int8-static"):
             process = subprocess.run(
-                [sys.executable, "-c", DEPLOY_HOST, "fetch", "test-user/tiny-splade", "--endpoint", server.url,
+                [sys.executable, "-c", DEPLOY_HOST_CLI, "fetch", "test-user/tiny-splade", "--endpoint", server.url,
                  "--cache-dir", str(tmp_path / "cache"), "--variant", variant, "--check", "--json", "--quiet"],
                 capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "0"})
             assert process.returncode == 0, process.stderr[-3000:]

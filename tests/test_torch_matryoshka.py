@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import cosine, run_plain_runtime, write_recipe
+from conftest import DEPLOY_HOST_CLI, cosine, run_plain_runtime, write_recipe
 from sentence_transformers import SentenceTransformer
 
 import exporter
@@ -166,26 +166,14 @@ def test_validate_without_torch_exits_3_naming_the_torch_extra(minilm_built, tmp
     torch variants exits 3 with the pip command of the ``torch`` extra."""
     folder = tmp_path / "copy"
     shutil.copytree(minilm_built, folder)
-    code = """
-import importlib.abc, sys
-BLOCKED = ("torch", "transformers", "sentence_transformers", "optimum", "nncf")
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in BLOCKED:
-            raise ImportError(f"{name} is not installed on a deploy host")
-sys.meta_path.insert(0, Block())
-from exporter.cli import main
-sys.argv = ["exporter", *sys.argv[1:]]
-main()
-"""
-    process = subprocess.run([sys.executable, "-c", code, "validate", str(folder)], capture_output=True, text=True,
-                             timeout=300)
+    process = subprocess.run([sys.executable, "-c", DEPLOY_HOST_CLI, "validate", str(folder)], capture_output=True,
+                             text=True, timeout=300)
     assert process.returncode == 3, process.stderr[-2000:]
     assert 'pip install "embedding-exporter[torch]"' in process.stderr
     assert "torch-fp16" in process.stderr and "Traceback" not in process.stderr
     # push re-verifies every variant before anything is sent (the endpoint is never reached): the same exit 3
-    push = [sys.executable, "-c", code, "push", str(folder), "--repo-id", "someone/minilm", "--token", "hf_test",
-            "--endpoint", "http://127.0.0.1:9"]
+    push = [sys.executable, "-c", DEPLOY_HOST_CLI, "push", str(folder), "--repo-id", "someone/minilm",
+            "--token", "hf_test", "--endpoint", "http://127.0.0.1:9"]
     process = subprocess.run(push, capture_output=True, text=True, timeout=300, env={**os.environ,
                                                                                      "HF_HUB_OFFLINE": "0"})
     assert process.returncode == 3, process.stderr[-2000:]
