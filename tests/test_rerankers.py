@@ -100,6 +100,22 @@ def test_every_variant_ranks_like_torch_and_records_it(built):
             "sentence_transformers"} <= checks
 
 
+def test_openvino_int8_keeps_the_scoring_head_in_float(built):
+    # The score is a projection of one pooled vector per pair: the rule never quantises the head (pooler,
+    # classifier), and records it in `exclude` so that pinning the logged list rebuilds the same graph.
+    import openvino as ov
+
+    from exporter.export.openvino_backend import matmul_int8_inputs
+
+    folder, _ = built
+    variant = next(v for v in read_manifest(folder).variants if v.name == "openvino-int8-static")
+    int8_inputs = matmul_int8_inputs(ov.Core().read_model(folder / variant.file_name))
+    head = ["/classifier/bert/pooler/dense/Gemm/WithoutBiases", "logits"]
+    assert all(int8_inputs[name] == set() for name in head), int8_inputs
+    assert sum("fq" in feeds for feeds in int8_inputs.values()) >= 8  # the encoder's MatMuls are int8
+    assert [pattern.replace("\\", "") for pattern in variant.quantization.exclude[:2]] == head
+
+
 def test_validate_reports_rankings_in_json_and_junit(built, bert_reranker, tmp_path):
     folder, _ = built
     junit = tmp_path / "parity.xml"

@@ -319,26 +319,35 @@ class VariantBuilder:
         sensitivities = matmul_sensitivity(source, self._probe_feeds(spec, feeds), scheme=scheme,
                                            scratch=self.scratch)
         judge = self.int8_judge(variant, spec, thresholds, calibration, openvino_runner(ov_model, spec.output))
+        always_float = self.openvino_float_ops(ov_model)
         models: list = []
 
         def build(kept: list[str]) -> Candidate:
-            models.append(quantize_openvino_static(ov_model, feeds, exact_patterns(kept), smooth_quant))
+            models.append(quantize_openvino_static(ov_model, feeds, exact_patterns(always_float + kept), smooth_quant))
             return Candidate(kept_float=kept, run=openvino_runner(models[-1], spec.output))
 
         result = choose(plan_attempts(sensitivities), build, judge, self.progress, candidates=len(sensitivities),
                         scheme=scheme, probe_seconds=time.perf_counter() - started)
-        self._record_rule(variant, record, result, judge)
+        self._record_rule(variant, record, result, judge, always_float)
         return models[result.chosen]
 
-    def _record_rule(self, variant: Variant, record: QuantizationRecord, result, judge) -> None:
-        """The rule's decision into the manifest record (as ``exclude: auto``'s) and one log line."""
+    def openvino_float_ops(self, ov_model) -> list[str]:
+        """Ops (friendly names) the int8 rule keeps in float in every OpenVINO attempt, beside the MatMuls it
+        chooses: none for an embedding model; a reranker keeps its scoring head (``CrossVariantBuilder``)."""
+        return []
+
+    def _record_rule(self, variant: Variant, record: QuantizationRecord, result, judge,
+                     always_float: list[str] = ()) -> None:
+        """The rule's decision into the manifest record (as ``exclude: auto``'s) and one log line;
+        ``always_float``: ops kept in float whatever the rule chose (``openvino_float_ops``), recorded in
+        ``exclude`` too so that pinning the logged ``exclude:`` rebuilds the same graph."""
         import re
 
         from exporter.artifact.manifest import ExclusionSearchRecord
         from exporter.export.int8_rule import MAX_ATTEMPTS
 
         target = getattr(judge, "target", None)
-        record.exclude = [re.escape(name) for name in result.kept_float]
+        record.exclude = [re.escape(name) for name in [*always_float, *result.kept_float]]
         record.exclude_requested = "sensitive"
         record.search = ExclusionSearchRecord(
             method=f"int8 rule ({result.scheme}): MatMuls ordered by simulated int8 error, at most {MAX_ATTEMPTS} "
@@ -351,6 +360,8 @@ class VariantBuilder:
                        "summary": attempt.verdict.summary, "seconds": round(attempt.seconds, 1)}
                       for attempt in result.attempts])
         kept = f"kept {len(result.kept_float)} of {result.candidates} MatMul(s) in float"
+        if always_float:
+            kept += f" (and the {len(always_float)} of the scoring head)"
         self.progress.log(f"{variant.resolved_name}: int8 rule {kept} (attempt {result.chosen + 1} of "
                           f"{len(result.attempts)}: {result.verdict.summary}); to pin it: exclude: "
                           f"{json.dumps(record.exclude)}")
