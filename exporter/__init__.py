@@ -12,12 +12,19 @@ Public API: ``load_recipe``, ``build``, ``run_recipe`` (build then push), ``vali
 ``exporter.errors``. Attributes are imported on first use so ``exporter --help`` does not pay for importing
 torch. No subpackage is named like a public function: importing a submodule binds its name on the package,
 which would replace the function.
+
+Importing the package declines OpenVINO's and NNCF's usage telemetry for the process (``exporter.telemetry``),
+before any of its modules can import openvino or nncf.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
+
+from exporter import telemetry as _telemetry
+
+_telemetry.decline_openvino_telemetry()
 
 __version__ = "0.1.0"
 

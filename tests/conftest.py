@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import exporter  # noqa: F401  first: declines OpenVINO's and NNCF's telemetry here, whether or not CI=true is set
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tests never reach the Hub; the local server is explicit
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

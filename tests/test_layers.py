@@ -17,7 +17,8 @@ ROOTS = {"exporter": REPO / "exporter", "exporter.validators": REPO / "validator
 # itself: ``__version__`` and the public API, re-exported by name on first use (``from exporter import build`` is
 # read as an import of the module the name comes from, ``exporter.export.builder``).
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("exporter", "exporter.constants", "exporter.errors", "exporter.progress")),
+    ("foundation", ("exporter", "exporter.constants", "exporter.errors", "exporter.progress",
+                    "exporter.telemetry")),
     ("artifact", ("exporter.artifact", "exporter.texts")),
     ("runtime", ("exporter.runtime", "exporter.hub")),
     ("stages", ("exporter.recipe", "exporter.export", "exporter.validators")),
