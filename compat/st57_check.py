@@ -217,6 +217,16 @@ def check_variant(folder: Path, variant: dict, texts: list[str], reference) -> d
 
 # --- report -----------------------------------------------------------------------------------------------------
 
+def print_rows(header: tuple, rows: list[tuple]) -> None:
+    """A plain text table: the header, a rule, one line per row (the checkers of every model kind use it)."""
+    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*(str(cell) for cell in row)))
+
+
 def print_table(results: list[dict], skipped: list[dict]) -> None:
     header = ("variant", "backend", "file", "cos mean", "cos min", "overlap", "spearman",
               "required min/mean/overlap/spearman", "result")
@@ -229,12 +239,7 @@ def print_table(results: list[dict], skipped: list[dict]) -> None:
                      "PASS" if r["passed"] else "FAIL"))
     for s in skipped:
         rows.append((s["variant"], s["backend"], s["file_name"], "-", "-", "-", "-", "-", "skipped"))
-    widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    for row in rows:
-        print(line.format(*row))
+    print_rows(header, rows)
     for r in results:
         if r["error"]:
             print(f"  {r['variant']}: {r['error']}")
