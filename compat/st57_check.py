@@ -263,18 +263,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def run(args: argparse.Namespace) -> int:
+def environment_and_manifest(artifact: Path) -> tuple[dict[str, str | None], Path, dict]:
+    """Print this environment's versions, refuse one that is not sentence-transformers 5.7, and read the
+    artifact's manifest: (the versions, the manifest's path, its content). Shared with st57_cross_check.py."""
     found = versions()
     print("environment: " + ", ".join(f"{name} {version or 'absent'}" for name, version in found.items()))
     if not (found["sentence-transformers"] or "").startswith(EXPECTED_ST):
         raise SetupError(f"this is not a sentence-transformers {EXPECTED_ST}x environment "
                          f"(found {found['sentence-transformers']})")
-    manifest_path = args.artifact / "manifest.json"
+    manifest_path = artifact / "manifest.json"
     if not manifest_path.is_file():
-        raise SetupError(f"{args.artifact}: no manifest.json (not an artifact folder)")
+        raise SetupError(f"{artifact}: no manifest.json (not an artifact folder)")
+    return found, manifest_path, json.loads(manifest_path.read_text(encoding="utf-8"))
+
+
+def run(args: argparse.Namespace) -> int:
+    found, _, manifest = environment_and_manifest(args.artifact)
     if not (args.model / "modules.json").is_file():
         raise SetupError(f"{args.model}: not a sentence-transformers model folder (no modules.json)")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     texts, texts_source = read_texts(args.artifact, args.texts)
     print(f"artifact: {args.artifact} (built by {manifest.get('tool', {}).get('name', '?')} "
           f"{manifest.get('tool', {}).get('version', '?')})")

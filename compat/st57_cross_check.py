@@ -29,7 +29,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from st57_check import EXPECTED_ST, SetupError, check_config_files, print_rows, versions
+from st57_check import SetupError, check_config_files, environment_and_manifest, print_rows
 
 # The fp32 bar of the issue: scores within 1e-4 of torch, the same rankings but for torch near ties under 1e-4.
 FP32_REQUIRED = {"max_abs_diff": 1e-4, "ranking": 1.0}
@@ -201,15 +201,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from sentence_transformers import CrossEncoder
 
-    found = versions()
-    print("environment: " + ", ".join(f"{name} {version or 'absent'}" for name, version in found.items()))
-    if not (found["sentence-transformers"] or "").startswith(EXPECTED_ST):
-        raise SetupError(f"this is not a sentence-transformers {EXPECTED_ST}x environment "
-                         f"(found {found['sentence-transformers']})")
-    manifest_path = args.artifact / "manifest.json"
-    if not manifest_path.is_file():
-        raise SetupError(f"{args.artifact}: no manifest.json (not an artifact folder)")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    found, manifest_path, manifest = environment_and_manifest(args.artifact)
     if manifest.get("source", {}).get("kind") != "cross":
         raise SetupError(f"{manifest_path}: source.kind is {manifest.get('source', {}).get('kind')!r}, not 'cross'")
     if not (args.model / "config.json").is_file():
